@@ -1,0 +1,157 @@
+"""Process settings: the one place for defaults. Read from ``THINNEST_*`` environment variables.
+
+Every component takes what it needs from one :class:`Settings` object built at start-up
+(:func:`get_settings`); nothing else reads ``os.environ``. The defaults run the whole stack
+offline on loopback (``env=dev``); ``env=production`` refuses missing or placeholder secrets.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from thinnest.errors import ConfigError
+
+#: The file ``thinnest dev`` writes its generated LiveKit credentials and demo key into.
+DEV_CREDENTIALS_FILE = "dev-credentials.json"
+_PLACEHOLDER_SECRETS = {"secret", "devkey", "changeme", "change-me", "password"}
+
+
+class Settings(BaseSettings):
+    """All process-level settings. Each field is ``THINNEST_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="THINNEST_", extra="ignore")
+
+    env: Literal["dev", "production"] = Field(
+        "dev", description="`dev` runs on loopback with generated secrets; `production` requires real ones"
+    )
+    data_dir: Path = Field(Path(".thinnest"), description="database, recordings, models cache, dev config")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default `sqlite:///<data_dir>/thinnest.db`; PostgreSQL: `postgresql+psycopg://…`"
+    )
+    log_level: str = Field("INFO", description="log level of all Thinnest processes")
+
+    # --- API --------------------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="address `thinnest serve` binds")
+    api_port: int = Field(8000, ge=1, le=65535, description="port `thinnest serve` binds")
+    public_base_url: str | None = Field(
+        None, description="public URL of the API; `websocket_url` is built from it; default `http://<api_host>:<api_port>`"
+    )
+    max_body_bytes: int = Field(65536, ge=1024, description="largest accepted request body")
+    max_context_bytes: int = Field(16384, ge=2, description="largest `context` object (JSON bytes) for /voice/start")
+    rate_limit_per_minute: int = Field(60, ge=1, description="`POST /voice/start` calls per API key per minute")
+
+    # --- LiveKit ----------------------------------------------------------------------------
+    livekit_url: str = Field("http://127.0.0.1:7880", description="LiveKit server URL the API and worker use")
+    public_livekit_url: str | None = Field(
+        None, description="LiveKit URL handed to clients (`livekit_url`); default: `livekit_url` as ws(s)://"
+    )
+    livekit_api_key: str | None = Field(None, description="LiveKit API key; `thinnest dev` generates one")
+    livekit_api_secret: SecretStr | None = Field(None, description="LiveKit API secret; `thinnest dev` generates one")
+    livekit_server_bin: Path | None = Field(
+        None, description="livekit-server binary for `thinnest dev`; default: next to the Python executable, then PATH"
+    )
+    livekit_port: int = Field(7880, ge=1, le=65535, description="HTTP/WebSocket port of the dev LiveKit server")
+    livekit_rtc_tcp_port: int = Field(7881, ge=1, le=65535, description="ICE/TCP port of the dev LiveKit server")
+    livekit_udp_port_start: int = Field(50000, ge=1, le=65535, description="first UDP port of the dev LiveKit server")
+    livekit_udp_port_end: int = Field(50200, ge=1, le=65535, description="last UDP port of the dev LiveKit server")
+    livekit_timeout: float = Field(5.0, gt=0, description="seconds to wait for a LiveKit API call")
+    agent_name: str = Field("thinnest", description="agent name the voice engine registers for dispatch")
+    room_empty_timeout: int = Field(120, ge=1, description="seconds a session room waits for its first participant")
+    room_departure_timeout: int = Field(20, ge=0, description="seconds a room lives on after the last participant left")
+
+    # --- Calls ------------------------------------------------------------------------------
+    max_call_duration: int = Field(3600, ge=10, description="upper bound of any call's `max_duration`, seconds")
+    default_max_duration: int = Field(600, ge=10, description="`max_duration` of a new agent, seconds")
+
+    # --- Providers (offline models and cloud vendors) ---------------------------------------
+    models_dir: Path | None = Field(None, description="joined model files; default `<data_dir>/models`")
+    openai_api_key: SecretStr | None = Field(None, description="key of an OpenAI-compatible LLM endpoint")
+    openai_base_url: str | None = Field(None, description="base URL of an OpenAI-compatible LLM endpoint")
+    deepgram_api_key: SecretStr | None = Field(None, description="Deepgram STT key")
+    google_api_key: SecretStr | None = Field(None, description="Google (Gemini / STT) key")
+    elevenlabs_api_key: SecretStr | None = Field(None, description="ElevenLabs TTS key")
+    cartesia_api_key: SecretStr | None = Field(None, description="Cartesia TTS key")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.livekit_udp_port_end < self.livekit_udp_port_start:
+            raise ValueError("livekit_udp_port_end must not be below livekit_udp_port_start")
+        if self.default_max_duration > self.max_call_duration:
+            raise ValueError("default_max_duration must not exceed max_call_duration")
+        if self.env == "dev" and (self.livekit_api_key is None or self.livekit_api_secret is None):
+            creds = self.dev_credentials()
+            if creds:
+                self.livekit_api_key = self.livekit_api_key or creds.get("livekit_api_key")
+                if self.livekit_api_secret is None and creds.get("livekit_api_secret"):
+                    self.livekit_api_secret = SecretStr(creds["livekit_api_secret"])
+        if self.env == "production":
+            secret = self.livekit_api_secret.get_secret_value() if self.livekit_api_secret else ""
+            if not self.livekit_api_key or not secret:
+                raise ValueError("production needs THINNEST_LIVEKIT_API_KEY and THINNEST_LIVEKIT_API_SECRET")
+            if secret.lower() in _PLACEHOLDER_SECRETS or len(secret) < 32:
+                raise ValueError("THINNEST_LIVEKIT_API_SECRET is a placeholder or shorter than 32 characters")
+        return self
+
+    # --- derived values ---------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'thinnest.db').resolve()}"
+
+    @property
+    def resolved_public_base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def resolved_public_livekit_url(self) -> str:
+        url = self.public_livekit_url or self.livekit_url
+        return _as_websocket_url(url).rstrip("/")
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    def websocket_url(self, session_id: str) -> str:
+        """The contract's ``websocket_url`` of a session."""
+        return f"{_as_websocket_url(self.resolved_public_base_url)}/ws/{session_id}"
+
+    def livekit_credentials(self) -> tuple[str, str]:
+        """The LiveKit API key and secret, or a :class:`ConfigError` saying how to set them."""
+        if not self.livekit_api_key or self.livekit_api_secret is None:
+            raise ConfigError(
+                "LiveKit credentials are not set: run `thinnest dev` once (it generates them) or set "
+                "THINNEST_LIVEKIT_API_KEY and THINNEST_LIVEKIT_API_SECRET",
+                code="livekit_not_configured",
+            )
+        return self.livekit_api_key, self.livekit_api_secret.get_secret_value()
+
+    def dev_credentials(self) -> dict[str, str]:
+        """What ``thinnest dev`` generated in the data directory, or ``{}``."""
+        path = self.data_dir / DEV_CREDENTIALS_FILE
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _as_websocket_url(url: str) -> str:
+    if url.startswith("https://"):
+        return "wss://" + url.removeprefix("https://")
+    if url.startswith("http://"):
+        return "ws://" + url.removeprefix("http://")
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise ConfigError(f"invalid THINNEST_* settings: {exc}") from exc
