@@ -25,58 +25,82 @@ _PLACEHOLDER_SECRETS = {"secret", "devkey", "changeme", "change-me", "password"}
 class Settings(BaseSettings):
     """All process-level settings. Each field is ``THINNEST_<FIELD>`` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="THINNEST_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="THINNEST_", extra="ignore", use_attribute_docstrings=True
+    )
 
-    env: Literal["dev", "production"] = Field(
-        "dev", description="`dev` runs on loopback with generated secrets; `production` requires real ones"
-    )
-    data_dir: Path = Field(Path(".thinnest"), description="database, recordings, models cache, dev config")
-    database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default `sqlite:///<data_dir>/thinnest.db`; PostgreSQL: `postgresql+psycopg://…`"
-    )
-    log_level: str = Field("INFO", description="log level of all Thinnest processes")
+    env: Literal["dev", "production"] = "dev"
+    """`dev` runs on loopback with generated secrets; `production` requires real ones"""
+    data_dir: Path = Path(".thinnest")
+    """database, recordings, models cache, dev config"""
+    database_url: str | None = None
+    """SQLAlchemy URL; default: SQLite `<data_dir>/thinnest.db`; or `postgresql+psycopg://…`"""
+    log_level: str = "INFO"
+    """log level of all Thinnest processes"""
 
     # --- API --------------------------------------------------------------------------------
-    api_host: str = Field("127.0.0.1", description="address `thinnest serve` binds")
-    api_port: int = Field(8000, ge=1, le=65535, description="port `thinnest serve` binds")
-    public_base_url: str | None = Field(
-        None, description="public URL of the API; `websocket_url` is built from it; default `http://<api_host>:<api_port>`"
-    )
-    max_body_bytes: int = Field(65536, ge=1024, description="largest accepted request body")
-    max_context_bytes: int = Field(16384, ge=2, description="largest `context` object (JSON bytes) for /voice/start")
-    rate_limit_per_minute: int = Field(60, ge=1, description="`POST /voice/start` calls per API key per minute")
+    api_host: str = "127.0.0.1"
+    """address `thinnest serve` binds"""
+    api_port: int = Field(8000, ge=1, le=65535)
+    """port `thinnest serve` binds"""
+    public_base_url: str | None = None
+    """public URL of the API (builds `websocket_url`); default `http://<api_host>:<api_port>`"""
+    max_body_bytes: int = Field(65536, ge=1024)
+    """largest accepted request body"""
+    max_context_bytes: int = Field(16384, ge=2)
+    """largest `context` object (JSON bytes) for /voice/start"""
+    rate_limit_per_minute: int = Field(60, ge=1)
+    """`POST /voice/start` calls per API key per minute"""
 
     # --- LiveKit ----------------------------------------------------------------------------
-    livekit_url: str = Field("http://127.0.0.1:7880", description="LiveKit server URL the API and worker use")
-    public_livekit_url: str | None = Field(
-        None, description="LiveKit URL handed to clients (`livekit_url`); default: `livekit_url` as ws(s)://"
-    )
-    livekit_api_key: str | None = Field(None, description="LiveKit API key; `thinnest dev` generates one")
-    livekit_api_secret: SecretStr | None = Field(None, description="LiveKit API secret; `thinnest dev` generates one")
-    livekit_server_bin: Path | None = Field(
-        None, description="livekit-server binary for `thinnest dev`; default: next to the Python executable, then PATH"
-    )
-    livekit_port: int = Field(7880, ge=1, le=65535, description="HTTP/WebSocket port of the dev LiveKit server")
-    livekit_rtc_tcp_port: int = Field(7881, ge=1, le=65535, description="ICE/TCP port of the dev LiveKit server")
-    livekit_udp_port_start: int = Field(50000, ge=1, le=65535, description="first UDP port of the dev LiveKit server")
-    livekit_udp_port_end: int = Field(50200, ge=1, le=65535, description="last UDP port of the dev LiveKit server")
-    livekit_timeout: float = Field(5.0, gt=0, description="seconds to wait for a LiveKit API call")
-    agent_name: str = Field("thinnest", description="agent name the voice engine registers for dispatch")
-    room_empty_timeout: int = Field(120, ge=1, description="seconds a session room waits for its first participant")
-    room_departure_timeout: int = Field(20, ge=0, description="seconds a room lives on after the last participant left")
+    livekit_url: str = "http://127.0.0.1:7880"
+    """LiveKit server URL the API and worker use"""
+    public_livekit_url: str | None = None
+    """LiveKit URL handed to clients (`livekit_url`); default: `livekit_url` as ws(s)://"""
+    livekit_api_key: str | None = None
+    """LiveKit API key; `thinnest dev` generates one"""
+    livekit_api_secret: SecretStr | None = None
+    """LiveKit API secret; `thinnest dev` generates one"""
+    livekit_server_bin: Path | None = None
+    """livekit-server binary for `thinnest dev`; default: the venv, `.tools/bin`, then PATH"""
+    livekit_port: int = Field(7880, ge=1, le=65535)
+    """HTTP/WebSocket port of the dev LiveKit server"""
+    livekit_rtc_tcp_port: int = Field(7881, ge=1, le=65535)
+    """ICE/TCP port of the dev LiveKit server"""
+    livekit_udp_port_start: int = Field(50000, ge=1, le=65535)
+    """first UDP port of the dev LiveKit server"""
+    livekit_udp_port_end: int = Field(50200, ge=1, le=65535)
+    """last UDP port of the dev LiveKit server"""
+    livekit_timeout: float = Field(5.0, gt=0)
+    """seconds to wait for a LiveKit API call"""
+    agent_name: str = "thinnest"
+    """agent name the voice engine registers for dispatch"""
+    room_empty_timeout: int = Field(120, ge=1)
+    """seconds a session room waits for its first participant"""
+    room_departure_timeout: int = Field(20, ge=0)
+    """seconds a room lives on after the last participant left"""
 
     # --- Calls ------------------------------------------------------------------------------
-    max_call_duration: int = Field(3600, ge=10, description="upper bound of any call's `max_duration`, seconds")
-    default_max_duration: int = Field(600, ge=10, description="`max_duration` of a new agent, seconds")
+    max_call_duration: int = Field(3600, ge=10)
+    """upper bound of any call's `max_duration`, seconds"""
+    default_max_duration: int = Field(600, ge=10)
+    """`max_duration` of a new agent, seconds"""
 
     # --- Providers (offline models and cloud vendors) ---------------------------------------
-    models_dir: Path | None = Field(None, description="joined model files; default `<data_dir>/models`")
-    openai_api_key: SecretStr | None = Field(None, description="key of an OpenAI-compatible LLM endpoint")
-    openai_base_url: str | None = Field(None, description="base URL of an OpenAI-compatible LLM endpoint")
-    deepgram_api_key: SecretStr | None = Field(None, description="Deepgram STT key")
-    google_api_key: SecretStr | None = Field(None, description="Google (Gemini / STT) key")
-    elevenlabs_api_key: SecretStr | None = Field(None, description="ElevenLabs TTS key")
-    cartesia_api_key: SecretStr | None = Field(None, description="Cartesia TTS key")
+    models_dir: Path | None = None
+    """joined model files; default `<data_dir>/models`"""
+    openai_api_key: SecretStr | None = None
+    """key of an OpenAI-compatible LLM endpoint"""
+    openai_base_url: str | None = None
+    """base URL of an OpenAI-compatible LLM endpoint"""
+    deepgram_api_key: SecretStr | None = None
+    """Deepgram STT key"""
+    google_api_key: SecretStr | None = None
+    """Google (Gemini / STT) key"""
+    elevenlabs_api_key: SecretStr | None = None
+    """ElevenLabs TTS key"""
+    cartesia_api_key: SecretStr | None = None
+    """Cartesia TTS key"""
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -93,9 +117,13 @@ class Settings(BaseSettings):
         if self.env == "production":
             secret = self.livekit_api_secret.get_secret_value() if self.livekit_api_secret else ""
             if not self.livekit_api_key or not secret:
-                raise ValueError("production needs THINNEST_LIVEKIT_API_KEY and THINNEST_LIVEKIT_API_SECRET")
+                raise ValueError(
+                    "production needs THINNEST_LIVEKIT_API_KEY and THINNEST_LIVEKIT_API_SECRET"
+                )
             if secret.lower() in _PLACEHOLDER_SECRETS or len(secret) < 32:
-                raise ValueError("THINNEST_LIVEKIT_API_SECRET is a placeholder or shorter than 32 characters")
+                raise ValueError(
+                    "THINNEST_LIVEKIT_API_SECRET is a placeholder or shorter than 32 characters"
+                )
         return self
 
     # --- derived values ---------------------------------------------------------------------
@@ -124,8 +152,8 @@ class Settings(BaseSettings):
         """The LiveKit API key and secret, or a :class:`ConfigError` saying how to set them."""
         if not self.livekit_api_key or self.livekit_api_secret is None:
             raise ConfigError(
-                "LiveKit credentials are not set: run `thinnest dev` once (it generates them) or set "
-                "THINNEST_LIVEKIT_API_KEY and THINNEST_LIVEKIT_API_SECRET",
+                "LiveKit credentials are not set: run `thinnest dev` once (it generates them) "
+                "or set THINNEST_LIVEKIT_API_KEY and THINNEST_LIVEKIT_API_SECRET",
                 code="livekit_not_configured",
             )
         return self.livekit_api_key, self.livekit_api_secret.get_secret_value()

@@ -1,0 +1,7 @@
+"""``python -m thinnest`` runs the CLI."""
+
+from __future__ import annotations
+
+from thinnest.cli import main
+
+main()

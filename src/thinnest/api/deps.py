@@ -1,0 +1,63 @@
+"""FastAPI dependencies as ``Annotated`` aliases: settings, database, LiveKit, the caller's key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from thinnest.api.limits import RateLimiter
+from thinnest.config import Settings
+from thinnest.livekit.rooms import LiveKitService
+from thinnest.store import keys
+from thinnest.store.db import Database
+from thinnest.store.models import ApiKey
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _db_session(request: Request) -> Iterator[Session]:
+    with _database(request).session() as session:
+        yield session
+
+
+def _livekit(request: Request) -> LiveKitService:
+    service: LiveKitService = request.app.state.livekit
+    return service
+
+
+def _rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _current_key(request: Request, db: Annotated[Session, Depends(_db_session)]) -> ApiKey:
+    key = keys.authenticate(db, _bearer(request))
+    keys.touch(db, key)
+    return key
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+DatabaseDep = Annotated[Database, Depends(_database)]
+DbSession = Annotated[Session, Depends(_db_session)]
+LiveKitDep = Annotated[LiveKitService, Depends(_livekit)]
+RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
+CurrentKey = Annotated[ApiKey, Depends(_current_key)]

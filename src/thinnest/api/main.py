@@ -1,0 +1,55 @@
+"""The FastAPI app factory: ``create_app(settings)`` wires store, LiveKit, limits and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from thinnest import __version__
+from thinnest.api import errors
+from thinnest.api.limits import BodySizeLimit, RateLimiter
+from thinnest.api.routes import agents, health, keys, sessions, voice
+from thinnest.config import Settings, get_settings
+from thinnest.livekit.rooms import LiveKitService
+from thinnest.store.db import Database
+
+DESCRIPTION = """Start real-time voice sessions with AI agents.
+
+Authenticate with `Authorization: Bearer <api_key>` (create one with `thinnest keys create`).
+Errors are `{"error": {"code": "...", "message": "...", "field": "..."}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """Build the API app; the database is migrated when the app starts."""
+    settings = settings or get_settings()
+    db = database or Database(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(db.migrate)
+        app.state.livekit = LiveKitService(settings)
+        try:
+            yield
+        finally:
+            await app.state.livekit.aclose()
+            if database is None:
+                db.close()
+
+    app = FastAPI(
+        title="Thinnest",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for module in (health, voice, sessions, agents, keys):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,220 @@
+"""Request and response models of the API; an agent's config is validated here, once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$"
+_PROVIDER_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_TOOL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+RESERVED_TOOL_NAMES = frozenset({"end_call"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderChoice(_Strict):
+    """A provider by registry name, with its options (validated by the provider registry)."""
+
+    name: str = Field(pattern=_PROVIDER_NAME)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Providers(_Strict):
+    stt: ProviderChoice = ProviderChoice(name="whisper")
+    llm: ProviderChoice = ProviderChoice(name="llama")
+    tts: ProviderChoice = ProviderChoice(name="piper")
+    vad: ProviderChoice = ProviderChoice(name="silero")
+    turn_detection: ProviderChoice = ProviderChoice(name="livekit")
+
+
+class HttpTool(_Strict):
+    """A tool the LLM may call: an HTTP request whose JSON answer goes back to the LLM.
+
+    Header values may name a secret from settings as ``${secret:NAME}``.
+    """
+
+    name: str = Field(pattern=_TOOL_NAME)
+    description: str = Field(min_length=1, max_length=1000)
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON schema of the arguments (an object schema)",
+    )
+    url: AnyHttpUrl
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(10.0, gt=0, le=60)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_TOOL_NAMES:
+            raise ValueError(f"{v!r} is a built-in tool name")
+        return v
+
+    @field_validator("parameters")
+    @classmethod
+    def _object_schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if v.get("type") != "object":
+            raise ValueError('must be a JSON schema with "type": "object"')
+        if not isinstance(v.get("properties", {}), dict):
+            raise ValueError('"properties" must be an object')
+        return v
+
+
+class AgentConfig(_Strict):
+    """Everything that defines an agent; a snapshot of it goes with each session's dispatch."""
+
+    name: str = Field(pattern=_NAME)
+    instructions: str = Field(
+        "You are a helpful, concise voice assistant. Answer in one or two short sentences.",
+        min_length=1,
+        max_length=20000,
+    )
+    greeting: str | None = Field("Hello! How can I help you today?", max_length=1000)
+    closing_message: str = Field(
+        "We are out of time for this call. Goodbye!",
+        max_length=1000,
+        description="said when max_duration is reached",
+    )
+    language: str = Field("en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+    voice: str | None = Field(None, max_length=100)
+    providers: Providers = Field(default_factory=Providers)
+    recording: StrictBool = False
+    max_duration: StrictInt = Field(600, gt=0)
+    tools: list[HttpTool] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _unique_tools(self) -> AgentConfig:
+        names = [t.name for t in self.tools]
+        if len(names) != len(set(names)):
+            raise ValueError("tool names must be unique")
+        return self
+
+
+class AgentPatch(_Strict):
+    """Fields to change; the merged result is validated as a whole :class:`AgentConfig`."""
+
+    name: str | None = None
+    instructions: str | None = None
+    greeting: str | None = None
+    closing_message: str | None = None
+    language: str | None = None
+    voice: str | None = None
+    providers: dict[str, Any] | None = None
+    recording: StrictBool | None = None
+    max_duration: StrictInt | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+class AgentOut(AgentConfig):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class VoiceStartRequest(_Strict):
+    agent_id: str = Field(min_length=1, max_length=100, description="agent id (or name)")
+    context: dict[str, Any] | None = Field(
+        None, description="user/session context for the agent's prompt and tools"
+    )
+    recording: StrictBool | None = Field(None, description="default: the agent's setting")
+    max_duration: StrictInt | None = Field(
+        None, gt=0, description="seconds; default: the agent's; bounded by the server maximum"
+    )
+
+
+class VoiceStartResponse(BaseModel):
+    session_id: str
+    token: str
+    websocket_url: str
+    livekit_url: str
+
+
+class TurnOut(BaseModel):
+    seq: int
+    role: str
+    text: str
+    interrupted: bool
+    started_at: datetime | None
+    ended_at: datetime | None
+    latency: dict[str, Any]
+
+
+class ToolCallOut(BaseModel):
+    name: str
+    arguments: dict[str, Any]
+    result: str | None
+    error: str | None
+    duration: float | None
+    created_at: datetime
+
+
+class SessionOut(BaseModel):
+    id: str
+    agent_id: str
+    status: Literal["starting", "active", "ended", "error", "failed"]
+    end_reason: str | None
+    context: dict[str, Any]
+    recording: bool
+    max_duration: int
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration: float | None
+
+
+class SessionDetail(SessionOut):
+    error: str | None
+    transcript: list[TurnOut]
+    tool_calls: list[ToolCallOut]
+
+
+class SessionPage(BaseModel):
+    data: list[SessionOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreate(_Strict):
+    name: str = Field("", max_length=100)
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="the API key itself; shown only in this response")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,243 @@
+"""The ``thinnest`` command: thin typer commands over the same functions the API uses."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError as PydanticValidationError
+from rich.console import Console
+from rich.table import Table
+
+from thinnest import __version__
+from thinnest.bootstrap import DEFAULT_OWNER, DevIdentity
+from thinnest.config import Settings, get_settings
+from thinnest.errors import ThinnestError, ValidationError
+from thinnest.log import configure
+from thinnest.store import agents as agents_store
+from thinnest.store import keys as keys_store
+from thinnest.store.db import Database
+
+app = typer.Typer(
+    help="Thinnest: real-time voice AI agents on LiveKit.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+agents_app = typer.Typer(help="Manage agents.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(agents_app, name="agents")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+OwnerOpt = Annotated[str, typer.Option("--owner", help="owner (tenant) name")]
+
+
+def _database(settings: Settings) -> Database:
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    return db
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="print the version")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (THINNEST_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (THINNEST_API_PORT)")] = None,
+) -> None:
+    """Run the API (and the WebSocket gateway)."""
+    import uvicorn
+
+    from thinnest.api.main import create_app
+
+    settings = get_settings()
+    updates: dict[str, Any] = {}
+    if host:
+        updates["api_host"] = host
+    if port:
+        updates["api_port"] = port
+    settings = settings.model_copy(update=updates)
+    configure(settings.log_level)
+    settings.livekit_credentials()  # fail early with a clear message
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
+    base = settings.resolved_public_base_url
+    out.print("\n[bold green]Thinnest dev stack is running[/] (Ctrl-C stops everything)\n")
+    out.print(f"  API           {base}   (OpenAPI docs: {base}/docs)")
+    out.print(f"  LiveKit       {settings.resolved_public_livekit_url}")
+    out.print(f"  data dir      {settings.data_dir.resolve()}")
+    out.print(f"  agent id      {ident.agent_id}")
+    out.print(f"  API key       {ident.api_key}\n")
+    out.print("Start a session:")
+    out.print(
+        f"  curl -s -X POST {base}/voice/start -H 'Authorization: Bearer {ident.api_key}' "
+        f"-H 'Content-Type: application/json' -d '{{\"agent_id\": \"{ident.agent_id}\"}}'\n"
+    )
+
+
+@app.command()
+def dev() -> None:
+    """Start everything on loopback: LiveKit server, API; print a key and agent to try."""
+    from thinnest.devstack import DevStack
+
+    settings = get_settings()
+    configure(settings.log_level)
+    stack = DevStack(settings)
+    stack.on_ready = lambda ident: _print_dev_banner(stack.settings, ident)
+    raise typer.Exit(stack.run())
+
+
+# --- keys -----------------------------------------------------------------------------------
+@keys_app.command("create")
+def keys_create(
+    owner: Annotated[str, typer.Option("--owner", help="owner (tenant); created if new")],
+    name: Annotated[str, typer.Option(help="a label for the key")] = "",
+) -> None:
+    """Create an API key; the key is printed once, as the last line."""
+    with _database(get_settings()).session() as db:
+        row, plaintext = keys_store.create_key(
+            db, keys_store.get_or_create_owner(db, owner), name=name
+        )
+        err.print(f"created key {row.id} for owner {owner!r}; store it now, it is not shown again:")
+    out.print(plaintext)
+
+
+@keys_app.command("list")
+def keys_list(owner: Annotated[str | None, typer.Option(help="only this owner's")] = None) -> None:
+    """List API keys (ids and prefixes, never the keys)."""
+    with _database(get_settings()).session() as db:
+        owner_id = keys_store.get_owner(db, owner).id if owner else None
+        table = Table("id", "owner", "prefix", "name", "created", "revoked")
+        for k in keys_store.list_keys(db, owner_id):
+            table.add_row(
+                k.id,
+                k.owner.name,
+                k.prefix + "…",
+                k.name,
+                k.created_at.isoformat(timespec="seconds"),
+                k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
+            )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="key id or prefix")]) -> None:
+    """Revoke an API key."""
+    with _database(get_settings()).session() as db:
+        row = keys_store.revoke_key(db, key_id)
+        out.print(f"revoked {row.id}")
+
+
+# --- agents ---------------------------------------------------------------------------------
+def _agent_config(name: str, config_file: Path | None, fields: dict[str, Any]) -> dict[str, Any]:
+    from thinnest.api.routes.agents import check_config
+    from thinnest.api.schemas import AgentConfig
+
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = json.loads(config_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValidationError(f"cannot read {config_file}: {exc}", field="config") from exc
+    data.update({k: v for k, v in fields.items() if v is not None})
+    data["name"] = name
+    try:
+        config = AgentConfig.model_validate(data)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ValidationError(f"{field}: {first['msg']}", field=field) from exc
+    return check_config(config, get_settings())
+
+
+@agents_app.command("create")
+def agents_create(
+    name: Annotated[str, typer.Argument(help="agent name (unique per owner)")],
+    owner: OwnerOpt = DEFAULT_OWNER,
+    instructions: Annotated[str | None, typer.Option(help="system prompt")] = None,
+    greeting: Annotated[str | None, typer.Option(help="first thing the agent says")] = None,
+    language: Annotated[str | None, typer.Option(help="language code, e.g. en")] = None,
+    max_duration: Annotated[int | None, typer.Option(help="seconds")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file with the full config")] = None,
+) -> None:
+    """Create an agent; prints its id as the last line."""
+    data = _agent_config(
+        name,
+        config,
+        {
+            "instructions": instructions,
+            "greeting": greeting,
+            "language": language,
+            "max_duration": max_duration,
+        },
+    )
+    with _database(get_settings()).session() as db:
+        agent = agents_store.create_agent(db, keys_store.get_or_create_owner(db, owner).id, data)
+        out.print(agent.id)
+
+
+@agents_app.command("list")
+def agents_list(owner: OwnerOpt = DEFAULT_OWNER) -> None:
+    """List an owner's agents."""
+    with _database(get_settings()).session() as db:
+        table = Table("id", "name", "language", "max_duration", "tools")
+        for a in agents_store.list_agents(db, keys_store.get_owner(db, owner).id):
+            table.add_row(
+                a.id,
+                a.name,
+                a.config.get("language", ""),
+                str(a.config.get("max_duration", "")),
+                str(len(a.config.get("tools", []))),
+            )
+    out.print(table)
+
+
+@agents_app.command("show")
+def agents_show(
+    agent: Annotated[str, typer.Argument(help="agent id or name")], owner: OwnerOpt = DEFAULT_OWNER
+) -> None:
+    """Print an agent's config as JSON."""
+    with _database(get_settings()).session() as db:
+        row = agents_store.get_agent(db, keys_store.get_owner(db, owner).id, agent)
+        out.print_json(data={"id": row.id, **row.config})
+
+
+@agents_app.command("delete")
+def agents_delete(
+    agent: Annotated[str, typer.Argument(help="agent id or name")], owner: OwnerOpt = DEFAULT_OWNER
+) -> None:
+    """Delete an agent (its sessions are kept)."""
+    with _database(get_settings()).session() as db:
+        row = agents_store.get_agent(db, keys_store.get_owner(db, owner).id, agent)
+        agents_store.delete_agent(db, row)
+        out.print(f"deleted {row.id}")
+
+
+def main() -> None:
+    """Entry point: a ``ThinnestError`` is one line on stderr and exit code 1, never a traceback."""
+    try:
+        app()
+    except ThinnestError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        err.print(f"[red]error{where}:[/] {exc.message}")
+        sys.exit(1)

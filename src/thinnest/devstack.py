@@ -1,0 +1,180 @@
+"""``thinnest dev``: LiveKit server, API (and later the voice engine) on loopback, one Ctrl-C away.
+
+Each component is a child process. If one dies, the others are stopped and ``thinnest dev``
+exits non-zero; on Ctrl-C or SIGTERM everything is stopped and every port freed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from thinnest.bootstrap import DevIdentity, ensure_dev_identity
+from thinnest.config import Settings
+from thinnest.errors import ConfigError, UnavailableError
+from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions
+from thinnest.log import logger
+from thinnest.store.db import Database
+
+log = logger.getChild("dev")
+
+
+class _Stop(Exception):
+    """Raised in the main thread by SIGTERM / SIGINT to unwind and stop the children."""
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_http(url: str, *, timeout: float, alive: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise UnavailableError(f"process serving {url} exited during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise UnavailableError(f"{url} did not answer within {timeout:.0f}s")
+
+
+@dataclass
+class DevStack:
+    """The running dev stack; ``run()`` blocks until Ctrl-C / SIGTERM or a child's death."""
+
+    settings: Settings
+    on_ready: Callable[[DevIdentity], None] = lambda _ident: None
+    livekit: LiveKitDevServer | None = None
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # In dev the LiveKit server is ours: its URL follows the port we start it on.
+        self.settings = self.settings.model_copy(
+            update={"livekit_url": f"http://127.0.0.1:{self.settings.livekit_port}"}
+        )
+
+    def _check_ports(self) -> None:
+        s = self.settings
+        for name, port in [
+            ("THINNEST_LIVEKIT_PORT", s.livekit_port),
+            ("THINNEST_LIVEKIT_RTC_TCP_PORT", s.livekit_rtc_tcp_port),
+            ("THINNEST_API_PORT", s.api_port),
+        ]:
+            if port_in_use("127.0.0.1", port):
+                raise ConfigError(
+                    f"port {port} on 127.0.0.1 is in use (another `thinnest dev`?). Stop that "
+                    f"process or choose another port with {name}=…",
+                    code="port_in_use",
+                )
+
+    def child_env(self, ident: DevIdentity) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "THINNEST_ENV": "dev",
+                "THINNEST_DATA_DIR": str(self.settings.data_dir.resolve()),
+                "THINNEST_LIVEKIT_URL": self.settings.livekit_url,
+                "THINNEST_LIVEKIT_API_KEY": ident.livekit_api_key,
+                "THINNEST_LIVEKIT_API_SECRET": ident.livekit_api_secret,
+            }
+        )
+        return env
+
+    def start(self) -> DevIdentity:
+        s = self.settings
+        self._check_ports()
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        database = Database(s.resolved_database_url)
+        try:
+            ident = ensure_dev_identity(s, database)
+        finally:
+            database.close()
+        self.livekit = LiveKitDevServer(
+            LiveKitServerOptions(
+                api_key=ident.livekit_api_key,
+                api_secret=ident.livekit_api_secret,
+                port=s.livekit_port,
+                rtc_tcp_port=s.livekit_rtc_tcp_port,
+                udp_port_start=s.livekit_udp_port_start,
+                udp_port_end=s.livekit_udp_port_end,
+            ),
+            workdir=s.data_dir / "livekit",
+            binary=s.livekit_server_bin,
+        )
+        self.livekit.start()
+        env = self.child_env(ident)
+        api = subprocess.Popen(
+            [sys.executable, "-m", "thinnest", "serve"], env=env, stdin=subprocess.DEVNULL
+        )
+        self.children["api"] = api
+        wait_http(
+            f"http://{s.api_host}:{s.api_port}/healthz",
+            timeout=60,
+            alive=lambda: api.poll() is None,
+        )
+        return ident
+
+    def stop(self) -> None:
+        for name, proc in reversed(list(self.children.items())):
+            if proc.poll() is None:
+                log.info("stopping %s (pid %d)", name, proc.pid)
+                proc.terminate()
+        for proc in self.children.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.children.clear()
+        if self.livekit is not None:
+            self.livekit.stop()
+            self.livekit = None
+
+    def run(self) -> int:
+        def stop_signal(signum: int, _frame: FrameType | None) -> None:
+            raise _Stop(signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, stop_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            ident = self.start()
+            self.on_ready(ident)
+            while True:
+                for name, proc in self.children.items():
+                    if proc.poll() is not None:
+                        log.error(
+                            "%s exited with code %s; stopping everything", name, proc.returncode
+                        )
+                        return 1
+                lk = self.livekit
+                if lk is not None and lk.process is not None and lk.process.poll() is not None:
+                    log.error("livekit-server exited; stopping everything")
+                    return 1
+                time.sleep(0.5)
+        except _Stop:
+            return 0
+        finally:
+            # A second Ctrl-C must not interrupt the clean-up half-way.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -1,0 +1,109 @@
+"""Call sessions and what they produce: status changes, transcript turns and tool calls."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from thinnest.errors import NotFoundError
+from thinnest.store.models import CallSession, ToolCall, TranscriptTurn, utcnow
+
+#: statuses of a session that is over; it never changes again.
+FINAL_STATUSES = frozenset({"ended", "error", "failed"})
+STATUSES = ("starting", "active", *sorted(FINAL_STATUSES))
+
+
+def create_session(db: Session, **fields: Any) -> CallSession:
+    row = CallSession(**fields)
+    db.add(row)
+    db.flush()
+    return row
+
+
+def get_session(db: Session, session_id: str, owner_id: str | None = None) -> CallSession:
+    """The session by id; with ``owner_id``, another owner's session is 'not found'."""
+    stmt = select(CallSession).where(CallSession.id == session_id)
+    if owner_id is not None:
+        stmt = stmt.where(CallSession.owner_id == owner_id)
+    row = db.scalars(stmt).first()
+    if row is None:
+        raise NotFoundError(
+            f"session {session_id!r} not found", code="session_not_found", field="session_id"
+        )
+    return row
+
+
+def list_sessions(
+    db: Session,
+    owner_id: str,
+    *,
+    agent_id: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> tuple[list[CallSession], int]:
+    """A page of the owner's sessions, newest first, and the total that match."""
+    where = [CallSession.owner_id == owner_id]
+    if agent_id is not None:
+        where.append(CallSession.agent_id == agent_id)
+    if status is not None:
+        where.append(CallSession.status == status)
+    if since is not None:
+        where.append(CallSession.created_at >= since)
+    if until is not None:
+        where.append(CallSession.created_at < until)
+    total = db.scalar(select(func.count()).select_from(CallSession).where(*where)) or 0
+    rows = db.scalars(
+        select(CallSession)
+        .where(*where)
+        .order_by(CallSession.created_at.desc(), CallSession.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), total
+
+
+def mark_active(db: Session, row: CallSession) -> None:
+    if row.status == "starting":
+        row.status = "active"
+        row.started_at = utcnow()
+
+
+def finalize(
+    db: Session, row: CallSession, *, status: str, reason: str, error: str | None = None
+) -> bool:
+    """Close a session once; returns False (and changes nothing) if it was already over."""
+    if row.status in FINAL_STATUSES:
+        return False
+    now = utcnow()
+    row.status = status
+    row.end_reason = reason
+    row.error = error
+    row.ended_at = now
+    if row.started_at is not None:
+        row.duration = round((now - row.started_at).total_seconds(), 3)
+    return True
+
+
+def add_turn(db: Session, session_id: str, **fields: Any) -> TranscriptTurn:
+    seq = db.scalar(
+        select(func.coalesce(func.max(TranscriptTurn.seq), 0)).where(
+            TranscriptTurn.session_id == session_id
+        )
+    )
+    turn = TranscriptTurn(session_id=session_id, seq=(seq or 0) + 1, **fields)
+    db.add(turn)
+    db.flush()
+    return turn
+
+
+def add_tool_call(db: Session, session_id: str, **fields: Any) -> ToolCall:
+    call = ToolCall(session_id=session_id, **fields)
+    db.add(call)
+    db.flush()
+    return call
