@@ -1,0 +1,111 @@
+"""The built-in providers, registered under the ``thinnest.providers`` entry point ``builtin``.
+
+Importing this module is cheap: each vendor module imports its SDK only when a provider is
+built, so the API can validate every provider's options without the SDKs installed.
+"""
+
+from __future__ import annotations
+
+from thinnest.providers import (
+    cartesia,
+    deepgram,
+    elevenlabs,
+    espeak,
+    google,
+    llama,
+    openai,
+    piper,
+    silero,
+    turn,
+    whisper,
+)
+from thinnest.providers.registry import Provider
+
+__all__ = ["PROVIDERS"]
+
+PROVIDERS: list[Provider] = [
+    Provider(
+        "stt",
+        "whisper",
+        whisper.WhisperOptions,
+        whisper.build,
+        description="offline faster-whisper (base, tiny.en)",
+    ),
+    Provider(
+        "stt",
+        "deepgram",
+        deepgram.DeepgramOptions,
+        deepgram.build,
+        deepgram.check,
+        description="Deepgram streaming STT",
+    ),
+    Provider(
+        "stt",
+        "google",
+        google.GoogleSTTOptions,
+        google.build_stt,
+        google.check,
+        description="Google Cloud Speech STT",
+    ),
+    Provider(
+        "llm",
+        "llama",
+        llama.LlamaOptions,
+        llama.build,
+        description="offline llama.cpp with Qwen2.5-Coder-0.5B-Instruct",
+    ),
+    Provider(
+        "llm",
+        "openai",
+        openai.OpenAIOptions,
+        openai.build,
+        openai.check,
+        description="any OpenAI-compatible chat-completions endpoint",
+    ),
+    Provider(
+        "llm",
+        "gemini",
+        google.GeminiOptions,
+        google.build_llm,
+        google.check,
+        description="Google Gemini",
+    ),
+    Provider(
+        "tts",
+        "piper",
+        piper.PiperOptions,
+        piper.build,
+        description="offline piper, en_US joe (GPL-3.0 extra)",
+    ),
+    Provider(
+        "tts",
+        "espeak",
+        espeak.EspeakOptions,
+        espeak.build,
+        description="offline espeak-ng (robotic fallback)",
+    ),
+    Provider(
+        "tts",
+        "elevenlabs",
+        elevenlabs.ElevenLabsOptions,
+        elevenlabs.build,
+        elevenlabs.check,
+        description="ElevenLabs streaming TTS",
+    ),
+    Provider(
+        "tts",
+        "cartesia",
+        cartesia.CartesiaOptions,
+        cartesia.build,
+        cartesia.check,
+        description="Cartesia streaming TTS",
+    ),
+    Provider("vad", "silero", silero.SileroOptions, silero.build, description="offline Silero VAD"),
+    Provider(
+        "turn_detection",
+        "livekit",
+        turn.TurnOptions,
+        turn.build,
+        description="offline LiveKit end-of-turn model (v1-mini), or VAD only",
+    ),
+]

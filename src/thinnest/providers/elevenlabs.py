@@ -1,0 +1,53 @@
+"""Cloud TTS ``elevenlabs``: livekit-plugins-elevenlabs (streaming), key from settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from thinnest.config import Settings
+from thinnest.providers._extras import require
+from thinnest.providers._keys import require_key
+
+__all__ = ["ElevenLabsOptions", "build", "check"]
+
+
+class ElevenLabsOptions(BaseModel):
+    """Options of the ``elevenlabs`` TTS.
+
+    Attributes:
+        voice_id: an ElevenLabs voice id; default: the plugin's default voice.
+        model: an ElevenLabs model (``eleven_turbo_v2_5``, ``eleven_flash_v2_5``, ...).
+        language: ISO 639-1 code, for multilingual models.
+        base_url: API base URL; change it only for a proxy.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    voice_id: str | None = Field(None, pattern="^[A-Za-z0-9]{1,64}$")
+    model: str = Field("eleven_turbo_v2_5", min_length=1, max_length=64)
+    language: str | None = Field(None, min_length=2, max_length=8)
+    base_url: str | None = Field(None, pattern="^https?://")
+
+
+def check(options: ElevenLabsOptions, settings: Settings) -> None:
+    """Refuse the provider when ``THINNEST_ELEVENLABS_API_KEY`` is not set."""
+    require_key(settings, "elevenlabs_api_key", "elevenlabs")
+
+
+def build(options: ElevenLabsOptions, settings: Settings) -> Any:
+    """Factory of the ``elevenlabs`` TTS: a ``livekit.plugins.elevenlabs.TTS``."""
+    elevenlabs = require("livekit.plugins.elevenlabs", extra="cloud", provider="elevenlabs")
+    kwargs: dict[str, Any] = {}
+    if options.voice_id is not None:
+        kwargs["voice_id"] = options.voice_id
+    if options.language is not None:
+        kwargs["language"] = options.language
+    if options.base_url is not None:
+        kwargs["base_url"] = options.base_url
+    return elevenlabs.TTS(
+        model=options.model,
+        api_key=require_key(settings, "elevenlabs_api_key", "elevenlabs"),
+        **kwargs,
+    )

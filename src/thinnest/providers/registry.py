@@ -1,0 +1,255 @@
+"""The provider registry: ``(kind, name) -> factory`` for STT, LLM, TTS, VAD and turn detection.
+
+An agent's config names one provider per kind and gives it options. The API validates
+them when the agent is saved (:func:`validate`: unknown names, bad options and missing
+cloud keys are refused there, never mid-call) and the voice engine builds the
+livekit-agents objects from them (:func:`build`).
+
+Providers register through the ``thinnest.providers`` entry-point group: an entry point
+loads to a :class:`Provider` or an iterable of them. The built-ins (``thinnest.providers.
+builtin:PROVIDERS``) are registered directly as well, so they work from a source checkout
+without installed entry-point metadata; a third-party entry point cannot replace a
+built-in name.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Literal, get_args
+
+import pydantic
+from pydantic import BaseModel
+
+from thinnest.config import Settings, get_settings
+from thinnest.errors import ConfigError
+
+__all__ = [
+    "DEFAULTS",
+    "ENTRY_POINT_GROUP",
+    "KINDS",
+    "Kind",
+    "Provider",
+    "build",
+    "get",
+    "names",
+    "register",
+    "validate",
+]
+
+logger = logging.getLogger("thinnest.providers")
+
+Kind = Literal["stt", "llm", "tts", "vad", "turn_detection"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+ENTRY_POINT_GROUP = "thinnest.providers"
+
+#: The offline provider of each kind, used when an agent names none.
+DEFAULTS: dict[Kind, str] = {
+    "stt": "whisper",
+    "llm": "llama",
+    "tts": "piper",
+    "vad": "silero",
+    "turn_detection": "livekit",
+}
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One registered provider.
+
+    Attributes:
+        kind: which stage it fills.
+        name: its name in an agent's config (unique per kind).
+        options: pydantic model of its options; should set ``extra="forbid"``.
+        factory: builds the livekit-agents object from validated options and settings.
+        check: optional save-time check beyond the options model (a cloud key in
+            settings, say); raises :class:`ConfigError` whose ``field`` is relative to
+            the options (``"api_key"``) or ``None``.
+        description: one line for listings.
+    """
+
+    kind: Kind
+    name: str
+    options: type[BaseModel]
+    factory: Callable[[Any, Settings], Any]
+    check: Callable[[Any, Settings], None] | None = None
+    description: str = ""
+
+
+_registry: dict[tuple[str, str], Provider] = {}
+_builtin: set[tuple[str, str]] = set()
+_loaded = False
+_lock = threading.RLock()
+
+
+def register(provider: Provider, *, replace: bool = False) -> None:
+    """Add a provider to the registry.
+
+    Args:
+        provider: what to register.
+        replace: allow replacing an existing non-built-in provider of the same kind and name.
+
+    Raises:
+        ConfigError: the kind is unknown, or the name is taken (and may not be replaced).
+    """
+    if provider.kind not in KINDS:
+        raise ConfigError(
+            f"provider {provider.name!r} has unknown kind {provider.kind!r}; "
+            f"kinds: {', '.join(KINDS)}"
+        )
+    key = (provider.kind, provider.name)
+    with _lock:
+        existing = _registry.get(key)
+        if existing is not None and existing is not provider:
+            if key in _builtin or not replace:
+                raise ConfigError(
+                    f"{provider.kind} provider {provider.name!r} is already registered"
+                )
+        _registry[key] = provider
+
+
+def get(kind: str, name: str) -> Provider:
+    """The provider registered as ``(kind, name)``.
+
+    Raises:
+        ConfigError: unknown kind (``field="providers"``) or name
+            (``field="providers.<kind>.name"``); the message lists the known ones.
+    """
+    _ensure_loaded()
+    if kind not in KINDS:
+        raise ConfigError(
+            f"unknown provider kind {kind!r}; known kinds: {', '.join(KINDS)}", field="providers"
+        )
+    provider = _registry.get((kind, name))
+    if provider is None:
+        raise ConfigError(
+            f"unknown {kind} provider {name!r}; known {kind} providers: {', '.join(names(kind))}",
+            field=f"providers.{kind}.name",
+        )
+    return provider
+
+
+def names(kind: str) -> list[str]:
+    """The registered provider names of ``kind``, sorted (``[]`` for an unknown kind)."""
+    _ensure_loaded()
+    return sorted(n for k, n in _registry if k == kind)
+
+
+def validate(
+    kind: str,
+    name: str,
+    options: Mapping[str, Any] | BaseModel | None = None,
+    *,
+    settings: Settings | None = None,
+) -> BaseModel:
+    """Validate a provider choice and its options, as the API does when an agent is saved.
+
+    Args:
+        kind: ``stt``, ``llm``, ``tts``, ``vad`` or ``turn_detection``.
+        name: the provider's registered name.
+        options: its options (``None`` means all defaults).
+        settings: where cloud keys are looked up; default :func:`get_settings`.
+
+    Returns:
+        The validated options model, to hand to :func:`build` later.
+
+    Raises:
+        ConfigError: with ``field`` set to the offending path
+            (``providers.stt.name``, ``providers.stt.options.model``, ...) and a sentence
+            saying what is allowed.
+    """
+    provider = get(kind, name)
+    prefix = f"providers.{kind}.options"
+    if isinstance(options, BaseModel):
+        options = options.model_dump()
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(f"{kind} provider options must be an object", field=prefix)
+    try:
+        opts = provider.options.model_validate(dict(options or {}))
+    except pydantic.ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(part) for part in err["loc"])
+        field = f"{prefix}.{loc}" if loc else prefix
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(provider.options.model_fields) or "none"
+            message = f"unknown option {loc!r} of {kind} provider {name!r}; allowed: {allowed}"
+        elif loc:
+            message = f"invalid option {loc!r} of {kind} provider {name!r}: {err['msg']}"
+        else:
+            message = f"invalid options of {kind} provider {name!r}: {err['msg']}"
+        raise ConfigError(message, field=field) from exc
+    if provider.check is not None:
+        try:
+            provider.check(opts, settings or get_settings())
+        except ConfigError as exc:
+            exc.field = f"{prefix}.{exc.field}" if exc.field else f"providers.{kind}.name"
+            raise
+    return opts
+
+
+def build(
+    kind: str,
+    name: str,
+    options: Mapping[str, Any] | BaseModel | None = None,
+    *,
+    settings: Settings,
+) -> Any:
+    """Build the livekit-agents object of a provider.
+
+    Options are validated again (cheap), so a raw dict from the store works too.
+
+    Args:
+        kind: the provider's kind.
+        name: the provider's name.
+        options: options as a dict or the model :func:`validate` returned.
+        settings: process settings (keys, models directory).
+
+    Returns:
+        An ``stt.STT``, ``llm.LLM``, ``tts.TTS``, ``vad.VAD`` or turn detector.
+
+    Raises:
+        ConfigError: as :func:`validate`, or when the provider's extra is not installed
+            or its model files are missing or corrupt.
+    """
+    opts = validate(kind, name, options, settings=settings)
+    return get(kind, name).factory(opts, settings)
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    with _lock:
+        if _loaded:
+            return
+        from thinnest.providers.builtin import PROVIDERS
+
+        for provider in PROVIDERS:
+            register(provider)
+            _builtin.add((provider.kind, provider.name))
+        _loaded = True
+        _load_entry_points(PROVIDERS)
+
+
+def _load_entry_points(builtins: Iterable[Provider]) -> None:
+    known = set(map(id, builtins))
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = ep.load()
+        except Exception:  # a broken plugin must not take the built-ins down with it
+            logger.exception("could not load provider entry point %s", ep.value)
+            continue
+        items = [loaded] if isinstance(loaded, Provider) else list(loaded)
+        for provider in items:
+            if id(provider) in known:
+                continue
+            if not isinstance(provider, Provider):
+                logger.warning("entry point %s gave %r, not a Provider", ep.value, provider)
+                continue
+            try:
+                register(provider)
+            except ConfigError as exc:
+                logger.warning("provider from entry point %s skipped: %s", ep.value, exc.message)
