@@ -220,14 +220,14 @@ def model_dir(name: str, *, settings: Settings) -> Path:
     return settings.resolved_models_dir / name
 
 
-def prepare(name: str, *, settings: Settings) -> Path:
+def prepare(name: str | ModelSpec, *, settings: Settings) -> Path:
     """Build (once) and verify the cache directory of model ``name``.
 
     Missing files are joined from the installed packages; every file's size and SHA-256
     are checked against the constants in this module before the path is returned.
 
     Args:
-        name: a key of :data:`MODELS`.
+        name: a key of :data:`MODELS` (or a spec of its own).
         settings: where the cache lives (``resolved_models_dir``).
 
     Returns:
@@ -237,10 +237,10 @@ def prepare(name: str, *, settings: Settings) -> Path:
         ConfigError: a package is missing or of another version, or a cached file's hash
             is wrong (the message says how to repair the cache).
     """
-    spec = MODELS.get(name)
+    spec = name if isinstance(name, ModelSpec) else MODELS.get(name)
     if spec is None:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    directory = model_dir(name, settings=settings)
+    directory = model_dir(spec.name, settings=settings)
     with _lock:
         for file in spec.files:
             target = directory / file.name

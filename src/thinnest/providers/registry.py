@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal, get_args
@@ -35,6 +35,7 @@ __all__ = [
     "Provider",
     "build",
     "get",
+    "load_entry_points",
     "names",
     "register",
     "validate",
@@ -231,25 +232,38 @@ def _ensure_loaded() -> None:
             register(provider)
             _builtin.add((provider.kind, provider.name))
         _loaded = True
-        _load_entry_points(PROVIDERS)
+    load_entry_points()
 
 
-def _load_entry_points(builtins: Iterable[Provider]) -> None:
-    known = set(map(id, builtins))
+def load_entry_points() -> list[Provider]:
+    """Register the providers of installed ``thinnest.providers`` entry points.
+
+    Called on first use of the registry; call it again after installing a plugin into a
+    running process. A plugin that fails to load, or names a taken ``(kind, name)``, is
+    logged and skipped: it never takes the built-ins down with it.
+
+    Returns:
+        The providers newly registered.
+    """
+    _ensure_loaded()
+    added: list[Provider] = []
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = ep.load()
+            items = [loaded] if isinstance(loaded, Provider) else list(loaded)
         except Exception:  # a broken plugin must not take the built-ins down with it
             logger.exception("could not load provider entry point %s", ep.value)
             continue
-        items = [loaded] if isinstance(loaded, Provider) else list(loaded)
         for provider in items:
-            if id(provider) in known:
-                continue
             if not isinstance(provider, Provider):
                 logger.warning("entry point %s gave %r, not a Provider", ep.value, provider)
                 continue
+            if _registry.get((provider.kind, provider.name)) is provider:
+                continue  # the built-ins' own entry point, or loaded before
             try:
                 register(provider)
             except ConfigError as exc:
                 logger.warning("provider from entry point %s skipped: %s", ep.value, exc.message)
+                continue
+            added.append(provider)
+    return added
