@@ -31,7 +31,8 @@ agents_app = typer.Typer(help="Manage agents.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output keeps whole ids rather than folding them to a default 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 OwnerOpt = Annotated[str, typer.Option("--owner", help="owner (tenant) name")]

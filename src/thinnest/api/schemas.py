@@ -13,7 +13,6 @@ from pydantic import (
     StrictBool,
     StrictInt,
     field_validator,
-    model_validator,
 )
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$"
@@ -97,12 +96,13 @@ class AgentConfig(_Strict):
     max_duration: StrictInt = Field(600, gt=0)
     tools: list[HttpTool] = Field(default_factory=list, max_length=32)
 
-    @model_validator(mode="after")
-    def _unique_tools(self) -> AgentConfig:
-        names = [t.name for t in self.tools]
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, tools: list[HttpTool]) -> list[HttpTool]:
+        names = [t.name for t in tools]
         if len(names) != len(set(names)):
             raise ValueError("tool names must be unique")
-        return self
+        return tools
 
 
 class AgentPatch(_Strict):

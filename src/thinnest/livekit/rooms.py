@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 import aiohttp
-from livekit import api
 
+from livekit import api
 from thinnest.config import Settings
 from thinnest.errors import UnavailableError
 from thinnest.log import logger

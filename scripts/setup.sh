@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs whatever is missing for Thinnest on this machine, and nothing twice:
+#   Debian packages, the pinned livekit-server (built with Go into .tools/bin),
+#   a project-local virtualenv (.venv) synced to the hashed lock file.
+# Usage: scripts/setup.sh [--test]   (--test adds what the test suite needs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+LIVEKIT_VERSION=v1.13.5          # keep in sync with thinnest.livekit.devserver.LIVEKIT_VERSION
+GO_MIN_MINOR=26                  # livekit-server v1.13.5 needs Go >= 1.26
+TOOLS=$ROOT/.tools/bin
+VENV=$ROOT/.venv
+LOCK=requirements/dev.lock
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# --- Debian packages ------------------------------------------------------------------------
+APT_PACKAGES=(ca-certificates)
+if [[ "${1:-}" == "--test" ]]; then
+  APT_PACKAGES+=(postgresql)
+fi
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    die "missing Debian packages: ${missing[*]}. Run: sudo apt-get update && sudo apt-get install -y ${missing[*]}"
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- livekit-server, pinned -----------------------------------------------------------------
+want="livekit-server version ${LIVEKIT_VERSION#v}"
+have_lk() { [[ -x "$1" ]] && [[ "$("$1" --version 2>/dev/null)" == "$want" ]]; }
+mkdir -p "$TOOLS"
+if have_lk "$TOOLS/livekit-server"; then
+  :
+elif command -v livekit-server >/dev/null && have_lk "$(command -v livekit-server)"; then
+  ln -sf "$(command -v livekit-server)" "$TOOLS/livekit-server"
+else
+  GO=$(command -v go || true)
+  [[ -z "$GO" && -x /usr/local/go/bin/go ]] && GO=/usr/local/go/bin/go
+  [[ -n "$GO" ]] || die "Go is needed to build livekit-server $LIVEKIT_VERSION. Install Go 1.$GO_MIN_MINOR or newer (your OS packages or the Go project's release archive), or put a livekit-server $LIVEKIT_VERSION binary on PATH."
+  minor=$("$GO" env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+  ((minor >= GO_MIN_MINOR)) || die "Go $("$GO" env GOVERSION) is too old; livekit-server $LIVEKIT_VERSION needs Go 1.$GO_MIN_MINOR or newer."
+  say "building livekit-server $LIVEKIT_VERSION with $("$GO" env GOVERSION) (first time: a few minutes; cached after)"
+  GOBIN="$TOOLS" "$GO" install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_VERSION"
+  mv -f "$TOOLS/server" "$TOOLS/livekit-server"
+  have_lk "$TOOLS/livekit-server" || die "built livekit-server does not report version $LIVEKIT_VERSION"
+fi
+
+# --- Python virtualenv ----------------------------------------------------------------------
+PY=""
+for cand in python3.11 python3; do
+  if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    PY=$(command -v "$cand"); break
+  fi
+done
+[[ -n "$PY" ]] || die "Python 3.11 is needed (python3.11 not found). Install it, e.g. apt-get install python3.11 python3.11-venv."
+if [[ ! -x "$VENV/bin/python" ]]; then
+  say "creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.synced-$(cat requirements/bootstrap.lock "$LOCK" pyproject.toml | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  say "installing Python dependencies from $LOCK (hash-checked)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r requirements/bootstrap.lock
+  "$VENV/bin/uv" pip sync -q --python "$VENV/bin/python" --require-hashes "$LOCK"
+  "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
+  rm -f "$VENV"/.synced-*
+  touch "$stamp"
+fi
+say "ready: $("$TOOLS/livekit-server" --version), $("$VENV/bin/python" --version), thinnest $("$VENV/bin/thinnest" --version)"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every check: lint, the whole suite on SQLite, then the store/API suite on PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff"
+ruff check src tests
+echo "== pytest (SQLite)"
+pytest "$@"
+echo "== pytest (PostgreSQL)"
+THINNEST_TEST_DATABASE=postgresql pytest tests/api tests/store "$@"

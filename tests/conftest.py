@@ -1,0 +1,241 @@
+"""Shared fixtures: a real livekit-server, a real database, the real API in a uvicorn thread."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from thinnest.api.main import create_app
+from thinnest.config import Settings
+from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions, generate_credentials
+from thinnest.store import keys
+from thinnest.store.db import Database
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def clean_environ() -> Iterator[None]:
+    """Snapshot the environment, drop THINNEST_* for the test, restore it afterwards."""
+    saved = dict(os.environ)
+    for name in [n for n in os.environ if n.startswith("THINNEST_")]:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitDevServer]:
+    """A real livekit-server on free loopback ports. Fails (never skips) if it cannot start."""
+    key, secret = generate_credentials()
+    udp = free_port()
+    options = LiveKitServerOptions(
+        api_key=key,
+        api_secret=secret,
+        port=free_port(),
+        rtc_tcp_port=free_port(),
+        udp_port_start=udp,
+        udp_port_end=udp + 20,
+    )
+    server = LiveKitDevServer(options, workdir=tmp_path_factory.mktemp("livekit"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def _start_postgres(workdir: Path) -> tuple[str, Callable[[], None]]:
+    """initdb + pg_ctl from Debian's postgresql package, on a free loopback port."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not versions:
+        pytest.fail("PostgreSQL is not installed: run `scripts/setup.sh --test`")
+    bindir = versions[-1].parent
+    data, sock = workdir / "pgdata", workdir / "pgsock"
+    sock.mkdir(parents=True)
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(workdir, "postgres")
+        shutil.chown(sock, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(
+        [
+            *prefix,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *prefix,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(workdir / "pg.log"),
+            "-o",
+            f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    def stop() -> None:
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+        )
+
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", stop
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SQLite by default; a real PostgreSQL server with THINNEST_TEST_DATABASE=postgresql."""
+    workdir = tmp_path_factory.mktemp("db")
+    if os.environ.get("THINNEST_TEST_DATABASE") == "postgresql":
+        workdir.chmod(0o755)
+        url, stop = _start_postgres(workdir)
+        yield url
+        stop()
+    else:
+        yield f"sqlite:///{workdir / 'thinnest.db'}"
+
+
+@pytest.fixture(scope="session")
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    db.migrate()
+    yield db
+    db.close()
+
+
+def make_settings(tmp: Path, livekit: LiveKitDevServer | None, **overrides: object) -> Settings:
+    fields: dict[str, object] = {"data_dir": tmp, "api_port": free_port()}
+    if livekit is not None:
+        fields.update(
+            livekit_url=livekit.options.url,
+            livekit_api_key=livekit.options.api_key,
+            livekit_api_secret=livekit.options.api_secret,
+        )
+    fields.update(overrides)
+    return Settings(**fields)  # type: ignore[arg-type]
+
+
+@dataclass
+class RunningApi:
+    settings: Settings
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+def start_api(settings: Settings, database: Database) -> RunningApi:
+    """The real app on a real uvicorn server, in a thread, on a free port."""
+    config = uvicorn.Config(
+        create_app(settings, database=database),
+        host="127.0.0.1",
+        port=settings.api_port,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("API server did not start")
+        time.sleep(0.05)
+    return RunningApi(settings, f"http://127.0.0.1:{settings.api_port}", server, thread)
+
+
+@pytest.fixture(scope="session")
+def api(
+    livekit_server: LiveKitDevServer,
+    database: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningApi]:
+    """The API wired to the real LiveKit server and database (rate limit high for tests)."""
+    running = start_api(
+        make_settings(tmp_path_factory.mktemp("api"), livekit_server, rate_limit_per_minute=10000),
+        database,
+    )
+    yield running
+    running.stop()
+
+
+@dataclass
+class Tenant:
+    """An owner with a fresh API key and an HTTP client that sends it."""
+
+    owner_id: str
+    owner_name: str
+    key: str
+    http: httpx.Client
+
+    def create_agent(self, **fields: object) -> dict[str, object]:
+        body = {"name": f"agent-{secrets.token_hex(3)}", **fields}
+        resp = self.http.post("/agents", json=body)
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+
+@pytest.fixture
+def make_tenant(api: RunningApi, database: Database) -> Iterator[Callable[[], Tenant]]:
+    clients: list[httpx.Client] = []
+
+    def make() -> Tenant:
+        name = f"owner-{secrets.token_hex(4)}"
+        with database.session() as db:
+            owner = keys.get_or_create_owner(db, name)
+            _row, plaintext = keys.create_key(db, owner)
+            owner_id = owner.id
+        client = api.client(plaintext)
+        clients.append(client)
+        return Tenant(owner_id, name, plaintext, client)
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture
+def tenant(make_tenant: Callable[[], Tenant]) -> Tenant:
+    return make_tenant()

@@ -1,0 +1,167 @@
+"""The CLI as a user runs it: keys, agents, and `thinnest dev` started and stopped for real."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from thinnest.devstack import port_in_use
+
+pytestmark = pytest.mark.integration
+
+
+def thinnest(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "THINNEST_DATA_DIR": str(data_dir), **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "thinnest", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_keys_create_prints_the_key_last_and_list_revoke_work(tmp_path: Path) -> None:
+    created = thinnest(tmp_path, "keys", "create", "--owner", "acme", "--name", "backend")
+    key = created.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"tn_sk_[A-Za-z0-9_-]{43}", key)
+    listed = thinnest(tmp_path, "keys", "list", "--owner", "acme").stdout
+    assert "acme" in listed and key not in listed
+    key_id = re.search(r"key_[0-9a-f]{24}", listed).group(0)  # type: ignore[union-attr]
+    assert "revoked" in thinnest(tmp_path, "keys", "revoke", key_id).stdout
+
+
+def test_agents_commands(tmp_path: Path) -> None:
+    agent_id = (
+        thinnest(tmp_path, "agents", "create", "helper", "--owner", "acme", "--greeting", "Hey")
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    assert agent_id.startswith("agent_")
+    assert "helper" in thinnest(tmp_path, "agents", "list", "--owner", "acme").stdout
+    shown = thinnest(tmp_path, "agents", "show", "helper", "--owner", "acme").stdout
+    assert '"greeting": "Hey"' in shown
+    thinnest(tmp_path, "agents", "delete", agent_id, "--owner", "acme")
+    assert "helper" not in thinnest(tmp_path, "agents", "list", "--owner", "acme").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["agents", "list", "--owner", "ghost"], "no owner named 'ghost'", id="unknown-owner"
+        ),
+        pytest.param(
+            ["agents", "create", "x", "--max-duration", "0"], "max_duration", id="bad-agent"
+        ),
+        pytest.param(["keys", "revoke", "key_nope"], "no API key", id="unknown-key"),
+    ],
+)
+def test_errors_are_one_clear_line_without_traceback(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    proc = thinnest(tmp_path, *args, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def _start_dev(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "thinnest", "dev"],
+        env={**os.environ, "THINNEST_DATA_DIR": str(data_dir), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + 90
+    assert proc.stdout is not None
+    while time.monotonic() < deadline and "key" not in found:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if m := re.search(r"agent id\s+(\S+)", line):
+            found["agent"] = m.group(1)
+        if m := re.search(r"API key\s+(\S+)", line):
+            found["key"] = m.group(1)
+    assert "key" in found, f"thinnest dev did not print its banner (exit {proc.poll()})"
+    return proc, found
+
+
+def _livekit_pids(data_dir: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "livekit-server" in cmd and str(data_dir) in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_dev_starts_everything_serves_the_contract_and_stops_cleanly(tmp_path: Path) -> None:
+    udp = free_port()
+    ports = {
+        "THINNEST_API_PORT": str(free_port()),
+        "THINNEST_LIVEKIT_PORT": str(free_port()),
+        "THINNEST_LIVEKIT_RTC_TCP_PORT": str(free_port()),
+        "THINNEST_LIVEKIT_UDP_PORT_START": str(udp),
+        "THINNEST_LIVEKIT_UDP_PORT_END": str(udp + 10),
+    }
+    proc, found = _start_dev(tmp_path, ports)
+    try:
+        base = f"http://127.0.0.1:{ports['THINNEST_API_PORT']}"
+        resp = httpx.post(
+            f"{base}/voice/start",
+            json={"agent_id": found["agent"]},
+            headers={"Authorization": f"Bearer {found['key']}"},
+            timeout=30,
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["livekit_url"] == f"ws://127.0.0.1:{ports['THINNEST_LIVEKIT_PORT']}"
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        assert _livekit_pids(tmp_path)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert _livekit_pids(tmp_path) == []
+    for name in ("THINNEST_API_PORT", "THINNEST_LIVEKIT_PORT", "THINNEST_LIVEKIT_RTC_TCP_PORT"):
+        assert not port_in_use("127.0.0.1", int(ports[name])), name
+
+    # A second run reuses the key and the agent of the first.
+    proc, again = _start_dev(tmp_path, ports)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    proc.stdout.close()  # type: ignore[union-attr]
+    assert again == found
+
+
+def test_dev_refuses_a_busy_port_with_a_clear_message(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = thinnest(tmp_path, "dev", env={"THINNEST_LIVEKIT_PORT": str(port)}, check=False)
+    assert proc.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
