@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from thinnest.config import Settings
@@ -28,8 +27,8 @@ class OpenAIOptions(BaseModel):
             else OpenAI itself.
         temperature: sampling temperature.
         max_completion_tokens: cap on the answer's length.
-        timeout: seconds to wait for the endpoint (connect and each read).
-        max_retries: retries of a failed request before the error reaches the session.
+        max_retries: retries inside the SDK before the error reaches the session (which
+            retries by its own ``conn_options``, whose ``timeout`` bounds each request).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -38,7 +37,6 @@ class OpenAIOptions(BaseModel):
     base_url: str | None = Field(None, pattern="^https?://")
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_completion_tokens: int | None = Field(None, ge=1, le=131072)
-    timeout: float = Field(15.0, gt=0.0, le=300.0)
     max_retries: int = Field(0, ge=0, le=5)
 
 
@@ -75,7 +73,6 @@ def build(options: OpenAIOptions, settings: Settings) -> Any:
         model=options.model,
         # The SDK refuses an empty key even for endpoints that ignore it.
         api_key=key or "no-key",
-        timeout=httpx.Timeout(options.timeout, connect=min(options.timeout, 5.0)),
         max_retries=options.max_retries,
         **kwargs,
     )
