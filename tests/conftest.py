@@ -7,6 +7,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -120,13 +121,18 @@ def _start_postgres(workdir: Path) -> tuple[str, Callable[[], None]]:
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """SQLite by default; a real PostgreSQL server with THINNEST_TEST_DATABASE=postgresql."""
-    workdir = tmp_path_factory.mktemp("db")
     if os.environ.get("THINNEST_TEST_DATABASE") == "postgresql":
+        # Not under pytest's tmp tree: its 0700 parents would lock the postgres user out.
+        workdir = Path(tempfile.mkdtemp(prefix="thinnest-pg-"))
         workdir.chmod(0o755)
         url, stop = _start_postgres(workdir)
-        yield url
-        stop()
+        try:
+            yield url
+        finally:
+            stop()
+            shutil.rmtree(workdir, ignore_errors=True)
     else:
+        workdir = tmp_path_factory.mktemp("db")
         yield f"sqlite:///{workdir / 'thinnest.db'}"
 
 
