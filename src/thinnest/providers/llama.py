@@ -6,10 +6,12 @@ Jinja template) so that it stays short and identical from turn to turn: llama.cp
 the KV cache of the longest common prefix, and a RAM prompt cache keeps the state of
 other conversations sharing the process's model, which keeps time to first token low.
 
-Tools are described in the system prompt in Qwen's ``<tool_call>`` convention; the model
-answers tool calls as JSON text, which :mod:`thinnest.providers._toolcalls` parses and
-validates into livekit-agents function calls. An invalid call is retried once with the
-error shown to the model; a second failure becomes a short spoken apology.
+Tools are described in the system prompt in Qwen's ``<tool_call>`` convention (the tags
+are special tokens, dropped from the output text); the model answers a tool call as JSON
+text, which :mod:`thinnest.providers._toolcalls` parses and validates into livekit-agents
+function calls. An invalid call is retried once with the error shown to the model; a
+second failure becomes a short spoken apology. Past calls and their results are shown to
+the model as plain sentences (see :func:`render_prompt`).
 
 One model is loaded per process and generation is serialised by a lock (llama.cpp
 contexts are not thread-safe): concurrent calls in one worker process take turns.
@@ -46,6 +48,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "without lists or markdown."
 )
 APOLOGY = "Sorry, I could not do that."
+_AFTER_TOOL = "Answer my question in words."
 _SPECIAL = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 _STOP = ["<|im_end|>", "<|endoftext|>", "<|im_start|>"]
 _TOOLS_PROMPT = (
@@ -62,7 +65,7 @@ class LlamaOptions(BaseModel):
         temperature: sampling temperature (low keeps tool calls well-formed).
         max_tokens: cap on one answer's length.
         context_tokens: the context window; older turns are dropped to fit.
-        threads: CPU threads; 0 uses every core.
+        threads: CPU threads; 0 uses all cores but one (the rest of the pipeline needs it).
         seed: sampling seed, for reproducible answers.
     """
 
@@ -84,7 +87,10 @@ class _Model:
 @functools.lru_cache(maxsize=2)
 def _load(path: str, context_tokens: int, threads: int) -> _Model:
     llama_cpp = require("llama_cpp", extra="llama", provider="llama")
-    n_threads = threads or os.cpu_count() or 1
+    # llama.cpp's threads spin at a barrier per token: with one core busy elsewhere (STT,
+    # TTS, VAD of the same call) a thread per core collapses from ~18 to ~2 tokens/s on
+    # two cores. Leave one core to the rest of the pipeline.
+    n_threads = threads or max(1, len(os.sched_getaffinity(0)) - 1)
     model = llama_cpp.Llama(
         model_path=path,
         n_ctx=context_tokens,
@@ -121,7 +127,7 @@ def render_prompt(
     turns: list[tuple[str, str]] = []
 
     def add(role: str, text: str) -> None:
-        if turns and turns[-1][0] == role and role != "assistant-text":
+        if turns and turns[-1][0] == role:
             turns[-1] = (role, turns[-1][1] + "\n" + text)
         else:
             turns.append((role, text))
@@ -136,16 +142,16 @@ def render_prompt(
             elif item.role == "user":
                 add("user", text)
             else:
-                turns.append(("assistant-text", text))
+                add("assistant", text)
         elif item.type == "function_call":
-            try:
-                args = json.loads(item.arguments or "{}")
-            except ValueError:
-                args = {}
-            call = json.dumps({"name": item.name, "arguments": args}, ensure_ascii=False)
-            add("assistant", f"{_toolcalls.OPEN_TAG}\n{call}\n</tool_call>")
+            # Past calls and results are rendered as plain sentences, not in the tool-call
+            # syntax: shown its own <tool_call> followed by a <tool_response>, the 0.5B
+            # model repeats the call forever instead of answering.
+            call = f"{item.name}({_clean(item.arguments or '{}')})"
+            add("assistant", f"I called {call}.")
         elif item.type == "function_call_output":
-            add("tool", f"<tool_response>\n{_clean(item.output)}\n</tool_response>")
+            verb = "failed" if item.is_error else "returned"
+            add("tool", f"{item.name or 'the tool'} {verb}: {_clean(item.output)}")
 
     head = "\n".join(system) or system_prompt or DEFAULT_SYSTEM_PROMPT
     described = _toolcalls.describe_tools(tools)
@@ -155,8 +161,9 @@ def render_prompt(
         )
     rendered = []
     for role, text in turns:
-        chatml_role = {"assistant-text": "assistant", "tool": "user"}.get(role, role)
-        rendered.append(f"<|im_start|>{chatml_role}\n{text}<|im_end|>\n")
+        if role == "tool":
+            role, text = "user", text + "\n" + _AFTER_TOOL
+        rendered.append(f"<|im_start|>{role}\n{text}<|im_end|>\n")
     return f"<|im_start|>system\n{head}<|im_end|>\n", rendered
 
 
