@@ -19,5 +19,4 @@ lint:
 
 # Re-pin after changing pyproject.toml dependencies (needs the registry).
 lock:
-	.venv/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
-		-o requirements/dev.lock
+	bash scripts/lock.sh

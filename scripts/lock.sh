@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Re-pins every dependency with hashes (needs the package registry).
+#   requirements/dev.lock    everything the setup installs, less llama-cpp-python
+#   requirements/llama.lock  llama-cpp-python's source archive, hash-pinned; setup.sh builds it
+#                            once into a wheel in .tools/wheels (it ships no binary wheels)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+UV=${UV:-.venv/bin/uv}
+tmp=$(mktemp)
+"$UV" pip compile pyproject.toml --all-extras --generate-hashes --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 -q -o "$tmp"
+python3 - "$tmp" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+blocks = re.split(r"\n(?=[a-z0-9])", text)
+keep, llama = [], []
+for b in blocks:
+    (llama if b.startswith("llama-cpp-python==") else keep).append(b)
+header = "# Pinned with hashes by scripts/lock.sh; llama-cpp-python is in llama.lock.\n"
+open("requirements/dev.lock", "w").write(header + "\n".join(keep).split("\n", 2)[2] + "\n")
+open("requirements/llama.lock", "w").write(
+    "# llama-cpp-python's source archive; scripts/setup.sh builds the wheel from it once.\n"
+    + "\n".join(llama).strip() + "\n")
+PY
+rm -f "$tmp"
+echo "locked: $(grep -c '^[a-z0-9]' requirements/dev.lock) packages + llama-cpp-python"
