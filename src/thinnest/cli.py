@@ -81,6 +81,16 @@ def serve(
     )
 
 
+@app.command()
+def worker() -> None:
+    """Run a voice engine worker (scale out by running more)."""
+    from thinnest.engine.worker import run_worker
+
+    settings = get_settings()
+    configure(settings.log_level)
+    run_worker(settings)
+
+
 def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
     base = settings.resolved_public_base_url
     out.print("\n[bold green]Thinnest dev stack is running[/] (Ctrl-C stops everything)\n")
@@ -98,7 +108,7 @@ def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
 
 @app.command()
 def dev() -> None:
-    """Start everything on loopback: LiveKit server, API; print a key and agent to try."""
+    """Start everything on loopback: LiveKit server, API, voice engine; print a key and agent."""
     from thinnest.devstack import DevStack
 
     settings = get_settings()

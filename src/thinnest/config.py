@@ -86,6 +86,16 @@ class Settings(BaseSettings):
     default_max_duration: int = Field(600, ge=10)
     """`max_duration` of a new agent, seconds"""
 
+    # --- Voice engine -----------------------------------------------------------------------
+    worker_idle_processes: int = Field(1, ge=0, le=64)
+    """job processes each `thinnest worker` keeps prewarmed (models loaded, ready for a call)"""
+    worker_max_jobs: int = Field(4, ge=1, le=256)
+    """concurrent calls one `thinnest worker` takes before LiveKit sends calls elsewhere"""
+    recordings_dir: Path | None = None
+    """where call recordings are written; default `<data_dir>/recordings`"""
+    tool_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    """JSON object of secrets HTTP tools may use in headers as `${secret:NAME}`"""
+
     # --- Providers (offline models and cloud vendors) ---------------------------------------
     models_dir: Path | None = None
     """joined model files; default `<data_dir>/models`"""
@@ -139,6 +149,10 @@ class Settings(BaseSettings):
     def resolved_public_livekit_url(self) -> str:
         url = self.public_livekit_url or self.livekit_url
         return _as_websocket_url(url).rstrip("/")
+
+    @property
+    def resolved_recordings_dir(self) -> Path:
+        return self.recordings_dir or self.data_dir / "recordings"
 
     @property
     def resolved_models_dir(self) -> Path:

@@ -1,4 +1,4 @@
-"""``thinnest dev``: LiveKit server, API (and later the voice engine) on loopback, one Ctrl-C away.
+"""``thinnest dev``: LiveKit server, API and voice engine on loopback, one Ctrl-C away.
 
 Each component is a child process. If one dies, the others are stopped and ``thinnest dev``
 exits non-zero; on Ctrl-C or SIGTERM everything is stopped and every port freed.

@@ -12,6 +12,7 @@ from thinnest.api.errors import ERROR_RESPONSES
 from thinnest.api.schemas import AgentConfig, AgentOut, AgentPatch
 from thinnest.config import Settings
 from thinnest.errors import ValidationError
+from thinnest.providers import registry
 from thinnest.store import agents
 from thinnest.store.models import Agent
 
@@ -31,6 +32,10 @@ def check_config(config: AgentConfig, settings: Settings) -> dict[str, Any]:
             f"max_duration must be at most {settings.max_call_duration} seconds",
             field="max_duration",
         )
+    for kind in registry.KINDS:
+        choice = getattr(config.providers, kind)
+        # An unknown name, bad options or a missing cloud key is refused now, not mid-call.
+        registry.validate(kind, choice.name, choice.options, settings=settings)
     return config.model_dump(mode="json")
 
 

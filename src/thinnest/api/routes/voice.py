@@ -10,8 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from thinnest.api.deps import CurrentKey, DatabaseDep, LiveKitDep, RateLimiterDep, SettingsDep
 from thinnest.api.errors import ERROR_RESPONSES
-from thinnest.api.schemas import VoiceStartRequest, VoiceStartResponse
+from thinnest.api.schemas import AgentConfig, VoiceStartRequest, VoiceStartResponse
 from thinnest.config import Settings
+from thinnest.engine.metadata import DispatchMetadata
 from thinnest.errors import UnavailableError, ValidationError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.livekit.tokens import mint_participant_token
@@ -90,14 +91,14 @@ async def start_session(
                     settings.max_call_duration,
                 ),
             )
-            return {
-                "session_id": row.id,
-                "agent_id": agent.id,
-                "agent": config,
-                "context": context,
-                "recording": row.recording,
-                "max_duration": row.max_duration,
-            }
+            return DispatchMetadata(
+                session_id=row.id,
+                agent_id=agent.id,
+                agent=AgentConfig.model_validate(config),
+                context=context,
+                recording=row.recording,
+                max_duration=row.max_duration,
+            ).model_dump(mode="json")
 
     metadata = await run_in_threadpool(store)
     session_id: str = metadata["session_id"]

@@ -1,0 +1,1 @@
+"""The voice engine: a livekit-agents worker that holds each session's conversation."""

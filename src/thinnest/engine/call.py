@@ -1,0 +1,190 @@
+"""One live call: the session's events to the data channel and the store, and its ending.
+
+Every ending (user left, ``end_call``, ``max_duration``, the API's end, a fatal error) goes
+through :meth:`Call.end`: say the last line if there is one, send ``call_ended``, finalise
+the stored session, close the room. It runs once, whatever triggers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from livekit.agents import AgentSession, llm
+from livekit.agents.voice import events
+
+from livekit import rtc
+from thinnest.engine import protocol
+from thinnest.engine.metadata import DispatchMetadata
+from thinnest.engine.persistence import CallStore
+from thinnest.engine.tools import ToolCallRecord
+from thinnest.log import logger
+
+log = logger.getChild("engine")
+
+_LATENCY_KEYS = {
+    "end_of_turn_delay": "end_of_turn_delay",
+    "transcription_delay": "stt",
+    "llm_node_ttft": "llm_ttft",
+    "tts_node_ttfb": "tts_ttfb",
+    "e2e_latency": "voice_to_voice",
+}
+_SAY_TIMEOUT = 30.0
+
+
+class Call:
+    """Wires one ``AgentSession`` to the room's data channel and the store."""
+
+    def __init__(
+        self, *, room: rtc.Room, meta: DispatchMetadata, session: AgentSession, store: CallStore
+    ) -> None:
+        self.room = room
+        self.meta = meta
+        self.session = session
+        self.store = store
+        self.started = time.monotonic()
+        self.reason: str | None = None
+        self.ended = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.Task[None] | None = None
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        """Send one event on the data channel; a room that is gone is not an error."""
+        if not self.room.isconnected():
+            return
+        try:
+            await self.room.local_participant.publish_data(
+                protocol.encode(message), reliable=True, topic=protocol.TOPIC
+            )
+        except Exception as exc:  # the room closing under us
+            log.debug("session %s: publish failed: %r", self.meta.session_id, exc)
+
+    @property
+    def duration(self) -> float:
+        return time.monotonic() - self.started
+
+    # --- events -----------------------------------------------------------------------------
+    def attach(self) -> None:
+        s = self.session
+        s.on("user_input_transcribed", self._on_user_transcript)
+        s.on("conversation_item_added", self._on_item)
+        s.on("agent_state_changed", self._on_agent_state)
+        s.on("error", self._on_error)
+        s.on("close", self._on_close)
+        self._timer = asyncio.get_running_loop().create_task(self._max_duration())
+
+    def _on_user_transcript(self, ev: events.UserInputTranscribedEvent) -> None:
+        if ev.transcript.strip():
+            self._spawn(self.publish(protocol.transcript("user", ev.transcript, final=ev.is_final)))
+
+    def _on_item(self, ev: events.ConversationItemAddedEvent) -> None:
+        item = ev.item
+        if not isinstance(item, llm.ChatMessage) or item.role not in ("user", "assistant"):
+            return
+        text = (item.text_content or "").strip()
+        if not text:
+            return
+        role = "agent" if item.role == "assistant" else "user"
+        report: dict[str, Any] = dict(item.metrics or {})
+        latency = {
+            ours: float(report[theirs])
+            for theirs, ours in _LATENCY_KEYS.items()
+            if isinstance(report.get(theirs), int | float)
+        }
+        if role == "agent":
+            self._spawn(
+                self.publish(
+                    protocol.transcript(
+                        "agent", text, final=True, item_id=item.id, interrupted=item.interrupted
+                    )
+                )
+            )
+            if latency:
+                self._spawn(self.publish(protocol.metrics(latency)))
+        self._spawn(
+            self.store.add_turn(
+                role=role,
+                text=text,
+                interrupted=item.interrupted,
+                started_at=report.get("started_speaking_at"),
+                ended_at=report.get("stopped_speaking_at"),
+                latency=latency,
+            )
+        )
+
+    def _on_agent_state(self, ev: events.AgentStateChangedEvent) -> None:
+        self._spawn(self.publish(protocol.agent_state(ev.new_state)))
+
+    def _on_error(self, ev: events.ErrorEvent) -> None:
+        recoverable = getattr(ev.error, "recoverable", True)
+        log.warning(
+            "session %s: %s error (recoverable=%s): %r",
+            self.meta.session_id,
+            type(ev.source).__name__,
+            recoverable,
+            ev.error,
+        )
+        if not recoverable:
+            self._spawn(
+                self.publish(
+                    protocol.error(
+                        "provider_error", "the voice pipeline failed; the call is ending"
+                    )
+                )
+            )
+
+    def _on_close(self, ev: events.CloseEvent) -> None:
+        reason = {
+            events.CloseReason.PARTICIPANT_DISCONNECTED: "user_left",
+            events.CloseReason.ERROR: "error",
+        }.get(ev.reason, self.reason or "ended_by_api")
+        self.request_end(reason)
+
+    async def on_tool_call(self, record: ToolCallRecord) -> None:
+        await self.publish(
+            protocol.tool_call(
+                record.name, record.arguments, duration=record.duration, error=record.error
+            )
+        )
+        await self.store.add_tool_call(
+            name=record.name,
+            arguments=record.arguments,
+            result=record.result,
+            error=record.error,
+            duration=record.duration,
+        )
+
+    # --- ending -----------------------------------------------------------------------------
+    async def _max_duration(self) -> None:
+        await asyncio.sleep(self.meta.max_duration)
+        await self.end("max_duration", say=self.meta.agent.closing_message)
+
+    def request_end(self, reason: str, say: str | None = None) -> None:
+        """Schedule the call's end (safe from event handlers and tools)."""
+        if self.reason is None:
+            self._spawn(self.end(reason, say=say))
+
+    async def end(self, reason: str, *, say: str | None = None) -> None:
+        if self.reason is not None:
+            return
+        self.reason = reason
+        if self._timer is not None and self._timer is not asyncio.current_task():
+            self._timer.cancel()
+        if say and self.room.isconnected():
+            with contextlib.suppress(Exception):
+                self.session.interrupt()
+                handle = self.session.say(say, allow_interruptions=False)
+                await asyncio.wait_for(handle.wait_for_playout(), _SAY_TIMEOUT)
+        await self.publish(protocol.call_ended(self.duration, reason))
+        status = "error" if reason == "error" else "ended"
+        await self.store.finalize(status=status, reason=reason)
+        log.info("session %s ended: %s after %.1f s", self.meta.session_id, reason, self.duration)
+        self.ended.set()

@@ -1,0 +1,168 @@
+"""The job entry of the voice engine: prewarm models once per process, then run one call.
+
+``prewarm`` runs when a job process starts (before any call), so the models are loaded
+once and every call in that process starts warm. ``entrypoint`` reads the dispatch
+metadata, builds the agent's ``AgentSession`` from the provider registry, joins the room,
+greets, and waits for the call to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import string
+from typing import Any
+
+import httpx
+from livekit.agents import Agent, AgentSession, JobContext, JobProcess, llm
+from livekit.agents.voice.room_io import RoomOptions
+
+from thinnest.api.schemas import AgentConfig, ProviderChoice
+from thinnest.config import Settings, get_settings
+from thinnest.engine.call import Call
+from thinnest.engine.metadata import DispatchMetadata
+from thinnest.engine.persistence import CallStore
+from thinnest.engine.tools import end_call_tool, http_function_tool
+from thinnest.log import logger
+from thinnest.providers import registry
+from thinnest.store.db import Database
+
+log = logger.getChild("engine")
+
+USER_IDENTITY = "user"
+KINDS = ("stt", "llm", "tts", "vad", "turn_detection")
+
+
+class ProviderCache:
+    """Provider objects built once per process, keyed by kind, name and options."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._built: dict[str, Any] = {}
+
+    def get(self, kind: str, choice: ProviderChoice) -> Any:
+        key = f"{kind}:{choice.name}:{json.dumps(choice.options, sort_keys=True)}"
+        if key not in self._built:
+            self._built[key] = registry.build(
+                kind, choice.name, choice.options, settings=self.settings
+            )
+        return self._built[key]
+
+    def warm(self, config: AgentConfig) -> None:
+        for kind in KINDS:
+            self.get(kind, getattr(config.providers, kind))
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Load the default agent's models into this job process, before any call."""
+    settings = get_settings()
+    cache = ProviderCache(settings)
+    cache.warm(AgentConfig(name="default"))
+    proc.userdata["providers"] = cache
+    proc.userdata["database"] = Database(settings.resolved_database_url)
+
+
+class _Context(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def render_instructions(config: AgentConfig, context: dict[str, Any]) -> str:
+    """The agent's instructions with ``{name}`` placeholders filled from the context."""
+    text = config.instructions
+    fields = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+    if fields:
+        try:
+            text = text.format_map(_Context({k: v for k, v in context.items()}))
+        except (ValueError, IndexError, AttributeError):
+            pass  # not a template after all (stray braces): keep it as written
+    if context:
+        text += "\n\nWhat we know about the caller (JSON): " + json.dumps(context)[:2000]
+    return text
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    settings = get_settings()
+    meta = DispatchMetadata.model_validate_json(ctx.job.metadata)
+    config = meta.agent
+    cache: ProviderCache = ctx.proc.userdata.get("providers") or ProviderCache(settings)
+    database: Database = ctx.proc.userdata.get("database") or Database(
+        settings.resolved_database_url
+    )
+    store = CallStore(database, meta.session_id)
+
+    await ctx.connect()
+    session: AgentSession = AgentSession(
+        stt=cache.get("stt", config.providers.stt),
+        llm=cache.get("llm", config.providers.llm),
+        tts=cache.get("tts", config.providers.tts),
+        vad=cache.get("vad", config.providers.vad),
+        turn_detection=cache.get("turn_detection", config.providers.turn_detection),
+        allow_interruptions=True,
+        # A backchannel ("mm-hmm") is short: it must not cut the agent off.
+        min_interruption_duration=0.6,
+        min_interruption_words=2,
+        resume_false_interruption=True,
+        false_interruption_timeout=1.5,
+        preemptive_generation=True,
+        user_away_timeout=None,
+    )
+    call = Call(room=ctx.room, meta=meta, session=session, store=store)
+    http = httpx.AsyncClient()
+    tools: list[llm.Tool] = [
+        http_function_tool(t, settings=settings, client=http, on_call=call.on_tool_call)
+        for t in config.tools
+    ]
+    tools.append(
+        end_call_tool(
+            lambda goodbye: call.request_end("agent_ended", say=goodbye), call.on_tool_call
+        )
+    )
+    agent = Agent(instructions=render_instructions(config, meta.context), tools=tools)
+
+    async def cleanup(reason: str) -> None:
+        await call.end(reason if reason in ("user_left", "error") else "ended_by_api")
+        await http.aclose()
+        if meta.recording:
+            await _keep_recording(ctx, session, store, settings, meta.session_id)
+
+    ctx.add_shutdown_callback(cleanup)
+    call.attach()
+    record: Any = (
+        {"audio": True, "traces": False, "logs": False, "transcript": False}
+        if meta.recording
+        else False
+    )
+    await session.start(
+        agent=agent,
+        room=ctx.room,
+        record=record,
+        room_options=RoomOptions(participant_identity=USER_IDENTITY, close_on_disconnect=True),
+    )
+    if config.greeting:
+        session.say(config.greeting, allow_interruptions=True)
+    await call.ended.wait()
+    await session.aclose()
+    ctx.delete_room()
+    ctx.shutdown(call.reason or "ended")
+
+
+async def _keep_recording(
+    ctx: JobContext, session: AgentSession, store: CallStore, settings: Settings, session_id: str
+) -> None:
+    """Move the session's stereo recording (user left, agent right) into the recordings dir."""
+    await session.aclose()
+    source = ctx.session_directory / "audio.ogg"
+    for _ in range(50):  # the recorder flushes its last block as the session closes
+        if source.exists():
+            break
+        await asyncio.sleep(0.1)
+    if not source.exists():
+        log.warning("session %s: no recording was produced", session_id)
+        return
+    target_dir = settings.resolved_recordings_dir
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / f"{session_id}.ogg"
+    await asyncio.to_thread(shutil.copyfile, source, target)
+    await store.set_recording(str(target.resolve()))

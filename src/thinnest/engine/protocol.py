@@ -1,0 +1,62 @@
+"""The data-channel protocol: JSON events the engine sends to clients on topic ``thinnest``.
+
+Pure functions, no I/O: each returns the message dict; :func:`encode` makes the bytes.
+The first fields of each message are the contract's; more may be added, never removed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+TOPIC = "thinnest"
+
+#: Why a call ended, as sent in ``call_ended.reason`` and stored as the session's end reason.
+REASONS = ("user_left", "agent_ended", "max_duration", "ended_by_api", "error")
+
+
+def transcript(
+    role: str, text: str, *, final: bool, item_id: str | None = None, interrupted: bool = False
+) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": "transcript", "role": role, "text": text, "final": final}
+    if item_id:
+        msg["id"] = item_id
+    if interrupted:
+        msg["interrupted"] = True
+    msg["timestamp"] = round(time.time(), 3)
+    return msg
+
+
+def call_ended(duration: float, reason: str) -> dict[str, Any]:
+    return {"type": "call_ended", "duration": round(duration, 3), "reason": reason}
+
+
+def agent_state(state: str) -> dict[str, Any]:
+    return {"type": "agent_state", "state": state}
+
+
+def tool_call(
+    name: str, arguments: dict[str, Any], *, duration: float, error: str | None = None
+) -> dict[str, Any]:
+    msg: dict[str, Any] = {
+        "type": "tool_call",
+        "name": name,
+        "arguments": arguments,
+        "duration": round(duration, 3),
+    }
+    if error is not None:
+        msg["error"] = error
+    return msg
+
+
+def metrics(latency: dict[str, float]) -> dict[str, Any]:
+    return {"type": "metrics", **{k: round(v, 4) for k, v in latency.items()}}
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()

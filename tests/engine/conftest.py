@@ -1,0 +1,102 @@
+"""Fixtures of the engine tests: a real voice engine worker process and spoken audio."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from thinnest.livekit.devserver import LiveKitDevServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log: Path
+    recordings: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_worker(livekit: LiveKitDevServer, database_url: str, workdir: Path) -> Worker:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "worker.log"
+    env = {
+        **os.environ,
+        "THINNEST_LIVEKIT_URL": livekit.options.url,
+        "THINNEST_LIVEKIT_API_KEY": livekit.options.api_key,
+        "THINNEST_LIVEKIT_API_SECRET": livekit.options.api_secret,
+        "THINNEST_DATABASE_URL": database_url,
+        "THINNEST_DATA_DIR": str(workdir),
+        # The cache the setup built; built on first use if it is not there.
+        "THINNEST_MODELS_DIR": str(REPO / ".thinnest" / "models"),
+        "THINNEST_RECORDINGS_DIR": str(workdir / "recordings"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "thinnest", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    worker = Worker(proc, log, workdir / "recordings")
+    deadline = time.monotonic() + 180
+    while "registered worker" not in worker.text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_worker(worker)
+            pytest.fail(f"the worker did not register:\n{worker.text()[-3000:]}")
+        time.sleep(0.2)
+    return worker
+
+
+def stop_worker(worker: Worker) -> None:
+    if worker.process.poll() is None:
+        worker.process.send_signal(signal.SIGTERM)
+        try:
+            worker.process.wait(40)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(
+    livekit_server: LiveKitDevServer,
+    database_url: str,
+    database: object,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Worker]:
+    """One real `thinnest worker` for the engine tests (models prewarmed once)."""
+    w = start_worker(livekit_server, database_url, tmp_path_factory.mktemp("worker"))
+    yield w
+    stop_worker(w)
+
+
+@pytest.fixture(scope="session")
+def speak(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Synthesise a sentence to a WAV with espeak-ng (Debian package) and return its path."""
+    folder = tmp_path_factory.mktemp("speech")
+
+    def make(text: str, *, voice: str = "en-us", speed: int = 140) -> Path:
+        path = folder / f"{abs(hash((text, voice, speed)))}.wav"
+        if not path.exists():
+            subprocess.run(
+                ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text],
+                check=True,
+                capture_output=True,
+            )
+        return path
+
+    return make

@@ -1,0 +1,68 @@
+"""A real conversation: API, LiveKit server, worker with the offline stack, rtc client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.conftest import Tenant
+from tests.engine.conftest import Worker
+from thinnest.client import VoiceClient
+from thinnest.store import sessions
+from thinnest.store.db import Database
+
+pytestmark = pytest.mark.integration
+
+
+async def _start(tenant: Tenant, agent: dict[str, object], **body: object) -> dict[str, str]:
+    resp = await asyncio.to_thread(
+        tenant.http.post, "/voice/start", json={"agent_id": agent["id"], **body}
+    )
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+async def test_greets_listens_and_answers_then_ends_at_max_duration(
+    worker: Worker, tenant: Tenant, database: Database, speak
+) -> None:
+    agent = tenant.create_agent(
+        greeting="Hello, this is Thinnest.",
+        instructions="You are a friendly assistant. Answer in one short sentence.",
+        closing_message="Our time is up. Goodbye!",
+        max_duration=40,
+    )
+    started = await _start(tenant, agent)
+    t0 = time.monotonic()
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        greeting = await client.next_event(90, type="transcript", role="agent")
+        assert "Thinnest" in greeting["text"]
+        await asyncio.sleep(2.5)  # let the greeting play out
+        assert client.audio.first_voiced_after(t0) is not None, "no greeting audio"
+
+        await client.play_wav(speak("How many legs does a spider have?"))
+        user = await client.next_event(60, type="transcript", role="user", final=True)
+        assert "legs" in user["text"].lower() and "spider" in user["text"].lower()
+        reply = await client.next_event(90, type="transcript", role="agent")
+        assert reply["text"].strip()
+        assert client.speech_ended_at is not None
+        voiced = client.audio.first_voiced_after(client.speech_ended_at)
+        assert voiced is not None, "no agent audio after the question"
+        print(f"end of speech -> first agent audio: {voiced - client.speech_ended_at:.3f} s")
+
+        ended = await client.next_event(60, type="call_ended")
+        assert ended["reason"] == "max_duration"
+        assert 30 <= ended["duration"] <= 60
+        await asyncio.wait_for(client.disconnected.wait(), 20)
+
+    for _ in range(50):
+        with database.session() as db:
+            row = sessions.get_session(db, started["session_id"])
+            if row.status == "ended":
+                break
+        await asyncio.sleep(0.2)
+    assert row.status == "ended" and row.end_reason == "max_duration"
+    roles = [t.role for t in row.turns]
+    assert roles[:3] == ["agent", "user", "agent"]
+    assert "spider" in row.turns[1].text.lower()
