@@ -14,4 +14,4 @@ pytestmark = pytest.mark.unit
 def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     missing = [n for n in Settings.model_fields if f"`THINNEST_{n.upper()}`" not in readme]
-    assert missing == []
+    assert missing == [], "run: .venv/bin/python scripts/readme_settings.py"

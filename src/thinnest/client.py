@@ -126,13 +126,14 @@ class VoiceClient:
         self.speech_ended_at = None
         await self.play_pcm(read_wav_48k(path), silence_after=silence_after)
 
-    async def next_event(self, timeout: float, **match: Any) -> dict[str, Any]:
-        """The next event whose fields equal ``match`` (others are skipped)."""
-        deadline = time.monotonic() + timeout
+    async def next_event(self, within: float, **match: Any) -> dict[str, Any]:
+        """The next event whose fields equal ``match`` within ``within`` seconds (others are
+        skipped)."""
+        deadline = time.monotonic() + within
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"no event matching {match} within {timeout} s")
+                raise TimeoutError(f"no event matching {match} within {within} s")
             event = await asyncio.wait_for(self._events.get(), left)
             if all(event.get(k) == v for k, v in match.items()):
                 return event
