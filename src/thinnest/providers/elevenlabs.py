@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,7 @@ class ElevenLabsOptions(BaseModel):
         voice_id: an ElevenLabs voice id; default: the plugin's default voice.
         model: an ElevenLabs model (``eleven_turbo_v2_5``, ``eleven_flash_v2_5``, ...).
         language: ISO 639-1 code, for multilingual models.
+        encoding: audio format ElevenLabs sends (``pcm_*`` needs no decoding).
         base_url: API base URL; change it only for a proxy.
     """
 
@@ -28,6 +29,9 @@ class ElevenLabsOptions(BaseModel):
     voice_id: str | None = Field(None, pattern="^[A-Za-z0-9]{1,64}$")
     model: str = Field("eleven_turbo_v2_5", min_length=1, max_length=64)
     language: str | None = Field(None, min_length=2, max_length=8)
+    encoding: Literal["mp3_22050_32", "mp3_44100_128", "pcm_16000", "pcm_22050", "pcm_24000"] = (
+        "mp3_22050_32"
+    )
     base_url: str | None = Field(None, pattern="^https?://")
 
 
@@ -48,6 +52,7 @@ def build(options: ElevenLabsOptions, settings: Settings) -> Any:
         kwargs["base_url"] = options.base_url
     return elevenlabs.TTS(
         model=options.model,
+        encoding=options.encoding,
         api_key=require_key(settings, "elevenlabs_api_key", "elevenlabs"),
         **kwargs,
     )
