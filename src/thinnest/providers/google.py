@@ -40,6 +40,7 @@ class GeminiOptions(BaseModel):
         model: a Gemini model name.
         temperature: sampling temperature.
         max_output_tokens: cap on the answer's length.
+        base_url: the Gemini API endpoint; change it only for a proxy or gateway.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -47,6 +48,7 @@ class GeminiOptions(BaseModel):
     model: str = Field("gemini-2.5-flash", min_length=1, max_length=64)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_output_tokens: int | None = Field(None, ge=1, le=65536)
+    base_url: str | None = Field(None, pattern="^https?://")
 
 
 def check(options: BaseModel, settings: Settings) -> None:
@@ -74,6 +76,9 @@ def build_llm(options: GeminiOptions, settings: Settings) -> Any:
         kwargs["temperature"] = options.temperature
     if options.max_output_tokens is not None:
         kwargs["max_output_tokens"] = options.max_output_tokens
+    if options.base_url is not None:
+        genai_types = require("google.genai.types", extra="cloud", provider="gemini")
+        kwargs["http_options"] = genai_types.HttpOptions(base_url=options.base_url)
     return google.LLM(
         model=options.model,
         api_key=require_key(settings, "google_api_key", "gemini"),
