@@ -45,7 +45,15 @@ def clean_environ() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitDevServer]:
+def api_port() -> int:
+    """The port of the session's API (known before LiveKit starts: it posts webhooks there)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def livekit_server(
+    tmp_path_factory: pytest.TempPathFactory, api_port: int
+) -> Iterator[LiveKitDevServer]:
     """A real livekit-server on free loopback ports. Fails (never skips) if it cannot start."""
     key, secret = generate_credentials()
     udp = free_port()
@@ -56,6 +64,7 @@ def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit
         rtc_tcp_port=free_port(),
         udp_port_start=udp,
         udp_port_end=udp + 20,
+        webhook_urls=(f"http://127.0.0.1:{api_port}/livekit/webhook",),
     )
     server = LiveKitDevServer(options, workdir=tmp_path_factory.mktemp("livekit"))
     server.start()
@@ -197,12 +206,17 @@ def api(
     livekit_server: LiveKitDevServer,
     database: Database,
     tmp_path_factory: pytest.TempPathFactory,
+    api_port: int,
 ) -> Iterator[RunningApi]:
     """The API wired to the real LiveKit server and database (rate limit high for tests)."""
-    running = start_api(
-        make_settings(tmp_path_factory.mktemp("api"), livekit_server, rate_limit_per_minute=10000),
-        database,
+    settings = make_settings(
+        tmp_path_factory.mktemp("api"),
+        livekit_server,
+        rate_limit_per_minute=10000,
+        api_port=api_port,
+        sweep_interval=2.0,
     )
+    running = start_api(settings, database)
     yield running
     running.stop()
 

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     room_departure_timeout: int = Field(20, ge=0)
     """seconds a room lives on after the last participant left"""
 
+    sweep_interval: float = Field(30.0, gt=0)
+    """seconds between checks for active sessions whose room is gone (the backstop)"""
+
     # --- Calls ------------------------------------------------------------------------------
     max_call_duration: int = Field(3600, ge=10)
     """upper bound of any call's `max_duration`, seconds"""

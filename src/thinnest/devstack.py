@@ -116,6 +116,7 @@ class DevStack:
                 rtc_tcp_port=s.livekit_rtc_tcp_port,
                 udp_port_start=s.livekit_udp_port_start,
                 udp_port_end=s.livekit_udp_port_end,
+                webhook_urls=(f"http://127.0.0.1:{s.api_port}/livekit/webhook",),
             ),
             workdir=s.data_dir / "livekit",
             binary=s.livekit_server_bin,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,7 +29,13 @@ class Worker:
         return self.log.read_text(errors="replace")
 
 
-def start_worker(livekit: LiveKitDevServer, database_url: str, workdir: Path) -> Worker:
+def start_worker(
+    livekit: LiveKitDevServer,
+    database_url: str,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+) -> Worker:
+    """Start `thinnest worker` in its own process group and wait until it registered."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "worker.log"
     env = {
@@ -42,6 +49,7 @@ def start_worker(livekit: LiveKitDevServer, database_url: str, workdir: Path) ->
         "THINNEST_MODELS_DIR": str(REPO / ".thinnest" / "models"),
         "THINNEST_RECORDINGS_DIR": str(workdir / "recordings"),
         "HF_HUB_OFFLINE": "1",
+        **(env or {}),
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -49,6 +57,7 @@ def start_worker(livekit: LiveKitDevServer, database_url: str, workdir: Path) ->
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
             stdin=subprocess.DEVNULL,
         )
     worker = Worker(proc, log, workdir / "recordings")
@@ -62,6 +71,10 @@ def start_worker(livekit: LiveKitDevServer, database_url: str, workdir: Path) ->
 
 
 def stop_worker(worker: Worker) -> None:
+    if worker.process.poll() is not None:
+        with contextlib.suppress(ProcessLookupError):  # job processes left behind, if any
+            os.killpg(worker.process.pid, signal.SIGKILL)
+        return
     if worker.process.poll() is None:
         worker.process.send_signal(signal.SIGTERM)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,9 +10,9 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from thinnest import __version__
-from thinnest.api import errors
+from thinnest.api import backstop, errors
 from thinnest.api.limits import BodySizeLimit, RateLimiter
-from thinnest.api.routes import agents, health, keys, sessions, voice
+from thinnest.api.routes import agents, health, keys, livekit, sessions, voice
 from thinnest.config import Settings, get_settings
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.store.db import Database
@@ -32,9 +33,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(db.migrate)
         app.state.livekit = LiveKitService(settings)
+        sweeper = asyncio.create_task(
+            backstop.sweeper(db, app.state.livekit, settings.sweep_interval)
+        )
         try:
             yield
         finally:
+            sweeper.cancel()
             await app.state.livekit.aclose()
             if database is None:
                 db.close()
@@ -50,6 +55,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, voice, sessions, agents, keys):
+    for module in (health, voice, sessions, agents, keys, livekit):
         app.include_router(module.router)
     return app

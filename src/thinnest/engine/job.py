@@ -18,8 +18,10 @@ import httpx
 from livekit.agents import Agent, AgentSession, JobContext, JobProcess, llm
 from livekit.agents.voice.room_io import RoomOptions
 
+from livekit import rtc
 from thinnest.api.schemas import AgentConfig, ProviderChoice
 from thinnest.config import Settings, get_settings
+from thinnest.engine import protocol
 from thinnest.engine.call import Call
 from thinnest.engine.metadata import DispatchMetadata
 from thinnest.engine.persistence import CallStore
@@ -127,6 +129,12 @@ async def entrypoint(ctx: JobContext) -> None:
         if meta.recording:
             await _keep_recording(ctx, session, store, settings, meta.session_id)
 
+    def on_data(packet: rtc.DataPacket) -> None:
+        # Only the server (no participant) may end the call this way: the API's end route.
+        if packet.topic == protocol.CONTROL_TOPIC and packet.participant is None:
+            call.request_end("ended_by_api")
+
+    ctx.room.on("data_received", on_data)
     ctx.add_shutdown_callback(cleanup)
     call.attach()
     record: Any = (

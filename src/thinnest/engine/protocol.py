@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 TOPIC = "thinnest"
+#: Server-to-engine control messages (``{"type": "end", "reason": ...}``), sent by the API.
+CONTROL_TOPIC = "thinnest.control"
 
 #: Why a call ended, as sent in ``call_ended.reason`` and stored as the session's end reason.
 REASONS = ("user_left", "agent_ended", "max_duration", "ended_by_api", "error")

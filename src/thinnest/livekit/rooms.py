@@ -104,6 +104,34 @@ class LiveKitService:
         )
         return list(resp.participants)
 
+    async def send_data(
+        self, room: str, payload: bytes, *, topic: str, to: list[str] | None = None
+    ) -> None:
+        """Send a reliable data packet into ``room`` from the server."""
+        await self._call(
+            "send_data",
+            self._client().room.send_data(
+                api.SendDataRequest(
+                    room=room,
+                    data=payload,
+                    kind=api.DataPacket.Kind.RELIABLE,
+                    topic=topic,
+                    destination_identities=to or [],
+                )
+            ),
+        )
+
+    async def existing_rooms(self, names: list[str]) -> set[str]:
+        """Which of ``names`` are open rooms on the server."""
+        resp = await self._call(
+            "list_rooms", self._client().room.list_rooms(api.ListRoomsRequest(names=names))
+        )
+        return {r.name for r in resp.rooms}
+
+    def webhook_receiver(self) -> api.WebhookReceiver:
+        key, secret = self._settings.livekit_credentials()
+        return api.WebhookReceiver(api.TokenVerifier(key, secret))
+
     async def ping(self) -> None:
         """Raise :class:`UnavailableError` unless the LiveKit server answers an API call."""
         await self._call(

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+from livekit import api
 from thinnest.api.deps import CurrentKey, DatabaseDep, DbSession, LiveKitDep
 from thinnest.api.errors import ERROR_RESPONSES
 from thinnest.api.schemas import SessionDetail, SessionOut, SessionPage, ToolCallOut, TurnOut
+from thinnest.engine.protocol import CONTROL_TOPIC
+from thinnest.errors import NotFoundError
+from thinnest.livekit.rooms import LiveKitService
 from thinnest.store import sessions
 from thinnest.store.models import CallSession
 
@@ -30,6 +39,46 @@ def session_detail(row: CallSession) -> SessionDetail:
         transcript=[TurnOut.model_validate(t, from_attributes=True) for t in row.turns],
         tool_calls=[ToolCallOut.model_validate(c, from_attributes=True) for c in row.tool_calls],
     )
+
+
+#: How long the API waits for the voice engine to say goodbye and send ``call_ended``.
+ENGINE_END_WAIT = 5.0
+
+
+async def _ask_engine_to_end(
+    session_id: str, livekit: LiveKitService, load: Callable[[], CallSession]
+) -> None:
+    """Ask the engine in the room to end the call (it sends ``call_ended``), briefly wait."""
+    participants = await livekit.list_participants(session_id)
+    if not any(p.kind == api.ParticipantInfo.Kind.AGENT for p in participants):
+        return
+    await livekit.send_data(
+        session_id,
+        json.dumps({"type": "end", "reason": "ended_by_api"}).encode(),
+        topic=CONTROL_TOPIC,
+    )
+    deadline = asyncio.get_running_loop().time() + ENGINE_END_WAIT
+    while asyncio.get_running_loop().time() < deadline:
+        if (await run_in_threadpool(load)).status in sessions.FINAL_STATUSES:
+            return
+        await asyncio.sleep(0.1)
+
+
+@router.get(
+    "/{session_id}/recording",
+    response_class=FileResponse,
+    responses={200: {"content": {"audio/ogg": {}}}},
+)
+def get_recording(session_id: str, key: CurrentKey, db: DbSession) -> FileResponse:
+    """Download the session's recording (Ogg/Opus, stereo: user left, agent right)."""
+    row = sessions.get_session(db, session_id, key.owner_id)
+    if not row.recording_path or not Path(row.recording_path).is_file():
+        raise NotFoundError(
+            f"session {session_id!r} has no recording",
+            code="recording_not_found",
+            field="session_id",
+        )
+    return FileResponse(row.recording_path, media_type="audio/ogg", filename=f"{session_id}.ogg")
 
 
 @router.get("")
@@ -73,10 +122,6 @@ async def end_session(
         with database.session() as db:
             return sessions.get_session(db, session_id, key.owner_id)
 
-    row = await run_in_threadpool(load)
-    if row.status not in sessions.FINAL_STATUSES:
-        await livekit.delete_room(session_id)
-
     def finish() -> SessionDetail:
         with database.session() as db:
             current = sessions.get_session(db, session_id, key.owner_id)
@@ -84,4 +129,11 @@ async def end_session(
             db.flush()
             return session_detail(current)
 
-    return await run_in_threadpool(finish)
+    row = await run_in_threadpool(load)
+    if row.status in sessions.FINAL_STATUSES:
+        return await run_in_threadpool(finish)
+    await _ask_engine_to_end(session_id, livekit, load)
+    # Finalise before closing the room: its room_finished webhook must find the session over.
+    detail = await run_in_threadpool(finish)
+    await livekit.delete_room(session_id)
+    return detail

@@ -1,0 +1,111 @@
+"""The API's backstop: sessions whose voice engine died are finalised, never left active.
+
+Two paths: LiveKit's webhooks (an agent left a session's room while the session was still
+active: the engine died; a room finished with the session still active), and a sweeper that
+finds active sessions whose room is gone (a webhook that never came).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from livekit import api
+from thinnest.engine import protocol
+from thinnest.errors import ThinnestError
+from thinnest.livekit.rooms import LiveKitService
+from thinnest.log import logger
+from thinnest.store import sessions
+from thinnest.store.db import Database
+from thinnest.store.models import CallSession, utcnow
+
+log = logger.getChild("api")
+
+#: How long a session may be active before the sweeper checks that its room exists.
+SWEEP_GRACE = timedelta(seconds=60)
+
+
+def _finalize(
+    database: Database, session_id: str, *, status: str, reason: str, error: str | None
+) -> tuple[bool, float]:
+    with database.session() as db:
+        try:
+            row = sessions.get_session(db, session_id)
+        except ThinnestError:
+            return False, 0.0
+        changed = sessions.finalize(db, row, status=status, reason=reason, error=error)
+        return changed, row.duration or 0.0
+
+
+async def engine_lost(database: Database, livekit: LiveKitService, room: str, why: str) -> bool:
+    """Finalise an active session as ``error``, tell the caller, close the room."""
+    changed, duration = await run_in_threadpool(
+        _finalize, database, room, status="error", reason="error", error=why
+    )
+    if not changed:
+        return False
+    log.warning("session %s finalised by the backstop: %s", room, why)
+    try:
+        await livekit.send_data(
+            room, protocol.encode(protocol.call_ended(duration, "error")), topic=protocol.TOPIC
+        )
+        await livekit.delete_room(room)
+    except ThinnestError:
+        pass  # the room is gone already, or LiveKit is: the session is final either way
+    return True
+
+
+async def on_webhook(event: api.WebhookEvent, database: Database, livekit: LiveKitService) -> None:
+    room = event.room.name
+    if not room.startswith("session_"):
+        return
+    if (
+        event.event == "participant_left"
+        and event.participant.kind == api.ParticipantInfo.Kind.AGENT
+    ):
+        await engine_lost(
+            database, livekit, room, "the voice engine left the room before the call ended"
+        )
+    elif event.event == "room_finished":
+        await run_in_threadpool(
+            _finalize, database, room, status="ended", reason="room_closed", error=None
+        )
+
+
+def _stale_sessions(database: Database) -> list[str]:
+    with database.session() as db:
+        rows = db.scalars(
+            select(CallSession.id)
+            .where(
+                CallSession.status.in_(("starting", "active")),
+                CallSession.created_at < utcnow() - SWEEP_GRACE,
+            )
+            .limit(500)
+        )
+        return list(rows)
+
+
+async def sweep_once(database: Database, livekit: LiveKitService) -> int:
+    """Finalise active sessions whose room no longer exists; returns how many."""
+    stale = await run_in_threadpool(_stale_sessions, database)
+    if not stale:
+        return 0
+    alive = await livekit.existing_rooms(stale)
+    gone = [s for s in stale if s not in alive]
+    for session_id in gone:
+        await engine_lost(database, livekit, session_id, "the session's room was gone")
+    return len(gone)
+
+
+async def sweeper(database: Database, livekit: LiveKitService, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sweep_once(database, livekit)
+        except ThinnestError as exc:
+            log.info("sweeper skipped a round: %s", exc.message)
+        except Exception:
+            log.exception("sweeper round failed")
