@@ -222,14 +222,15 @@ class LlamaLLM(llm.LLM):
         """Stream the completion of ``prompt`` as text pieces (blocking; one per token)."""
         opts = self._opts
         with self._model.lock:
-            for chunk in self._model.llama.create_completion(
+            chunks: Iterator[Any] = self._model.llama.create_completion(  # type: ignore[assignment]
                 prompt,
                 max_tokens=opts.max_tokens,
                 temperature=opts.temperature,
                 seed=opts.seed,
                 stop=_STOP,
                 stream=True,
-            ):
+            )
+            for chunk in chunks:
                 yield chunk["choices"][0]["text"]
 
 
