@@ -1,0 +1,130 @@
+"""Tools in a live call: an HTTP tool against a local server, and the built-in end_call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from tests.conftest import Tenant
+from tests.engine.conftest import Worker
+from thinnest.client import VoiceClient
+from thinnest.store import sessions
+from thinnest.store.db import Database
+from thinnest.testing import ScriptedChatServer
+
+pytestmark = pytest.mark.integration
+
+
+class WeatherServer:
+    """A local HTTP tool endpoint that records what it was asked."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, list[str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                query = parse_qs(urlparse(self.path).query)
+                outer.requests.append(query)
+                city = (query.get("city") or ["?"])[0]
+                body = json.dumps({"city": city, "forecast": "sunny", "temperature_c": 21})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/weather"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def weather() -> Iterator[WeatherServer]:
+    server = WeatherServer()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture
+def scripted_llm() -> Iterator[ScriptedChatServer]:
+    """An OpenAI-compatible LLM that calls tools on cue. The 0.5B offline model rarely
+    decides to call a tool, so this test drives the real openai provider with it."""
+    server = ScriptedChatServer().start()
+    yield server
+    server.stop()
+
+
+async def test_http_tool_then_end_call(
+    worker: Worker,
+    tenant: Tenant,
+    database: Database,
+    weather: WeatherServer,
+    scripted_llm: ScriptedChatServer,
+    speak,
+) -> None:
+    agent = tenant.create_agent(
+        providers={
+            "llm": {
+                "name": "openai",
+                "options": {"base_url": scripted_llm.base_url, "model": "scripted"},
+            }
+        },
+        greeting="Hi, ask me about the weather.",
+        instructions=(
+            "You are a weather assistant. For any weather question call get_weather "
+            "with the city. When the user says goodbye, call end_call."
+        ),
+        tools=[
+            {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+                "url": weather.url,
+                "method": "GET",
+                "timeout": 5,
+            }
+        ],
+        max_duration=150,
+    )
+    resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
+    started = resp.json()
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        await client.next_event(90, type="transcript", role="agent")
+        await asyncio.sleep(2)
+        await client.play_wav(speak("What is the weather in Paris?"))
+        call = await client.next_event(120, type="tool_call", name="get_weather")
+        assert call["arguments"]["city"].lower().startswith("paris")
+        assert "error" not in call
+        reply = await client.next_event(120, type="transcript", role="agent")
+        assert reply["text"].strip()
+        assert weather.requests and weather.requests[0]["city"][0].lower().startswith("paris")
+
+        await asyncio.sleep(3)
+        await client.play_wav(speak("Thank you, goodbye. Please end the call."))
+        ended = await client.next_event(120, type="call_ended")
+        assert ended["reason"] == "agent_ended"
+
+    for _ in range(50):
+        with database.session() as db:
+            row = sessions.get_session(db, started["session_id"])
+            if row.status == "ended":
+                break
+        await asyncio.sleep(0.2)
+    assert row.end_reason == "agent_ended"
+    names = [c.name for c in row.tool_calls]
+    assert names[0] == "get_weather" and "end_call" in names
+    assert json.loads(row.tool_calls[0].result)["forecast"] == "sunny"
