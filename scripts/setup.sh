@@ -10,6 +10,8 @@ ROOT=$PWD
 LIVEKIT_VERSION=v1.13.5          # keep in sync with thinnest.livekit.devserver.LIVEKIT_VERSION
 GO_MIN_MINOR=26                  # livekit-server v1.13.5 needs Go >= 1.26
 TOOLS=$ROOT/.tools/bin
+# Built artefacts that outlive a clone: reruns on the same machine (CI included) reuse them.
+CACHE=${THINNEST_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/thinnest}
 VENV=$ROOT/.venv
 LOCK=requirements/dev.lock
 
@@ -17,7 +19,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 # --- Debian packages ------------------------------------------------------------------------
-LLAMA_WHEELS=$ROOT/.tools/wheels
+LLAMA_WHEELS=$CACHE/wheels
 LLAMA_VERSION=$(sed -nE 's/^llama-cpp-python==([0-9.]+).*/\1/p' requirements/llama.lock)
 have_llama_wheel() { compgen -G "$LLAMA_WHEELS/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; }
 
@@ -48,6 +50,8 @@ if have_lk "$TOOLS/livekit-server"; then
   :
 elif command -v livekit-server >/dev/null && have_lk "$(command -v livekit-server)"; then
   ln -sf "$(command -v livekit-server)" "$TOOLS/livekit-server"
+elif have_lk "$CACHE/bin/livekit-server-$LIVEKIT_VERSION"; then
+  cp "$CACHE/bin/livekit-server-$LIVEKIT_VERSION" "$TOOLS/livekit-server"
 else
   GO=$(command -v go || true)
   [[ -z "$GO" && -x /usr/local/go/bin/go ]] && GO=/usr/local/go/bin/go
@@ -58,6 +62,7 @@ else
   GOBIN="$TOOLS" "$GO" install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_VERSION"
   mv -f "$TOOLS/server" "$TOOLS/livekit-server"
   have_lk "$TOOLS/livekit-server" || die "built livekit-server does not report version $LIVEKIT_VERSION"
+  mkdir -p "$CACHE/bin" && cp "$TOOLS/livekit-server" "$CACHE/bin/livekit-server-$LIVEKIT_VERSION"
 fi
 
 # --- Python virtualenv ----------------------------------------------------------------------
@@ -80,7 +85,7 @@ if [[ ! -f "$stamp" ]]; then
 fi
 
 # llama-cpp-python ships only source: build the wheel once (about 11 min on 2 cores) from the
-# hash-checked archive, keep it in .tools/wheels, install from it afterwards.
+# hash-checked archive, keep it in the cache, install from it afterwards.
 if ! have_llama_wheel; then
   say "building llama-cpp-python $LLAMA_VERSION once (about 11 minutes on 2 cores; reused after)"
   sdist=$(mktemp -d)
