@@ -62,7 +62,7 @@ def test_rejects_unknown_kind(settings) -> None:
 @pytest.mark.parametrize(
     ("kind", "name", "options", "field", "fragment"),
     [
-        ("stt", "whisper", {"model": "large-v3"}, "providers.stt.options.model", "'base'"),
+        ("stt", "whisper", {"model": "large-v3"}, "providers.stt.options.model", "'tiny.en'"),
         ("stt", "whisper", {"modle": "base"}, "providers.stt.options.modle", "allowed: model"),
         (
             "stt",
@@ -112,7 +112,7 @@ def test_rejects_options_that_are_not_an_object(settings) -> None:
 def test_validate_fills_defaults(settings) -> None:
     opts = registry.validate("stt", "whisper", None, settings=settings)
     assert opts.model_dump() == {
-        "model": "base",
+        "model": "auto",
         "language": "en",
         "beam_size": 1,
         "threads": 0,

@@ -284,3 +284,20 @@ def test_whisper_without_streaming_needs_a_vad(models_settings) -> None:
     assert not engine.capabilities.streaming
     with pytest.raises(ConfigError, match="non-streaming"):
         engine.stream()
+
+
+@pytest.mark.parametrize(
+    ("language", "model"), [("en", "whisper-tiny.en"), ("de", "whisper-base")], ids=["en", "de"]
+)
+def test_whisper_auto_picks_the_fast_model_for_english(models_settings, language, model) -> None:
+    engine = registry.build("stt", "whisper", {"language": language}, settings=models_settings)
+    assert engine.model == model
+
+
+def test_piper_cuts_the_first_clause_only() -> None:
+    from thinnest.providers.piper import split_first_clause
+
+    assert split_first_clause("Sure, I can help; really.") == ["Sure,", "I can help; really."]
+    assert split_first_clause("Yes. Then, no.") == ["Yes. Then, no."]
+    assert split_first_clause("It costs 1,000 dollars, ok?") == ["It costs 1,000 dollars,", "ok?"]
+    assert split_first_clause("Done.") == ["Done."]

