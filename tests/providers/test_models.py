@@ -118,3 +118,11 @@ def test_names_the_extra_when_a_package_is_missing(tmp_path: Path, part: Part, f
 def test_unknown_model_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="known: "):
         models.prepare("whisper-huge", settings=make_settings(tmp_path))
+
+
+@pytest.mark.usefixtures("offline")
+def test_offline_fixture_refuses_the_network() -> None:
+    import socket
+
+    with pytest.raises(OSError, match="offline test"):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)
