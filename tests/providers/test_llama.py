@@ -5,6 +5,7 @@ Sampling is greedy (temperature 0), so the answers are reproducible on a given b
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -134,3 +135,17 @@ def test_prompt_without_system_message_uses_the_short_default() -> None:
         "spoken sentences, without lists or markdown.<|im_end|>\n"
     )
     assert turns == ["<|im_start|>user\nhi<|im_end|>\n"]
+
+
+async def test_an_interrupted_answer_frees_the_model(models_settings) -> None:
+    model = registry.build(
+        "llm", "llama", {"temperature": 0.0, "max_tokens": 300}, settings=models_settings
+    )
+    stream = model.chat(chat_ctx=_ctx(("user", "Tell me a long story about a dragon.")))
+    async for chunk in stream:
+        if chunk.delta and chunk.delta.content:
+            break  # the user barged in
+    await stream.aclose()
+    async with asyncio.timeout(20):  # generation of the story must have stopped
+        text, _, _, _ = await _run(model, _ctx(("user", "Say hi.")))
+    assert text
