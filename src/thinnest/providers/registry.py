@@ -96,6 +96,11 @@ def register(provider: Provider, *, replace: bool = False) -> None:
     Raises:
         ConfigError: the kind is unknown, or the name is taken (and may not be replaced).
     """
+    _ensure_loaded()  # a plugin registered early must not take a built-in's name
+    _register(provider, replace=replace)
+
+
+def _register(provider: Provider, *, replace: bool) -> None:
     if provider.kind not in KINDS:
         raise ConfigError(
             f"provider {provider.name!r} has unknown kind {provider.kind!r}; "
@@ -229,7 +234,7 @@ def _ensure_loaded() -> None:
         from thinnest.providers.builtin import PROVIDERS
 
         for provider in PROVIDERS:
-            register(provider)
+            _register(provider, replace=False)
             _builtin.add((provider.kind, provider.name))
         _loaded = True
     load_entry_points()
@@ -261,7 +266,7 @@ def load_entry_points() -> list[Provider]:
             if _registry.get((provider.kind, provider.name)) is provider:
                 continue  # the built-ins' own entry point, or loaded before
             try:
-                register(provider)
+                _register(provider, replace=False)
             except ConfigError as exc:
                 logger.warning("provider from entry point %s skipped: %s", ep.value, exc.message)
                 continue
