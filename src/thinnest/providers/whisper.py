@@ -226,6 +226,13 @@ class _WhisperStream(stt.RecognizeStream):
             raise ProviderError(f"whisper failed: {exc}", retryable=False) from exc
         return text
 
+    def _spawn(self, frames: list[rtc.AudioFrame]) -> asyncio.Task[str]:
+        task = asyncio.create_task(self._transcribe(frames))
+        # A preflight or interim transcript may be dropped unread: never leave its error
+        # unretrieved (the final transcription of the same audio reports it).
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
     def _send(self, kind: stt.SpeechEventType, text: str = "", **fields: Any) -> None:
         alternatives = [stt.SpeechData(language=self._language, text=text)] if text else []  # type: ignore[arg-type]
         self._event_ch.send_nowait(stt.SpeechEvent(type=kind, alternatives=alternatives, **fields))
@@ -260,10 +267,11 @@ class _WhisperStream(stt.RecognizeStream):
                     if ev.raw_accumulated_silence == 0.0:
                         preflight = None  # the user speaks on: that transcript is stale
                     elif preflight is None and ev.raw_accumulated_silence >= opts.preflight_silence:
-                        preflight = asyncio.create_task(self._transcribe(list(speech)))
+                        preflight = self._spawn(list(speech))
                     if interim is not None and interim.done():
-                        if interim.result() and speaking:
-                            self._send(stt.SpeechEventType.INTERIM_TRANSCRIPT, interim.result())
+                        partial = "" if interim.exception() else interim.result()
+                        if partial:
+                            self._send(stt.SpeechEventType.INTERIM_TRANSCRIPT, partial)
                         interim = None
                     if (
                         opts.interim_results
@@ -272,7 +280,7 @@ class _WhisperStream(stt.RecognizeStream):
                         and ev.speech_duration - interim_at >= opts.interim_interval
                     ):
                         interim_at = ev.speech_duration
-                        interim = asyncio.create_task(self._transcribe(list(speech)))
+                        interim = self._spawn(list(speech))
                 elif ev.type == VADEventType.START_OF_SPEECH:
                     speaking, speech, preflight, interim, interim_at = (
                         True,
@@ -287,7 +295,7 @@ class _WhisperStream(stt.RecognizeStream):
                     speaking = False
                     end_time = time.time() - ev.silence_duration - ev.inference_duration
                     self._send(stt.SpeechEventType.END_OF_SPEECH, speech_end_time=end_time)
-                    task = preflight or asyncio.create_task(self._transcribe(speech))
+                    task = preflight or self._spawn(speech)
                     text = await task
                     if text:
                         self._send(
