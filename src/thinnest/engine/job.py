@@ -102,9 +102,11 @@ async def entrypoint(ctx: JobContext) -> None:
         vad=cache.get("vad", config.providers.vad),
         turn_detection=cache.get("turn_detection", config.providers.turn_detection),
         allow_interruptions=True,
-        # A backchannel ("mm-hmm") is short: it must not cut the agent off.
-        min_interruption_duration=0.6,
-        min_interruption_words=2,
+        # Barge-in is decided on voice activity alone (fast: no wait for the STT); a
+        # backchannel ("mm-hmm") is shorter than this and does not cut the agent off, and a
+        # noise that yields no words resumes the agent (resume_false_interruption).
+        min_interruption_duration=0.5,
+        min_interruption_words=0,
         resume_false_interruption=True,
         false_interruption_timeout=1.5,
         preemptive_generation=True,
