@@ -58,6 +58,10 @@ class VoiceClient:
         self.audio = AgentAudio()
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.received: list[dict[str, Any]] = []
+        #: every data packet of any topic, raw, as (topic, bytes)
+        self.packets: list[tuple[str, bytes]] = []
+        #: text of LiveKit's standard transcription streams (``lk.transcription``)
+        self.transcriptions: list[str] = []
         self.source = rtc.AudioSource(SAMPLE_RATE, 1)
         self._readers: list[asyncio.Task[None]] = []
         self.disconnected = asyncio.Event()
@@ -74,6 +78,7 @@ class VoiceClient:
         self.room.on("data_received", self._on_data)
         self.room.on("track_subscribed", self._on_track)
         self.room.on("disconnected", lambda *_: self.disconnected.set())
+        self.room.register_text_stream_handler("lk.transcription", self._on_transcription)
         await self.room.connect(self.url, self.token)
         track = rtc.LocalAudioTrack.create_audio_track("microphone", self.source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
@@ -85,6 +90,7 @@ class VoiceClient:
         await self.room.disconnect()
 
     def _on_data(self, packet: rtc.DataPacket) -> None:
+        self.packets.append((packet.topic or "", bytes(packet.data)))
         if packet.topic != TOPIC:
             return
         try:
@@ -94,6 +100,19 @@ class VoiceClient:
         message["_received_at"] = time.monotonic()
         self.received.append(message)
         self._events.put_nowait(message)
+
+    def _on_transcription(self, reader: rtc.TextStreamReader, _identity: str) -> None:
+        async def read() -> None:
+            self.transcriptions.append(await reader.read_all())
+
+        self._readers.append(asyncio.get_running_loop().create_task(read()))
+
+    def agent_attributes(self) -> dict[str, str]:
+        """Attributes of the agent participant (``lk.agent.state`` among them)."""
+        for participant in self.room.remote_participants.values():
+            if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+                return dict(participant.attributes)
+        return {}
 
     def _on_track(self, track: rtc.Track, *_args: Any) -> None:
         if track.kind == rtc.TrackKind.KIND_AUDIO:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -51,10 +52,30 @@ async def test_greets_listens_and_answers_then_ends_at_max_duration(
         assert voiced is not None, "no agent audio after the question"
         print(f"end of speech -> first agent audio: {voiced - client.speech_ended_at:.3f} s")
 
+        # LiveKit's standard agent state and transcription streams (useVoiceAssistant).
+        assert client.agent_attributes().get("lk.agent.state") in {
+            "listening",
+            "thinking",
+            "speaking",
+        }
+        assert any("Thinnest" in text for text in client.transcriptions)
+        states = {m["state"] for m in client.received if m["type"] == "agent_state"}
+        assert {"listening", "speaking"} <= states
+
         ended = await client.next_event(60, type="call_ended")
         assert ended["reason"] == "max_duration"
         assert 30 <= ended["duration"] <= 60
         await asyncio.wait_for(client.disconnected.wait(), 20)
+        # Whoever reads every data packet sees only our JSON events on them.
+        for _topic, raw in client.packets:
+            assert json.loads(raw)["type"] in {
+                "transcript",
+                "call_ended",
+                "agent_state",
+                "tool_call",
+                "metrics",
+                "error",
+            }
 
     for _ in range(50):
         with database.session() as db:
