@@ -103,16 +103,21 @@ def _start_dev(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[st
     return proc, found
 
 
-def _livekit_pids(data_dir: Path) -> list[int]:
-    pids = []
+def _stack_pids(data_dir: Path) -> dict[int, str]:
+    """Processes of the dev stack on ``data_dir``: the LiveKit server (by its config path)
+    and every Thinnest process (by THINNEST_DATA_DIR in its environment), job processes too."""
+    marker = f"THINNEST_DATA_DIR={data_dir}".encode()
+    pids = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "livekit-server" in cmd and str(data_dir) in cmd:
-                pids.append(int(entry.name))
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(data_dir).encode() in cmd or marker in env.split(b"\0"):
+            pids[int(entry.name)] = cmd.replace(b"\0", b" ").decode(errors="replace")[:80]
     return pids
 
 
@@ -124,6 +129,7 @@ def test_dev_starts_everything_serves_the_contract_and_stops_cleanly(tmp_path: P
         "THINNEST_LIVEKIT_RTC_TCP_PORT": str(free_port()),
         "THINNEST_LIVEKIT_UDP_PORT_START": str(udp),
         "THINNEST_LIVEKIT_UDP_PORT_END": str(udp + 10),
+        "THINNEST_MODELS_DIR": str(Path(__file__).parents[1] / ".thinnest" / "models"),
     }
     proc, found = _start_dev(tmp_path, ports)
     try:
@@ -137,12 +143,15 @@ def test_dev_starts_everything_serves_the_contract_and_stops_cleanly(tmp_path: P
         assert resp.status_code == 200, resp.text
         assert resp.json()["livekit_url"] == f"ws://127.0.0.1:{ports['THINNEST_LIVEKIT_PORT']}"
         assert httpx.get(f"{base}/readyz").status_code == 200
-        assert _livekit_pids(tmp_path)
+        running = _stack_pids(tmp_path).values()
+        assert any("livekit-server" in c for c in running)
+        assert any("thinnest serve" in c for c in running), running
+        assert any("thinnest worker" in c for c in running), running
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         proc.stdout.close()  # type: ignore[union-attr]
-    assert _livekit_pids(tmp_path) == []
+    assert _stack_pids(tmp_path) == {}  # no orphans: server, API, worker, job processes
     for name in ("THINNEST_API_PORT", "THINNEST_LIVEKIT_PORT", "THINNEST_LIVEKIT_RTC_TCP_PORT"):
         assert not port_in_use("127.0.0.1", int(ports[name])), name
 

@@ -95,6 +95,8 @@ class DevStack:
                 "THINNEST_LIVEKIT_URL": self.settings.livekit_url,
                 "THINNEST_LIVEKIT_API_KEY": ident.livekit_api_key,
                 "THINNEST_LIVEKIT_API_SECRET": ident.livekit_api_secret,
+                # Nothing downloads at run time: the models ship in installed packages.
+                "HF_HUB_OFFLINE": "1",
             }
         )
         return env
@@ -127,6 +129,9 @@ class DevStack:
             [sys.executable, "-m", "thinnest", "serve"], env=env, stdin=subprocess.DEVNULL
         )
         self.children["api"] = api
+        self.children["worker"] = subprocess.Popen(
+            [sys.executable, "-m", "thinnest", "worker"], env=env, stdin=subprocess.DEVNULL
+        )
         wait_http(
             f"http://{s.api_host}:{s.api_port}/healthz",
             timeout=60,
