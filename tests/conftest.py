@@ -154,7 +154,9 @@ def database(database_url: str) -> Iterator[Database]:
 
 
 def make_settings(tmp: Path, livekit: LiveKitDevServer | None, **overrides: object) -> Settings:
-    fields: dict[str, object] = {"data_dir": tmp, "api_port": free_port()}
+    # No worker runs in most tests; those that start one ask for the check explicitly.
+    fields: dict[str, object] = {"data_dir": tmp, "api_port": free_port(),
+                                 "require_worker": False}
     if livekit is not None:
         fields.update(
             livekit_url=livekit.options.url,

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # --- Voice engine -----------------------------------------------------------------------
     worker_idle_processes: int = Field(1, ge=0, le=64)
     """job processes each `thinnest worker` keeps prewarmed (models loaded, ready for a call)"""
+    worker_heartbeat_interval: float = Field(5.0, gt=0)
+    """seconds between a worker's heartbeats; three missed ones and it counts as gone"""
+    require_worker: bool = True
+    """`POST /voice/start` answers 503 while no voice engine worker is alive"""
     worker_max_jobs: int = Field(4, ge=1, le=256)
     """concurrent calls one `thinnest worker` takes before LiveKit sends calls elsewhere"""
     recordings_dir: Path | None = None

@@ -6,6 +6,7 @@ exits non-zero; on Ctrl-C or SIGTERM everything is stopped and every port freed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from thinnest.config import Settings
 from thinnest.errors import ConfigError, UnavailableError
 from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions
 from thinnest.log import logger
+from thinnest.store import workers
 from thinnest.store.db import Database
 
 log = logger.getChild("dev")
@@ -126,18 +128,45 @@ class DevStack:
         self.livekit.start()
         env = self.child_env(ident)
         api = subprocess.Popen(
-            [sys.executable, "-m", "thinnest", "serve"], env=env, stdin=subprocess.DEVNULL
+            [sys.executable, "-m", "thinnest", "serve"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.children["api"] = api
         self.children["worker"] = subprocess.Popen(
-            [sys.executable, "-m", "thinnest", "worker"], env=env, stdin=subprocess.DEVNULL
+            [sys.executable, "-m", "thinnest", "worker"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_http(
             f"http://{s.api_host}:{s.api_port}/healthz",
             timeout=60,
             alive=lambda: api.poll() is None,
         )
+        self._wait_for_worker(timeout=180)
         return ident
+
+    def _wait_for_worker(self, *, timeout: float) -> None:
+        """Until the worker's first heartbeat: then a call started now gets an agent."""
+        s = self.settings
+        database = Database(s.resolved_database_url)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                worker = self.children["worker"]
+                if worker.poll() is not None:
+                    raise UnavailableError(f"the worker exited with code {worker.returncode}")
+                with database.session() as db:
+                    if workers.live_workers(
+                        db, s.agent_name, within=3 * s.worker_heartbeat_interval
+                    ):
+                        return
+                time.sleep(0.2)
+        finally:
+            database.close()
+        raise UnavailableError(f"the worker did not start within {timeout:.0f}s")
 
     def stop(self) -> None:
         for name, proc in reversed(list(self.children.items())):
@@ -146,9 +175,11 @@ class DevStack:
                 proc.terminate()
         for proc in self.children.values():
             try:
-                proc.wait(10)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                # Its whole group: a worker's job processes and forkserver go with it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.children.clear()
         if self.livekit is not None:

@@ -281,3 +281,23 @@ def test_livekit_down_gives_503_and_no_active_session(
         assert {s["end_reason"] for s in page["data"]} == {"livekit_unavailable"}
     finally:
         down.stop()
+
+
+def test_no_live_worker_gives_503(
+    database: Database, tmp_path: object, livekit_server: LiveKitDevServer, make_tenant: object
+) -> None:
+    settings = make_settings(tmp_path, livekit_server, agent_name="nobody-serves-this",  # type: ignore[arg-type]
+                             require_worker=True)
+    side = start_api(settings, database)
+    try:
+        tenant = make_tenant()  # type: ignore[operator]
+        agent = tenant.create_agent()
+        with side.client(tenant.key) as http:
+            resp = http.post("/voice/start", json={"agent_id": agent["id"]})
+        assert resp.status_code == 503
+        assert resp.json()["error"]["code"] == "no_worker"
+        assert "thinnest worker" in resp.json()["error"]["message"]
+        # Refused before anything was stored or created.
+        assert tenant.http.get("/voice/sessions").json()["total"] == 0
+    finally:
+        side.stop()

@@ -116,7 +116,8 @@ async def test_killed_worker_is_caught_by_the_backstop(
         tmp_path / "doomed",
         env={"THINNEST_AGENT_NAME": "thinnest-kill"},
     )
-    side = start_api(make_settings(tmp_path, livekit_server, agent_name="thinnest-kill"), database)
+    side = start_api(make_settings(tmp_path, livekit_server, agent_name="thinnest-kill",
+                      require_worker=True), database)
     try:
         agent = tenant.create_agent(greeting="Hello, I will not last.", max_duration=120)
         with side.client(tenant.key) as http:

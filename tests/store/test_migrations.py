@@ -30,7 +30,8 @@ def test_upgrade_downgrade_upgrade_on_a_populated_copy(tmp_path: Path) -> None:
         )
         sessions.add_turn(s, row.id, role="user", text="hi")
     tables = set(inspect(db.engine).get_table_names())
-    assert {"owners", "api_keys", "agents", "sessions", "transcript_turns", "tool_calls"} <= tables
+    assert {"owners", "api_keys", "agents", "sessions", "transcript_turns", "tool_calls",
+            "workers"} <= tables
 
     downgrade(db.engine, "base")
     assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
@@ -49,4 +50,4 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 
 def test_the_shared_database_is_at_head(database: Database) -> None:
     with database.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"

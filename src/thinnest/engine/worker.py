@@ -7,14 +7,19 @@ worker: calls in progress finish, no new ones are taken.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 import signal
+import socket
 
 from livekit.agents import AgentServer
 
 from thinnest.config import Settings
 from thinnest.engine.job import entrypoint, prewarm
 from thinnest.log import logger
+from thinnest.store import workers
+from thinnest.store.db import Database
 
 log = logger.getChild("engine")
 
@@ -40,15 +45,61 @@ def build_server(settings: Settings) -> AgentServer:
     return server
 
 
+async def _heartbeat(server: AgentServer, settings: Settings, worker_id: str) -> None:
+    """Tell the API this worker is alive (and how busy) until cancelled, then say goodbye."""
+    database = Database(settings.resolved_database_url)
+    fields = {
+        "agent_name": settings.agent_name,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "max_jobs": settings.worker_max_jobs,
+    }
+
+    def beat() -> None:
+        with database.session() as db:
+            workers.heartbeat(db, worker_id, active_jobs=len(server.active_jobs), **fields)
+
+    def forget() -> None:
+        with database.session() as db:
+            workers.forget(db, worker_id)
+
+    try:
+        while True:
+            try:
+                await asyncio.to_thread(beat)
+            except Exception as exc:  # the database is busy or not migrated yet: next time
+                log.warning("worker heartbeat failed: %r", exc)
+            await asyncio.sleep(settings.worker_heartbeat_interval)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(forget)
+        database.close()
+
+
 async def _serve(settings: Settings) -> None:
     server = build_server(settings)
+    worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     run = asyncio.create_task(server.run(devmode=False))
     stopped = asyncio.create_task(stop.wait())
+    beating: list[asyncio.Task[None]] = []
+    # Heartbeats start once LiveKit has registered the worker: only then can it take calls.
+    server.on(
+        "worker_registered",
+        lambda *_: (
+            beating.append(asyncio.create_task(_heartbeat(server, settings, worker_id)))
+            if not beating
+            else None
+        ),
+    )
     await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for task in beating:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     if not run.done():
         log.info("draining the worker")
         try:

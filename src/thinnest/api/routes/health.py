@@ -6,8 +6,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from thinnest.api.deps import DatabaseDep, LiveKitDep
+from thinnest.api.deps import DatabaseDep, LiveKitDep, SettingsDep
+from thinnest.config import Settings
 from thinnest.errors import ThinnestError
+from thinnest.store import workers
+from thinnest.store.db import Database
 
 router = APIRouter(tags=["health"])
 
@@ -18,8 +21,17 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _workers(db: Database, settings: Settings) -> int:
+    with db.session() as session:
+        return len(
+            workers.live_workers(
+                session, settings.agent_name, within=3 * settings.worker_heartbeat_interval
+            )
+        )
+
+
 @router.get("/readyz")
-async def readyz(db: DatabaseDep, livekit: LiveKitDep) -> JSONResponse:
+async def readyz(db: DatabaseDep, livekit: LiveKitDep, settings: SettingsDep) -> JSONResponse:
     """The database and the LiveKit server are reachable."""
     checks: dict[str, str] = {}
     try:
@@ -33,7 +45,8 @@ async def readyz(db: DatabaseDep, livekit: LiveKitDep) -> JSONResponse:
     except ThinnestError as exc:
         checks["livekit"] = exc.message
     if all(v == "ok" for v in checks.values()):
-        return JSONResponse({"status": "ready", "checks": checks})
+        live = await run_in_threadpool(_workers, db, settings)
+        return JSONResponse({"status": "ready", "checks": checks, "workers": live})
     failed = ", ".join(k for k, v in checks.items() if v != "ok")
     return JSONResponse(
         {

@@ -17,7 +17,7 @@ from thinnest.errors import UnavailableError, ValidationError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.livekit.tokens import mint_participant_token
 from thinnest.log import logger
-from thinnest.store import agents, sessions
+from thinnest.store import agents, sessions, workers
 from thinnest.store.db import Database
 from thinnest.store.models import ApiKey
 
@@ -75,6 +75,14 @@ async def start_session(
 
     def store() -> dict[str, Any]:
         with database.session() as db:
+            if settings.require_worker and not workers.live_workers(
+                db, settings.agent_name, within=3 * settings.worker_heartbeat_interval
+            ):
+                raise UnavailableError(
+                    "no voice engine worker is running: start one with `thinnest worker` "
+                    "(`thinnest dev` starts one)",
+                    code="no_worker",
+                )
             agent = agents.get_agent(db, key.owner_id, body.agent_id)
             config = agent.config
             row = sessions.create_session(
