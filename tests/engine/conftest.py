@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from thinnest.livekit.devserver import LiveKitDevServer
+from thinnest.store import sessions
+from thinnest.store.db import Database
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,3 +116,15 @@ def speak(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
         return path
 
     return make
+
+
+async def wait_final(database: Database, session_id: str, within: float = 20.0):  # type: ignore[no-untyped-def]
+    """The session once it is final (polls the store)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with database.session() as db:
+            row = sessions.get_session(db, session_id)
+            if row.status in sessions.FINAL_STATUSES:
+                return row
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"session {session_id} was not finalised within {within} s")

@@ -9,9 +9,8 @@ import time
 import pytest
 
 from tests.conftest import Tenant
-from tests.engine.conftest import Worker
+from tests.engine.conftest import Worker, wait_final
 from thinnest.client import VoiceClient
-from thinnest.store import sessions
 from thinnest.store.db import Database
 
 pytestmark = pytest.mark.integration
@@ -77,12 +76,7 @@ async def test_greets_listens_and_answers_then_ends_at_max_duration(
                 "error",
             }
 
-    for _ in range(50):
-        with database.session() as db:
-            row = sessions.get_session(db, started["session_id"])
-            if row.status == "ended":
-                break
-        await asyncio.sleep(0.2)
+    row = await wait_final(database, started["session_id"])
     assert row.status == "ended" and row.end_reason == "max_duration"
     roles = [t.role for t in row.turns]
     assert roles[:3] == ["agent", "user", "agent"]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningApi, Tenant, make_settings, start_api
-from tests.engine.conftest import Worker, start_worker, stop_worker
+from tests.engine.conftest import Worker, start_worker, stop_worker, wait_final
 from thinnest.client import VoiceClient
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store import sessions
@@ -27,17 +27,6 @@ async def _start(http: httpx.Client, agent_id: str, **body: object) -> dict[str,
     resp = await asyncio.to_thread(http.post, "/voice/start", json={"agent_id": agent_id, **body})
     assert resp.status_code == 200, resp.text
     return dict(resp.json())
-
-
-async def _final(database: Database, session_id: str, within: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with database.session() as db:
-            row = sessions.get_session(db, session_id)
-            if row.status in sessions.FINAL_STATUSES:
-                return row
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"session {session_id} was not finalised within {within} s")
 
 
 async def test_api_end_sends_call_ended_and_keeps_the_recording(
@@ -58,7 +47,7 @@ async def test_api_end_sends_call_ended_and_keeps_the_recording(
         assert ended["reason"] == "ended_by_api"
         await asyncio.wait_for(client.disconnected.wait(), 20)
 
-    row = await _final(database, sid)
+    row = await wait_final(database, sid)
     assert (row.status, row.end_reason) == ("ended", "ended_by_api")
     for _ in range(100):  # the recording is moved into place as the job shuts down
         with database.session() as db:
@@ -94,7 +83,7 @@ async def test_user_leaving_ends_the_session(
     started = await _start(tenant.http, agent["id"])
     async with VoiceClient(started["livekit_url"], started["token"]) as client:
         await client.next_event(90, type="transcript", role="agent")
-    row = await _final(database, started["session_id"], within=30)
+    row = await wait_final(database, started["session_id"], within=30)
     assert (row.status, row.end_reason) == ("ended", "user_left")
     assert row.turns and row.turns[0].role == "agent"
 
@@ -116,8 +105,10 @@ async def test_killed_worker_is_caught_by_the_backstop(
         tmp_path / "doomed",
         env={"THINNEST_AGENT_NAME": "thinnest-kill"},
     )
-    side = start_api(make_settings(tmp_path, livekit_server, agent_name="thinnest-kill",
-                      require_worker=True), database)
+    side = start_api(
+        make_settings(tmp_path, livekit_server, agent_name="thinnest-kill", require_worker=True),
+        database,
+    )
     try:
         agent = tenant.create_agent(greeting="Hello, I will not last.", max_duration=120)
         with side.client(tenant.key) as http:
@@ -129,7 +120,7 @@ async def test_killed_worker_is_caught_by_the_backstop(
             os.killpg(doomed.process.pid, signal.SIGKILL)
             ended = await client.next_event(60, type="call_ended")
             assert ended["reason"] == "error"
-        row = await _final(database, started["session_id"])
+        row = await wait_final(database, started["session_id"])
         assert (row.status, row.end_reason) == ("error", "error")
         assert [t.role for t in row.turns][:1] == ["agent"]  # stored turns survived
         assert "Hello" in row.turns[0].text

@@ -12,9 +12,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.conftest import Tenant
-from tests.engine.conftest import Worker
+from tests.engine.conftest import Worker, wait_final
 from thinnest.client import VoiceClient
-from thinnest.store import sessions
 from thinnest.store.db import Database
 from thinnest.testing import ScriptedChatServer
 
@@ -118,12 +117,7 @@ async def test_http_tool_then_end_call(
         ended = await client.next_event(120, type="call_ended")
         assert ended["reason"] == "agent_ended"
 
-    for _ in range(50):
-        with database.session() as db:
-            row = sessions.get_session(db, started["session_id"])
-            if row.status == "ended":
-                break
-        await asyncio.sleep(0.2)
+    row = await wait_final(database, started["session_id"])
     assert row.end_reason == "agent_ended"
     names = [c.name for c in row.tool_calls]
     assert names[0] == "get_weather" and "end_call" in names
