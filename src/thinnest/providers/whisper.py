@@ -93,8 +93,9 @@ class WhisperOptions(BaseModel):
 @functools.lru_cache(maxsize=4)
 def _load(path: str, threads: int) -> WhisperModel:
     faster_whisper = require("faster_whisper", extra="offline", provider="whisper")
-    # CTranslate2's own default (4 threads) oversubscribes small machines: base runs 40 %
-    # slower with it than with one thread per available core on two cores.
+    # CTranslate2's own default is 4 threads: on two cores it is no faster than one thread
+    # per core (1.52 s vs 1.50 s median for base on 4 s of speech, interleaved runs) and
+    # it oversubscribes the cores the VAD, LLM and TTS of the same call need.
     return faster_whisper.WhisperModel(
         path,
         device="cpu",
