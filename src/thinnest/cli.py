@@ -91,6 +91,54 @@ def worker() -> None:
     run_worker(settings)
 
 
+@app.command()
+def call(
+    agent: Annotated[str, typer.Option(help="agent id or name")] = "default",
+    wav: Annotated[
+        Path | None, typer.Option(help="16-bit mono WAV to say after the greeting")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="save the agent's audio to this WAV")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="API key; default: the dev stack's key")
+    ] = None,
+    api_url: Annotated[
+        str | None, typer.Option(help="API base URL; default: the dev stack")
+    ] = None,
+    hang_up_after: Annotated[
+        float, typer.Option(help="seconds of agent silence after its answer before hanging up")
+    ] = 3.0,
+    max_seconds: Annotated[float, typer.Option(help="hang up after this long in any case")] = 120,
+) -> None:
+    """Call an agent: print the live transcript, say a WAV, save what the agent says."""
+    import asyncio
+
+    from thinnest.calls import run_call
+
+    settings = get_settings()
+    key = api_key or settings.dev_credentials().get("api_key")
+    if not key:
+        raise ValidationError(
+            "no API key: pass --api-key (or run `thinnest dev` first)", field="api_key"
+        )
+    code = asyncio.run(
+        run_call(
+            api_url or settings.resolved_public_base_url,
+            key,
+            agent,
+            wav=wav,
+            out=out,
+            hang_up_after=hang_up_after,
+            max_seconds=max_seconds,
+            print_line=out_line,
+        )
+    )
+    raise typer.Exit(code)
+
+
+def out_line(text: str) -> None:
+    out.print(text, markup=False)
+
+
 def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
     base = settings.resolved_public_base_url
     out.print("\n[bold green]Thinnest dev stack is running[/] (Ctrl-C stops everything)\n")

@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,8 @@ class VoiceClient:
         self.audio = AgentAudio()
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.received: list[dict[str, Any]] = []
+        #: called with every event as it arrives (does not consume :meth:`next_event`'s queue)
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         #: every data packet of any topic, raw, as (topic, bytes)
         self.packets: list[tuple[str, bytes]] = []
         #: text of LiveKit's standard transcription streams (``lk.transcription``)
@@ -100,6 +102,8 @@ class VoiceClient:
         message["_received_at"] = time.monotonic()
         self.received.append(message)
         self._events.put_nowait(message)
+        for listener in self.listeners:
+            listener(message)
 
     def _on_transcription(self, reader: rtc.TextStreamReader, _identity: str) -> None:
         async def read() -> None:
