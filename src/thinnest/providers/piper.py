@@ -42,6 +42,7 @@ class PiperOptions(BaseModel):
         voice: the voice (only ``en_US-joe-medium`` ships).
         speed: speaking rate; 1.0 is the voice's own, 1.2 is 20 % faster.
         volume: output gain.
+        threads: CPU threads of the voice model; more is faster alone but slows the LLM.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,17 +50,19 @@ class PiperOptions(BaseModel):
     voice: str = Field("en_US-joe-medium", pattern="^en_US-joe-medium$")
     speed: float = Field(1.0, ge=0.5, le=2.0)
     volume: float = Field(1.0, gt=0.0, le=2.0)
+    threads: int = Field(1, ge=1, le=16)
 
 
-@functools.lru_cache(maxsize=2)
-def _load(model_path: str) -> PiperVoice:
+@functools.lru_cache(maxsize=4)
+def _load(model_path: str, threads: int) -> PiperVoice:
     piper = require("piper", extra="piper", provider="piper")
     onnxruntime = require("onnxruntime", extra="piper", provider="piper")
-    # One thread that sleeps when idle: onnxruntime's default (a spinning thread per core)
-    # halves the speed of the LLM generating the next sentence at the same time, and one
-    # thread is as fast as two on a shared two-core machine.
+    # onnxruntime's default is a spinning thread per core: alone on two cores it makes a
+    # sentence about 1.8x faster than one thread, but the LLM generates the next sentence
+    # meanwhile and llama.cpp falls from ~14 to ~4 tokens/s when a core is taken. So one
+    # thread by default, and extra threads sleep when idle.
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
@@ -98,7 +101,7 @@ class PiperTTS(tts.TTS):
             ConfigError: piper-tts or the voice package is missing, or the cache is corrupt.
         """
         directory = models.prepare(_VOICES[options.voice], settings=settings)
-        self._voice = _load(str(directory / f"{options.voice}.onnx"))
+        self._voice = _load(str(directory / f"{options.voice}.onnx"), options.threads)
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=False),
             sample_rate=self._voice.config.sample_rate,
