@@ -58,9 +58,10 @@ def _load(model_path: str, threads: int) -> PiperVoice:
     piper = require("piper", extra="piper", provider="piper")
     onnxruntime = require("onnxruntime", extra="piper", provider="piper")
     # onnxruntime's default is a spinning thread per core: alone on two cores it makes a
-    # sentence about 1.8x faster than one thread, but the LLM generates the next sentence
-    # meanwhile and llama.cpp falls from ~14 to ~4 tokens/s when a core is taken. So one
-    # thread by default, and extra threads sleep when idle.
+    # sentence about 1.8x faster than one thread, but in a call the LLM generates the next
+    # sentence meanwhile, and then two threads were no faster than one (1.1 s vs 0.9-1.2 s
+    # for two sentences, the LLM at ~14 tokens/s either way). So one thread by default,
+    # and extra threads sleep when idle instead of spinning.
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
