@@ -64,6 +64,13 @@ async def run_call(
                 print_line(f"{event['role']:>5}: {event['text']}")
             elif kind == "tool_call":
                 print_line(f" tool: {event['name']}({event['arguments']})")
+            elif kind == "metrics":
+                parts = [
+                    f"{k}={v:.2f}s"
+                    for k, v in event.items()
+                    if isinstance(v, float) and not k.startswith("_")
+                ]
+                print_line(f"      ({', '.join(parts)})")
             elif kind == "call_ended":
                 print_line(f"call ended: {event['reason']} after {event['duration']:.1f} s")
 

@@ -107,8 +107,8 @@ class Call:
                     )
                 )
             )
-            if latency:
-                self._spawn(self.publish(protocol.metrics(latency)))
+        if latency:
+            self._spawn(self.publish(protocol.metrics(latency, role=role)))
         self._spawn(
             self.store.add_turn(
                 role=role,

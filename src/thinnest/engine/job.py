@@ -12,6 +12,7 @@ import asyncio
 import json
 import shutil
 import string
+import threading
 from typing import Any
 
 import httpx
@@ -60,9 +61,32 @@ def prewarm(proc: JobProcess) -> None:
     """Load the default agent's models into this job process, before any call."""
     settings = get_settings()
     cache = ProviderCache(settings)
-    cache.warm(AgentConfig(name="default"))
+    default = AgentConfig(name="default")
+    cache.warm(default)
+    # A first generation fills the LLM's prompt cache with the default system prompt and
+    # tools, so a call's first answer does not pay for evaluating them (seconds on 2 cores).
+    llm_obj = cache.get("llm", default.providers.llm)
+    warmer = threading.Thread(target=lambda: asyncio.run(_warm_llm(llm_obj, default.instructions)))
+    warmer.start()
+    warmer.join(60)
     proc.userdata["providers"] = cache
     proc.userdata["database"] = Database(settings.resolved_database_url)
+
+
+async def _warm_llm(model: llm.LLM, instructions: str) -> None:
+    ctx = llm.ChatContext()
+    ctx.add_message(role="system", content=instructions)
+    ctx.add_message(role="user", content="Hello?")
+    try:
+        async with model.chat(chat_ctx=ctx, tools=[end_call_tool(lambda _g: None, _ignore)]) as s:
+            async for _chunk in s:
+                pass
+    except Exception as exc:  # a cloud LLM without network, say: warming is optional
+        log.info("LLM warm-up skipped: %r", exc)
+
+
+async def _ignore(_record: object) -> None:
+    return None
 
 
 class _Context(dict[str, Any]):

@@ -52,8 +52,10 @@ def tool_call(
     return msg
 
 
-def metrics(latency: dict[str, float]) -> dict[str, Any]:
-    return {"type": "metrics", **{k: round(v, 4) for k, v in latency.items()}}
+def metrics(latency: dict[str, float], *, role: str) -> dict[str, Any]:
+    """Latency figures of one turn (seconds): the user's turn has end_of_turn_delay and stt,
+    the agent's llm_ttft, tts_ttfb and voice_to_voice."""
+    return {"type": "metrics", "role": role, **{k: round(v, 4) for k, v in latency.items()}}
 
 
 def error(code: str, message: str) -> dict[str, Any]:
