@@ -27,6 +27,7 @@ from thinnest.engine.call import Call
 from thinnest.engine.metadata import DispatchMetadata
 from thinnest.engine.persistence import CallStore
 from thinnest.engine.tools import end_call_tool, http_function_tool
+from thinnest.errors import ConfigError
 from thinnest.log import logger
 from thinnest.providers import registry
 from thinnest.store.db import Database
@@ -52,9 +53,16 @@ class ProviderCache:
             )
         return self._built[key]
 
+    def for_agent(self, kind: str, config: AgentConfig) -> Any:
+        """The provider object of ``kind`` for an agent (its language applied)."""
+        choice: ProviderChoice = getattr(config.providers, kind)
+        if kind in ("stt", "tts"):
+            choice = with_language(kind, choice, config.language)
+        return self.get(kind, choice)
+
     def warm(self, config: AgentConfig) -> None:
         for kind in KINDS:
-            self.get(kind, getattr(config.providers, kind))
+            self.for_agent(kind, config)
 
 
 def prewarm(proc: JobProcess) -> None:
@@ -71,6 +79,24 @@ def prewarm(proc: JobProcess) -> None:
     warmer.join(60)
     proc.userdata["providers"] = cache
     proc.userdata["database"] = Database(settings.resolved_database_url)
+
+
+def with_language(kind: str, choice: ProviderChoice, language: str) -> ProviderChoice:
+    """The agent's language as the provider's ``language`` option, unless it sets one.
+
+    Tries the code as given (``en-US``), then its base (``en``); a provider that takes
+    neither keeps its own default.
+    """
+    fields = registry.get(kind, choice.name).options.model_fields
+    if "language" not in fields or "language" in choice.options:
+        return choice
+    for code in dict.fromkeys((language, language.split("-")[0])):
+        try:
+            registry.validate(kind, choice.name, {**choice.options, "language": code})
+        except ConfigError:
+            continue
+        return ProviderChoice(name=choice.name, options={**choice.options, "language": code})
+    return choice
 
 
 async def _warm_llm(model: llm.LLM, instructions: str) -> None:
@@ -120,11 +146,11 @@ async def entrypoint(ctx: JobContext) -> None:
 
     await ctx.connect()
     session: AgentSession = AgentSession(
-        stt=cache.get("stt", config.providers.stt),
-        llm=cache.get("llm", config.providers.llm),
-        tts=cache.get("tts", config.providers.tts),
-        vad=cache.get("vad", config.providers.vad),
-        turn_detection=cache.get("turn_detection", config.providers.turn_detection),
+        stt=cache.for_agent("stt", config),
+        llm=cache.for_agent("llm", config),
+        tts=cache.for_agent("tts", config),
+        vad=cache.for_agent("vad", config),
+        turn_detection=cache.for_agent("turn_detection", config),
         allow_interruptions=True,
         # Barge-in is decided on voice activity alone (fast: no wait for the STT); a
         # backchannel ("mm-hmm") is shorter than this and does not cut the agent off, and a

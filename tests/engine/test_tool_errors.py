@@ -1,0 +1,128 @@
+"""HTTP tools that fail give the LLM an error text (a ToolError), never an exception that
+would end the call; the agent's language reaches the providers that take one."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from livekit.agents import llm
+from pydantic import SecretStr
+
+from tests.conftest import free_port
+from thinnest.api.schemas import HttpTool, ProviderChoice
+from thinnest.config import Settings
+from thinnest.engine.job import with_language
+from thinnest.engine.tools import call_http_tool
+
+pytestmark = pytest.mark.integration
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path == "/slow":
+            time.sleep(2)
+        status, payload = {
+            "/ok": (200, json.dumps({"echo": body, "auth": self.headers.get("X-Key")})),
+            "/boom": (500, json.dumps({"error": "internal"})),
+            "/garbage": (200, "<html>not json</html>"),
+            "/slow": (200, "{}"),
+        }.get(self.path, (404, "{}"))
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(payload.encode())
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _tool(url: str, **fields: object) -> HttpTool:
+    return HttpTool.model_validate({"name": "t", "description": "d", "url": url, **fields})
+
+
+async def test_a_working_tool_returns_compact_json_with_secret_headers(
+    endpoint: str, tmp_path: object
+) -> None:
+    settings = Settings(data_dir=tmp_path, tool_secrets={"KEY": SecretStr("s3cret")})  # type: ignore[arg-type]
+    async with httpx.AsyncClient() as client:
+        text = await call_http_tool(
+            _tool(f"{endpoint}/ok", headers={"X-Key": "${secret:KEY}"}),
+            {"city": "Paris"},
+            settings=settings,
+            client=client,
+        )
+    assert json.loads(text) == {"echo": {"city": "Paris"}, "auth": "s3cret"}
+
+
+@pytest.mark.parametrize(
+    ("path", "limit", "message"),
+    [
+        pytest.param("/boom", 5, "failed with HTTP 500", id="http-500"),
+        pytest.param("/garbage", 5, "not JSON", id="not-json"),
+        pytest.param("/slow", 0.5, "timed out after 0.5 s", id="timeout"),
+    ],
+)
+async def test_failing_tools_raise_a_tool_error_for_the_llm(
+    endpoint: str, tmp_path: object, path: str, limit: float, message: str
+) -> None:
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(llm.ToolError, match=message):
+            await call_http_tool(
+                _tool(f"{endpoint}{path}", timeout=limit),
+                {},
+                settings=Settings(data_dir=tmp_path),
+                client=client,
+            )  # type: ignore[arg-type]
+
+
+async def test_unreachable_tool_and_missing_secret(tmp_path: object) -> None:
+    settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(llm.ToolError, match="could not be reached"):
+            await call_http_tool(
+                _tool(f"http://127.0.0.1:{free_port()}/x"), {}, settings=settings, client=client
+            )
+        with pytest.raises(llm.ToolError, match="secret 'NOPE' is not set"):
+            await call_http_tool(
+                _tool("http://127.0.0.1:9/x", headers={"A": "${secret:NOPE}"}),
+                {},
+                settings=settings,
+                client=client,
+            )
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "language", "expected"),
+    [
+        pytest.param("whisper", {}, "en-US", {"language": "en"}, id="base-code"),
+        pytest.param("whisper", {"language": "de"}, "fr", {"language": "de"}, id="explicit-kept"),
+        pytest.param(
+            "whisper",
+            {"model": "tiny.en"},
+            "fr",
+            {"model": "tiny.en"},
+            id="unsupported-keeps-default",
+        ),
+    ],
+)
+def test_agent_language_reaches_the_stt(
+    name: str, options: dict[str, str], language: str, expected: dict[str, str]
+) -> None:
+    choice = with_language("stt", ProviderChoice(name=name, options=options), language)
+    assert choice.options == expected
