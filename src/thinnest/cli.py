@@ -152,6 +152,9 @@ def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
         f"  curl -s -X POST {base}/voice/start -H 'Authorization: Bearer {ident.api_key}' "
         f"-H 'Content-Type: application/json' -d '{{\"agent_id\": \"{ident.agent_id}\"}}'\n"
     )
+    out.print("Talk to the agent (in another terminal):")
+    out.print("  espeak-ng -w question.wav 'How many legs does a spider have?'")
+    out.print("  .venv/bin/thinnest call --wav question.wav --out answer.wav\n")
 
 
 @app.command()
