@@ -295,6 +295,45 @@ def agents_delete(
         out.print(f"deleted {row.id}")
 
 
+bench_app = typer.Typer(help="Benchmarks of the offline providers.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("speech")
+def bench_speech(
+    count: Annotated[int, typer.Option(help="spoken utterances for the STT measures")] = 32,
+    quick: Annotated[bool, typer.Option(help="a small, fast run (4 utterances)")] = False,
+    stt: Annotated[
+        list[str] | None, typer.Option(help="whisper model, repeatable (default tiny.en, base)")
+    ] = None,
+    tts: Annotated[
+        list[str] | None, typer.Option(help="TTS provider, repeatable (default piper, espeak)")
+    ] = None,
+    llm: Annotated[list[str] | None, typer.Option(help="LLM provider, repeatable")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="JSON file; default <data dir>/bench/")
+    ] = None,
+) -> None:
+    """WER and latency of the offline STT, TTS and LLM providers, against the goals."""
+    import asyncio
+
+    from thinnest.bench.report import speech_table, write_json
+    from thinnest.bench.speech import SpeechBenchOptions, default_out, run_speech_bench
+
+    settings = get_settings()
+    chosen: dict[str, Any] = {"count": 4 if quick and count == 32 else count}
+    for key, value in (("stt_models", stt), ("tts", tts), ("llm", llm)):
+        if value:
+            chosen[key] = tuple(value)
+    options = SpeechBenchOptions.quick(**chosen) if quick else SpeechBenchOptions(**chosen)
+    results = asyncio.run(
+        run_speech_bench(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    )
+    out.print(speech_table(results))
+    path = write_json(results, out_file or default_out(settings))
+    out.print(f"results: {path}")
+
+
 def main() -> None:
     """Entry point: a ``ThinnestError`` is one line on stderr and exit code 1, never a traceback."""
     try:
