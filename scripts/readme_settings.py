@@ -13,7 +13,8 @@ def table() -> str:
     for name, field in Settings.model_fields.items():
         default = field.default if field.default_factory is None else field.default_factory()
         shown = "—" if default in (None, {}) else f"`{default}`"
-        rows.append(f"| `THINNEST_{name.upper()}` | {shown} | {field.description} |")
+        description = " ".join((field.description or "").split())
+        rows.append(f"| `THINNEST_{name.upper()}` | {shown} | {description} |")
     return "\n".join(rows)
 
 

@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     """`max_duration` of a new agent, seconds"""
 
     # --- Voice engine -----------------------------------------------------------------------
-    worker_idle_processes: int = Field(1, ge=0, le=64)
-    """job processes each `thinnest worker` keeps prewarmed (models loaded, ready for a call)"""
+    worker_idle_processes: int = Field(2, ge=1, le=64)
+    """job processes each `thinnest worker` keeps prewarmed (models loaded, ready for a call);
+    with one, a call that arrives while another is starting finds the worker full"""
     worker_heartbeat_interval: float = Field(5.0, gt=0)
     """seconds between a worker's heartbeats; three missed ones and it counts as gone"""
     require_worker: bool = True

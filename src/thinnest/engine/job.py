@@ -176,7 +176,8 @@ async def entrypoint(ctx: JobContext) -> None:
     agent = Agent(instructions=render_instructions(config, meta.context), tools=tools)
 
     async def cleanup(reason: str) -> None:
-        await call.end(reason if reason in ("user_left", "error") else "ended_by_api")
+        # A job shut down for any other cause (its room was closed under it) ends here.
+        await call.end(reason if reason in protocol.REASONS else "room_closed")
         await http.aclose()
         if meta.recording:
             await _keep_recording(ctx, session, store, settings, meta.session_id)
@@ -189,6 +190,16 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.room.on("data_received", on_data)
     ctx.add_shutdown_callback(cleanup)
     call.attach()
+    try:
+        await asyncio.wait_for(
+            ctx.wait_for_participant(identity=USER_IDENTITY), settings.room_empty_timeout
+        )
+    except TimeoutError:
+        log.warning("session %s: the caller never joined", meta.session_id)
+        await call.end("no_show")
+        ctx.delete_room()
+        ctx.shutdown("no_show")
+        return
     record: Any = (
         {"audio": True, "traces": False, "logs": False, "transcript": False}
         if meta.recording

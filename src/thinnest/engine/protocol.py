@@ -15,7 +15,15 @@ TOPIC = "thinnest"
 CONTROL_TOPIC = "thinnest.control"
 
 #: Why a call ended, as sent in ``call_ended.reason`` and stored as the session's end reason.
-REASONS = ("user_left", "agent_ended", "max_duration", "ended_by_api", "error")
+REASONS = (
+    "user_left",
+    "agent_ended",
+    "max_duration",
+    "ended_by_api",
+    "no_show",
+    "room_closed",
+    "error",
+)
 
 
 def transcript(
