@@ -5,7 +5,7 @@ What is measured (see ``docs/benchmarks.md`` for the method and numbers):
 - **STT** (whisper ``tiny.en`` and ``base``, streaming as the voice engine uses them): each
   cached utterance is pushed into :meth:`stt.STT.stream` after 0.3 s of silence; its last
   1.2 s and the silence after it go in real time (20 ms frames) until the final
-  transcript arrives. The
+  transcript arrives (at least 0.8 s of it, so that no segment of the utterance is lost). The
   latency is the time from the stream's ``END_OF_SPEECH`` event (its VAD's decision that
   the user stopped) to its ``FINAL_TRANSCRIPT``: what the agent waits for text beyond the
   VAD's own silence window. The time from the last speech sample to the final text
@@ -63,6 +63,7 @@ _LLM_PROMPTS = (
 )
 _FRAME = SAMPLE_RATE // 50  # 20 ms
 _MAX_TAIL = 4.0  # seconds of trailing silence to wait for a final transcript
+_MIN_TAIL = 0.8  # seconds of trailing silence always pushed: past the VAD's 0.55 s window
 # The end of each utterance (where its pause and the VAD's decision fall) is pushed in real
 # time, so a preflight transcription gets the head start it has in a call; what comes before
 # is pushed at once, to keep the run short.
@@ -120,10 +121,15 @@ def _frames(pcm: np.ndarray) -> list[rtc.AudioFrame]:
 
 
 async def _stream_once(engine: stt.STT, pcm: np.ndarray) -> tuple[str, float | None, float | None]:
-    """Final text, END_OF_SPEECH -> final (s) and last speech sample -> final (s)."""
+    """Final text, last END_OF_SPEECH -> its final (s) and end of the audio -> final (s).
+
+    The VAD may cut an utterance at an inner pause into several segments: their finals are
+    joined, and the latency is that of the last segment, the one the user ends with.
+    """
     stream = engine.stream()
-    final = asyncio.Event()
-    silence = np.zeros(_FRAME, dtype=np.int16)
+    ends: list[float] = []
+    finals: list[float] = []
+    texts: list[str] = []
     audio_end = 0.0
 
     async def feed() -> None:
@@ -136,32 +142,30 @@ async def _stream_once(engine: stt.STT, pcm: np.ndarray) -> tuple[str, float | N
             stream.push_frame(frame)
             await asyncio.sleep(0.02)
         audio_end = time.perf_counter()
-        deadline = audio_end + _MAX_TAIL
-        while not final.is_set() and time.perf_counter() < deadline:
-            stream.push_frame(_frames(silence)[0])
+        silence = _frames(np.zeros(_FRAME, dtype=np.int16))[0]
+        while time.perf_counter() < audio_end + _MAX_TAIL:
+            now = time.perf_counter()
+            if now > audio_end + _MIN_TAIL and ends and len(finals) >= len(ends):
+                break  # past the VAD's silence window, and every segment has its text
+            stream.push_frame(silence)
             await asyncio.sleep(0.02)
         stream.end_input()
 
     feeder = asyncio.create_task(feed())
-    texts: list[str] = []
-    ended: float | None = None
-    finished: float | None = None
     try:
         async for event in stream:
-            if event.type == stt.SpeechEventType.END_OF_SPEECH and ended is None:
-                ended = time.perf_counter()
+            if event.type == stt.SpeechEventType.END_OF_SPEECH:
+                ends.append(time.perf_counter())
             elif event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                finals.append(time.perf_counter())
                 texts.append(event.alternatives[0].text if event.alternatives else "")
-                if finished is None:
-                    finished = time.perf_counter()
-                final.set()
     finally:
         await feeder
         await stream.aclose()
-    text = " ".join(t for t in texts if t).strip()
-    if finished is None or ended is None:
+    text = " ".join(t.strip() for t in texts if t.strip())
+    if not ends or len(finals) < len(ends):
         return text, None, None
-    return text, max(0.0, finished - ended), finished - audio_end
+    return text, max(0.0, finals[-1] - ends[-1]), finals[-1] - audio_end
 
 
 async def _bench_stt(
@@ -197,6 +201,14 @@ async def _bench_stt(
     return {
         "provider": f"whisper {model}",
         "wer": {"corpus": errors / max(1, words), **summary(wers)},
+        "mean_wer_by_condition": {
+            cond: sum(i["wer"] for i in sel) / len(sel)
+            for cond, sel in (
+                ("clean", [i for i, (u, _) in zip(items, corpus, strict=True) if u.snr_db is None]),
+                ("noisy", [i for i, (u, _) in zip(items, corpus, strict=True) if u.snr_db]),
+            )
+            if sel
+        },
         "latency_ms": summary(latencies),
         "after_audio_end_ms": summary(after_end),
         "missing_finals": len(corpus) - len(latencies),
