@@ -170,7 +170,7 @@ class VoiceClient:
 
 
 def read_wav_48k(path: str | Path) -> np.ndarray:
-    """A 16-bit mono WAV as int16 samples at 48 kHz (linear resampling)."""
+    """A 16-bit mono WAV as int16 samples at 48 kHz (LiveKit's high-quality resampler)."""
     with wave.open(str(path), "rb") as wav:
         if wav.getsampwidth() != 2:
             raise ValueError(f"{path}: 16-bit PCM WAV expected")
@@ -180,6 +180,9 @@ def read_wav_48k(path: str | Path) -> np.ndarray:
         data = data.reshape(-1, channels).mean(axis=1).astype(np.int16)
     if rate == SAMPLE_RATE:
         return data
-    n = int(len(data) * SAMPLE_RATE / rate)
-    resampled = np.interp(np.linspace(0, len(data) - 1, n), np.arange(len(data)), data)
-    return resampled.astype(np.int16)
+    resampler = rtc.AudioResampler(
+        rate, SAMPLE_RATE, num_channels=1, quality=rtc.AudioResamplerQuality.HIGH
+    )
+    frames = resampler.push(rtc.AudioFrame(data.tobytes(), rate, 1, len(data)))
+    frames += resampler.flush()
+    return np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames]).copy()

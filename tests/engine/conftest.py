@@ -128,3 +128,17 @@ async def wait_final(database: Database, session_id: str, within: float = 20.0):
                 return row
         await asyncio.sleep(0.2)
     raise AssertionError(f"session {session_id} was not finalised within {within} s")
+
+
+QUESTION = "How many legs does a spider have?"
+
+
+def heard(text: str, spoken: str = QUESTION, *, at_least: float = 0.6) -> bool:
+    """Whether a transcript holds most of the spoken words (the STT is a small Whisper
+    behind WebRTC: a word or two may come out wrong, the sentence must be recognisable)."""
+
+    def words(s: str) -> list[str]:
+        return "".join(c if c.isalnum() else " " for c in s.lower()).split()
+
+    said, got = words(spoken), set(words(text))
+    return sum(w in got for w in said) >= at_least * len(said)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import RunningApi, Tenant
-from tests.engine.conftest import Worker
+from tests.engine.conftest import Worker, heard
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,8 @@ async def test_call_prints_the_transcript_and_saves_the_agent_audio(
     )
     assert code == 0, err[-2000:]
     assert "agent: Hello from the terminal." in out
-    assert "spider" in out.lower()
+    user_lines = [line for line in out.splitlines() if line.strip().startswith("user:")]
+    assert user_lines and heard(user_lines[0]), out
     assert "end of your speech -> first agent audio" in out
     with wave.open(str(saved)) as wav:
         samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
