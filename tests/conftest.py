@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import uvicorn
@@ -23,6 +24,13 @@ from thinnest.config import Settings
 from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions, generate_credentials
 from thinnest.store import keys
 from thinnest.store.db import Database
+
+# anyio loads its parts on first use, and pytest rewrites anyio's modules on import (it is a
+# pytest plugin); CPython 3.11's compiler is not thread-safe, so a first use from the API's
+# server thread can race the main thread ("AST constructor recursion depth mismatch"). Load
+# them all now, in the main thread.
+for _name in getattr(anyio, "__all__", dir(anyio)):
+    getattr(anyio, _name, None)
 
 
 def free_port() -> int:
@@ -155,8 +163,7 @@ def database(database_url: str) -> Iterator[Database]:
 
 def make_settings(tmp: Path, livekit: LiveKitDevServer | None, **overrides: object) -> Settings:
     # No worker runs in most tests; those that start one ask for the check explicitly.
-    fields: dict[str, object] = {"data_dir": tmp, "api_port": free_port(),
-                                 "require_worker": False}
+    fields: dict[str, object] = {"data_dir": tmp, "api_port": free_port(), "require_worker": False}
     if livekit is not None:
         fields.update(
             livekit_url=livekit.options.url,
