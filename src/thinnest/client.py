@@ -107,7 +107,10 @@ class VoiceClient:
 
     def _on_transcription(self, reader: rtc.TextStreamReader, _identity: str) -> None:
         async def read() -> None:
-            self.transcriptions.append(await reader.read_all())
+            try:
+                self.transcriptions.append(await reader.read_all())
+            except rtc.StreamError:
+                pass  # the room closed mid-stream: that transcription is incomplete
 
         self._readers.append(asyncio.get_running_loop().create_task(read()))
 
