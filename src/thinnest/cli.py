@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -132,7 +133,11 @@ def call(
             print_line=out_line,
         )
     )
-    raise typer.Exit(code)
+    # The call is over and its output written. Leave without the interpreter's teardown:
+    # livekit's native threads can abort the process while it unwinds (seen in CI).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def out_line(text: str) -> None:

@@ -66,6 +66,7 @@ class VoiceClient:
         self.transcriptions: list[str] = []
         self.source = rtc.AudioSource(SAMPLE_RATE, 1)
         self._readers: list[asyncio.Task[None]] = []
+        self._streams: list[rtc.AudioStream] = []
         self.disconnected = asyncio.Event()
         self.speech_ended_at: float | None = None
 
@@ -89,6 +90,10 @@ class VoiceClient:
     async def aclose(self) -> None:
         for task in self._readers:
             task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        for stream in self._streams:
+            await stream.aclose()
+        await self.source.aclose()
         await self.room.disconnect()
 
     def _on_data(self, packet: rtc.DataPacket) -> None:
@@ -127,6 +132,7 @@ class VoiceClient:
 
     async def _read(self, track: rtc.Track) -> None:
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
+        self._streams.append(stream)
         async for ev in stream:
             samples = np.frombuffer(ev.frame.data, dtype=np.int16).copy()
             self.audio.chunks.append(samples)
