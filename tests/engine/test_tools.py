@@ -73,6 +73,8 @@ async def test_http_tool_then_end_call(
 ) -> None:
     agent = tenant.create_agent(
         providers={
+            # Whisper base hears this question more reliably than the default tiny.en.
+            "stt": {"name": "whisper", "options": {"model": "base"}},
             "llm": {
                 "name": "openai",
                 "options": {"base_url": scripted_llm.base_url, "model": "scripted"},
