@@ -65,7 +65,8 @@ def start_worker(
         )
     worker = Worker(proc, log, workdir / "recordings")
     deadline = time.monotonic() + 180
-    while "registered worker" not in worker.text():
+    # Registered with LiveKit *and* its heartbeat stored: the API counts it from then on.
+    while "worker live: first heartbeat stored" not in worker.text():
         if proc.poll() is not None or time.monotonic() > deadline:
             stop_worker(worker)
             pytest.fail(f"the worker did not register:\n{worker.text()[-3000:]}")

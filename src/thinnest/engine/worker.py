@@ -63,12 +63,18 @@ async def _heartbeat(server: AgentServer, settings: Settings, worker_id: str) ->
         with database.session() as db:
             workers.forget(db, worker_id)
 
+    announced = False
     try:
         while True:
             try:
                 await asyncio.to_thread(beat)
             except Exception as exc:  # the database is busy or not migrated yet: next time
                 log.warning("worker heartbeat failed: %r", exc)
+            else:
+                if not announced:
+                    # Only now does the API count this worker (`no_worker` until then).
+                    log.info("worker live: first heartbeat stored as %s", worker_id)
+                    announced = True
             await asyncio.sleep(settings.worker_heartbeat_interval)
     finally:
         with contextlib.suppress(Exception):
