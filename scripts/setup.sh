@@ -26,8 +26,9 @@ have_llama_wheel() { compgen -G "$LLAMA_WHEELS/llama_cpp_python-$LLAMA_VERSION-*
 APT_PACKAGES=(ca-certificates espeak-ng)
 have_llama_wheel || APT_PACKAGES+=(cmake build-essential)
 if [[ "${1:-}" == "--test" ]]; then
-  APT_PACKAGES+=(postgresql)
+  APT_PACKAGES+=(postgresql chromium)   # chromium: the browser tests (tests/web)
 fi
+command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -103,6 +104,17 @@ if [[ ! -f "$stamp" ]]; then
   "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
   rm -f "$VENV"/.synced-*
   touch "$stamp"
+fi
+
+# --- Browser assets: livekit-client bundled with esbuild, both pinned in package-lock.json ------
+# Rebuilt when the bundle is missing or its inputs changed (the stamp holds their hash).
+WEB_SRC=$ROOT/clients/web
+WEB_OUT=$ROOT/src/thinnest/web/livekit-client.js
+web_hash=$(cat "$WEB_SRC"/package-lock.json "$WEB_SRC"/build.mjs "$WEB_SRC"/src/* | sha256sum | cut -c1-16)
+if [[ ! -f "$WEB_OUT" || "$(cat "$WEB_OUT.stamp" 2>/dev/null)" != "$web_hash" ]]; then
+  say "building the browser bundle (npm ci + esbuild)"
+  (cd "$WEB_SRC" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm run --silent build)
+  echo "$web_hash" >"$WEB_OUT.stamp"
 fi
 
 # Join the split model files into the cache and check their SHA-256 (seconds; once).
