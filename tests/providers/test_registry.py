@@ -36,9 +36,9 @@ def test_every_default_is_registered() -> None:
 
 
 def test_lists_builtin_names_per_kind() -> None:
-    assert registry.names("stt") == ["deepgram", "google", "whisper"]
-    assert registry.names("llm") == ["gemini", "llama", "openai"]
-    assert registry.names("tts") == ["cartesia", "elevenlabs", "espeak", "piper"]
+    assert registry.names("stt") == ["deepgram", "fixed", "google", "whisper"]
+    assert registry.names("llm") == ["fixed", "gemini", "llama", "openai"]
+    assert registry.names("tts") == ["cartesia", "elevenlabs", "espeak", "fixed", "piper"]
     assert registry.names("vad") == ["silero"]
     assert registry.names("turn_detection") == ["livekit"]
     assert registry.names("nonsense") == []
@@ -49,7 +49,7 @@ def test_rejects_unknown_name_listing_known_ones(settings) -> None:
         registry.validate("stt", "whisperx", {}, settings=settings)
     assert err.value.field == "providers.stt.name"
     assert "'whisperx'" in err.value.message
-    assert "deepgram, google, whisper" in err.value.message
+    assert "deepgram, fixed, google, whisper" in err.value.message
 
 
 def test_rejects_unknown_kind(settings) -> None:
