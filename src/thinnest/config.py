@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(30.0, gt=0)
     """seconds between checks for active sessions whose room is gone (the backstop)"""
 
+    # --- WebSocket gateway (`websocket_url`) ------------------------------------------------
+    gateway_max_frame_bytes: int = Field(65536, ge=1024)
+    """largest WebSocket message a client may send; a bigger one closes with 1009"""
+    gateway_max_messages_per_second: int = Field(100, ge=1)
+    """messages a second a WebSocket client may send (bursts of twice that); over it: 1008"""
+    gateway_idle_timeout: float = Field(30.0, gt=0)
+    """seconds without a message from a WebSocket client before it is closed with 4408"""
+    gateway_audio_buffer_ms: int = Field(1000, ge=20)
+    """agent audio (ms) queued for a WebSocket client that reads slowly; older audio is
+    dropped beyond it (events never are)"""
+
     # --- Calls ------------------------------------------------------------------------------
     max_call_duration: int = Field(3600, ge=10)
     """upper bound of any call's `max_duration`, seconds"""

@@ -14,6 +14,7 @@ from thinnest.api import backstop, errors
 from thinnest.api.limits import BodySizeLimit, RateLimiter
 from thinnest.api.routes import agents, health, keys, livekit, sessions, voice
 from thinnest.config import Settings, get_settings
+from thinnest.gateway import route as gateway
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.store.db import Database
 
@@ -57,4 +58,5 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in (health, voice, sessions, agents, keys, livekit):
         app.include_router(module.router)
+    app.include_router(gateway.router)
     return app

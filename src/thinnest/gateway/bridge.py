@@ -1,0 +1,300 @@
+"""The WebSocket gateway's I/O: one client WebSocket bridged into its session's LiveKit room.
+
+The gateway joins the room as the user participant with the client's own token (the one
+``POST /voice/start`` returned), publishes the client's PCM as the microphone, and sends the
+agent's audio and data-channel events back. All decisions (auth, messages, limits, queues,
+pacing) are :mod:`thinnest.gateway.protocol`'s; this module only moves bytes. It keeps no
+state outside the connection, so any API process can serve any session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import numpy as np
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from livekit import rtc
+from thinnest.engine.protocol import TOPIC
+from thinnest.gateway.protocol import (
+    FRAME_MS,
+    BadMessage,
+    CloseCode,
+    End,
+    InboundGuard,
+    Limits,
+    Outbox,
+    Pacer,
+    Rechunker,
+    Refusal,
+    Start,
+    error_event,
+    frame_bytes,
+    parse_text,
+    ready_event,
+)
+from thinnest.log import logger
+
+log = logger.getChild("gateway")
+
+#: LiveKit's native rate: the client's audio is resampled to it before publishing.
+LIVEKIT_RATE = 48000
+#: Input frames handed to LiveKit (ms); WebRTC works in 10 ms frames.
+INPUT_FRAME_MS = 10
+#: Seconds to join the room before giving up (1011).
+JOIN_TIMEOUT = 15.0
+#: Seconds to flush queued audio and events to the client after ``call_ended``.
+FLUSH_TIMEOUT = 3.0
+
+
+class Bridge:
+    """One connection: ``await Bridge(...).run(first)`` returns once the connection is over."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        session_id: str,
+        token: str,
+        livekit_url: str,
+        sample_rate: int,
+        limits: Limits,
+        guard: InboundGuard,
+    ) -> None:
+        self.ws = websocket
+        self.session_id = session_id
+        self.token = token
+        self.livekit_url = livekit_url
+        self.rate = sample_rate
+        self.limits = limits
+        self.guard = guard
+        self.room = rtc.Room()
+        self.source = rtc.AudioSource(LIVEKIT_RATE, 1)
+        self.resampler = (
+            None
+            if sample_rate == LIVEKIT_RATE
+            else rtc.AudioResampler(
+                sample_rate, LIVEKIT_RATE, num_channels=1, quality=rtc.AudioResamplerQuality.HIGH
+            )
+        )
+        self.inbound = Rechunker(frame_bytes(sample_rate, INPUT_FRAME_MS))
+        self.outbox = Outbox(max_audio_frames=max(1, limits.audio_buffer_ms // FRAME_MS))
+        self.pacer = Pacer()
+        self._wake = asyncio.Event()
+        #: set by the sender whenever it has sent everything queued
+        self._sent_all = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._close: Refusal | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._streams: list[rtc.AudioStream] = []
+        self.frames_in = 0
+        self.frames_out = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Ask the connection to end (the first reason wins)."""
+        if self._close is None:
+            self._close = Refusal(code, reason)
+            self._closing.set()
+            self._wake.set()
+
+    async def run(self, first: bytes | None) -> Refusal:
+        """Join, bridge until something ends the connection; return how it ends."""
+        self.room.on("data_received", self._on_data)
+        self.room.on("track_subscribed", self._on_track)
+        self.room.on("disconnected", self._on_disconnected)
+        try:
+            try:
+                await asyncio.wait_for(
+                    self.room.connect(self.livekit_url, self.token), JOIN_TIMEOUT
+                )
+                track = rtc.LocalAudioTrack.create_audio_track("microphone", self.source)
+                options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+                await self.room.local_participant.publish_track(track, options)
+            except Exception as exc:  # any failure to join: a timeout, LiveKit down, refused
+                log.warning("session %s: gateway could not join: %s", self.session_id, exc)
+                return Refusal(CloseCode.INTERNAL, "could not join the session's room")
+            self.outbox.put_event(ready_event(self.session_id, self.rate))
+            if first:
+                await self._audio_in(first)
+            self._spawn(self._receive())
+            sender = asyncio.get_running_loop().create_task(self._send())
+            await self._closing.wait()
+            assert self._close is not None
+            if self._close.code == CloseCode.NORMAL and self._close.reason == "call ended":
+                # Let the closing words and the call_ended event reach the client.
+                await self._cancel_tasks()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained(), FLUSH_TIMEOUT)
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            return self._close
+        finally:
+            await self._teardown()
+
+    async def _drained(self) -> None:
+        while len(self.outbox):
+            self._sent_all.clear()
+            await self._sent_all.wait()
+
+    async def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _teardown(self) -> None:
+        await self._cancel_tasks()
+        for stream in self._streams:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+        with contextlib.suppress(Exception):
+            await self.source.aclose()
+        with contextlib.suppress(Exception):
+            await self.room.disconnect()
+        log.info(
+            "session %s: gateway closed (%s): %d frames in, %d out, %d dropped for a slow reader",
+            self.session_id,
+            self._close,
+            self.frames_in,
+            self.frames_out,
+            self.outbox.dropped_frames,
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro))
+
+    # --- client -> room -------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(self.ws.receive(), self.limits.idle_timeout)
+                except TimeoutError:
+                    self.close(CloseCode.IDLE, f"no message for {self.limits.idle_timeout:g} s")
+                    return
+                if message["type"] == "websocket.disconnect":
+                    self.close(CloseCode.NORMAL, "client went away")
+                    return
+                data: bytes | None = message.get("bytes")
+                text: str | None = message.get("text")
+                self.guard.check(len(data) if data is not None else len((text or "").encode()))
+                if data is not None:
+                    await self._audio_in(data)
+                elif text is not None:
+                    self._text_in(text)
+        except Refusal as refusal:
+            self.close(refusal.code, refusal.reason)
+        except (WebSocketDisconnect, RuntimeError):
+            self.close(CloseCode.NORMAL, "client went away")
+
+    def _text_in(self, text: str) -> None:
+        try:
+            message = parse_text(text)
+        except BadMessage as exc:
+            self._event(error_event("bad_message", str(exc)))
+            return
+        except Refusal as exc:  # an invalid sample rate in a late start
+            self._event(error_event("bad_message", exc.reason))
+            return
+        if isinstance(message, End):
+            self.close(CloseCode.NORMAL, "hung up")
+        elif isinstance(message, Start):
+            self._event(error_event("bad_message", "start must be the first message"))
+
+    async def _audio_in(self, data: bytes) -> None:
+        for chunk in self.inbound.push(data):
+            frame = rtc.AudioFrame(chunk, self.rate, 1, len(chunk) // 2)
+            frames = self.resampler.push(frame) if self.resampler else [frame]
+            for out in frames:
+                # Waits while LiveKit's 1 s queue is full: a client sending faster than real
+                # time is slowed down (TCP back-pressure) instead of buffered without bound.
+                await self.source.capture_frame(out)
+            self.frames_in += 1
+
+    # --- room -> client -------------------------------------------------------------------
+
+    def _event(self, text: str) -> None:
+        try:
+            self.outbox.put_event(text)
+        except Refusal as refusal:
+            self.close(refusal.code, refusal.reason)
+        self._wake.set()
+
+    def _on_data(self, packet: rtc.DataPacket) -> None:
+        if packet.topic != TOPIC:
+            return
+        try:
+            text = bytes(packet.data).decode()
+            kind = json.loads(text).get("type")
+        except (ValueError, AttributeError):
+            return
+        self._event(text)
+        if kind == "call_ended":
+            self.close(CloseCode.NORMAL, "call ended")
+
+    def _on_track(
+        self, track: rtc.Track, _pub: rtc.RemoteTrackPublication, who: rtc.RemoteParticipant
+    ) -> None:
+        if track.kind == rtc.TrackKind.KIND_AUDIO:
+            log.debug("session %s: agent audio from %s", self.session_id, who.identity)
+            self._spawn(self._agent_audio(track))
+
+    def _on_disconnected(self, reason: int) -> None:
+        if reason == rtc.DisconnectReason.DUPLICATE_IDENTITY:
+            self.close(CloseCode.REPLACED, "another connection joined as this participant")
+        else:
+            self.close(CloseCode.SESSION_ENDED, "the session's room closed")
+
+    async def _agent_audio(self, track: rtc.Track) -> None:
+        stream = rtc.AudioStream(
+            track, sample_rate=self.rate, num_channels=1, frame_size_ms=FRAME_MS
+        )
+        self._streams.append(stream)
+        chunker = Rechunker(frame_bytes(self.rate))
+        async for event in stream:
+            for chunk in chunker.push(bytes(event.frame.data)):
+                self.outbox.put_audio(chunk)
+            self._wake.set()
+
+    async def _send(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                if self.outbox.events:
+                    await self.ws.send_text(self.outbox.events.popleft())
+                    continue
+                if self.outbox.audio:
+                    wait = self.pacer.delay(time.monotonic(), len(self.outbox.audio))
+                    if wait > 0:
+                        # An event arriving meanwhile goes out first.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), wait)
+                        continue
+                    await self.ws.send_bytes(self.outbox.audio.popleft())
+                    self.pacer.sent()
+                    self.frames_out += 1
+                    continue
+                self._sent_all.set()
+                await self._wake.wait()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.close(CloseCode.NORMAL, "client went away")
+
+
+async def close_websocket(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close with ``code`` unless the client is already gone (bounded: a stuck client)."""
+    if websocket.application_state == WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code, reason), 5.0)
+
+
+def pcm_level(data: bytes) -> float:
+    """RMS of 16-bit PCM bytes (logging and tests)."""
+    samples = np.frombuffer(data[: len(data) - len(data) % 2], dtype=np.int16)
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
