@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     """largest `context` object (JSON bytes) for /voice/start"""
     rate_limit_per_minute: int = Field(60, ge=1)
     """`POST /voice/start` calls per API key per minute"""
+    publishable_rate_limit_per_minute: int = Field(10, ge=1)
+    """`POST /voice/start` calls per publishable key per minute, unless the key sets its own"""
+    web_demo: bool | None = None
+    """serve the demo page at `/demo` with a server-side session route using the dev key;
+    default: on when `env` is `dev`, off otherwise"""
 
     # --- LiveKit ----------------------------------------------------------------------------
     livekit_url: str = "http://127.0.0.1:7880"
@@ -112,6 +117,13 @@ class Settings(BaseSettings):
     """concurrent calls one `thinnest worker` takes before LiveKit sends calls elsewhere"""
     recordings_dir: Path | None = None
     """where call recordings are written; default `<data_dir>/recordings`"""
+    provider_timeout: float = Field(10.0, gt=0, le=120)
+    """seconds a cloud STT/LLM/TTS request may stay silent before it counts as failed"""
+    provider_retries: int = Field(1, ge=0, le=5)
+    """retries of a failed or timed-out provider request before the turn fails"""
+    provider_max_failures: int = Field(3, ge=1, le=20)
+    """failed turns in a row (the agent apologises after each) before the call ends with
+    reason `error`"""
     tool_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     """JSON object of secrets HTTP tools may use in headers as `${secret:NAME}`"""
 
@@ -168,6 +180,10 @@ class Settings(BaseSettings):
     def resolved_public_livekit_url(self) -> str:
         url = self.public_livekit_url or self.livekit_url
         return _as_websocket_url(url).rstrip("/")
+
+    @property
+    def resolved_web_demo(self) -> bool:
+        return self.env == "dev" if self.web_demo is None else self.web_demo
 
     @property
     def resolved_recordings_dir(self) -> Path:

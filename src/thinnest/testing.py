@@ -62,11 +62,14 @@ class ScriptedChatServer:
         rule: decides each answer from the request's messages.
         delay: seconds before the first token (a fixed time to first token).
         requests: every request body received, in order.
+        fault: ``None`` answers normally; ``"error"`` answers HTTP 500 (a provider outage);
+            ``"stall"`` holds each request open without a byte for a minute (a hung provider).
     """
 
     rule: Rule = weather_rule
     delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    fault: str | None = None
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
@@ -78,6 +81,10 @@ class ScriptedChatServer:
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        if self.fault == "error":
+            return web.json_response({"error": {"message": "scripted outage"}}, status=500)
+        if self.fault == "stall":
+            await asyncio.sleep(60)
         answer = self.rule(body.get("messages", []))
         if self.delay:
             await asyncio.sleep(self.delay)

@@ -89,6 +89,12 @@ class AgentConfig(_Strict):
         max_length=1000,
         description="said when max_duration is reached",
     )
+    error_message: str = Field(
+        "Sorry, I had trouble with that. Could you say it again?",
+        min_length=1,
+        max_length=1000,
+        description="said when a turn fails (the language model or speech recognition failed)",
+    )
     language: str = Field("en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
     voice: str | None = Field(None, max_length=100)
     providers: Providers = Field(default_factory=Providers)
@@ -112,6 +118,7 @@ class AgentPatch(_Strict):
     instructions: str | None = None
     greeting: str | None = None
     closing_message: str | None = None
+    error_message: str | None = None
     language: str | None = None
     voice: str | None = None
     providers: dict[str, Any] | None = None

@@ -38,7 +38,13 @@ class Call:
     """Wires one ``AgentSession`` to the room's data channel and the store."""
 
     def __init__(
-        self, *, room: rtc.Room, meta: DispatchMetadata, session: AgentSession, store: CallStore
+        self,
+        *,
+        room: rtc.Room,
+        meta: DispatchMetadata,
+        session: AgentSession,
+        store: CallStore,
+        max_failures: int = 3,
     ) -> None:
         self.room = room
         self.meta = meta
@@ -49,6 +55,8 @@ class Call:
         self.ended = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
+        self.max_failures = max_failures
+        self.failures = 0  # failed turns in a row (provider errors after their retries)
 
     # --- plumbing ---------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:
@@ -99,6 +107,8 @@ class Call:
             for theirs, ours in _LATENCY_KEYS.items()
             if isinstance(report.get(theirs), int | float)
         }
+        if role == "agent" and text != self.meta.agent.error_message:
+            self.failures = 0  # a real answer: the pipeline works again
         if role == "agent":
             self._spawn(
                 self.publish(
@@ -132,14 +142,30 @@ class Call:
             recoverable,
             ev.error,
         )
-        if not recoverable:
-            self._spawn(
-                self.publish(
-                    protocol.error(
-                        "provider_error", "the voice pipeline failed; the call is ending"
-                    )
+        if recoverable or self.reason is not None:
+            return
+        # The provider gave up after its retries: this turn failed. Apologise and listen on
+        # (never silence forever); after `max_failures` failed turns in a row, end the call.
+        kind = str(getattr(ev.error, "type", "provider_error")).removesuffix("_error") or "provider"
+        self.failures += 1
+        final = self.failures >= self.max_failures
+        self._spawn(
+            self.publish(
+                protocol.error(
+                    f"{kind}_failed",
+                    f"the {kind.upper()} provider failed"
+                    + ("; the call is ending" if final else "; the agent asked the user to repeat"),
                 )
             )
+        )
+        if final:
+            self.request_end("error")
+        elif kind != "tts":  # a broken TTS cannot say sorry; the client sees the error event
+            self._spawn(self._apologise())
+
+    async def _apologise(self) -> None:
+        with contextlib.suppress(Exception):
+            self.session.say(self.meta.agent.error_message, allow_interruptions=True)
 
     def _on_close(self, ev: events.CloseEvent) -> None:
         reason = {

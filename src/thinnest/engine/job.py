@@ -16,7 +16,8 @@ import threading
 from typing import Any
 
 import httpx
-from livekit.agents import Agent, AgentSession, JobContext, JobProcess, llm
+from livekit.agents import Agent, AgentSession, APIConnectOptions, JobContext, JobProcess, llm
+from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.room_io import RoomOptions
 
 from livekit import rtc
@@ -161,8 +162,15 @@ async def entrypoint(ctx: JobContext) -> None:
         false_interruption_timeout=1.5,
         preemptive_generation=True,
         user_away_timeout=None,
+        conn_options=connect_options(settings),
     )
-    call = Call(room=ctx.room, meta=meta, session=session, store=store)
+    call = Call(
+        room=ctx.room,
+        meta=meta,
+        session=session,
+        store=store,
+        max_failures=settings.provider_max_failures,
+    )
     http = httpx.AsyncClient()
     tools: list[llm.Tool] = [
         http_function_tool(t, settings=settings, client=http, on_call=call.on_tool_call)
@@ -217,6 +225,22 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.aclose()
     ctx.delete_room()
     ctx.shutdown(call.reason or "ended")
+
+
+def connect_options(settings: Settings) -> SessionConnectOptions:
+    """Timeouts and retries of provider requests. A stalled request fails after
+    ``provider_timeout`` and is retried ``provider_retries`` times; then the turn fails and
+    :class:`Call` apologises (its own count of failed turns ends the call, so the session's
+    count is set out of its way)."""
+    options = APIConnectOptions(
+        max_retry=settings.provider_retries, retry_interval=0.5, timeout=settings.provider_timeout
+    )
+    return SessionConnectOptions(
+        stt_conn_options=options,
+        llm_conn_options=options,
+        tts_conn_options=options,
+        max_unrecoverable_errors=settings.provider_max_failures + 1,
+    )
 
 
 async def _keep_recording(

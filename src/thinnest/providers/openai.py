@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from thinnest.config import Settings
@@ -69,6 +70,9 @@ def build(options: OpenAIOptions, settings: Settings) -> Any:
         kwargs["temperature"] = options.temperature
     if options.max_completion_tokens is not None:
         kwargs["max_completion_tokens"] = options.max_completion_tokens
+    # A stream that stays silent this long fails (and the session retries it): a hung
+    # endpoint must not leave the caller in silence for the SDK's own default.
+    kwargs["timeout"] = httpx.Timeout(settings.provider_timeout, connect=5.0)
     return openai_plugin.LLM(
         model=options.model,
         # The SDK refuses an empty key even for endpoints that ignore it.
