@@ -300,7 +300,9 @@ def agents_delete(
         out.print(f"deleted {row.id}")
 
 
-bench_app = typer.Typer(help="Benchmarks of the offline providers.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: speech models, latency, concurrency, API.", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")
 
 
@@ -336,6 +338,40 @@ def bench_speech(
     )
     out.print(speech_table(results))
     path = write_json(results, out_file or default_out(settings))
+    out.print(f"results: {path}")
+
+
+@bench_app.command("latency")
+def bench_latency(
+    count: Annotated[int, typer.Option(help="utterances per system and stack")] = 20,
+    turns_per_call: Annotated[int, typer.Option(help="utterances per call")] = 5,
+    stack: Annotated[
+        list[str] | None, typer.Option(help="offline, fixed (repeatable; default both)")
+    ] = None,
+    peers: Annotated[bool, typer.Option(help="also run the livekit-agents peer")] = True,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="JSON file; default <data dir>/bench/")
+    ] = None,
+) -> None:
+    """Voice-to-voice latency of real calls (p50/p90/p95/max) and the engine's breakdown."""
+    import asyncio
+
+    from thinnest.bench.latency import LatencyOptions, default_out, run_latency_bench
+    from thinnest.bench.report import write_json
+    from thinnest.bench.tables import latency_table
+
+    settings = get_settings()
+    options = LatencyOptions(
+        count=count,
+        turns_per_call=turns_per_call,
+        stacks=tuple(stack or ("offline", "fixed")),
+        peers=peers,
+    )
+    results = asyncio.run(
+        run_latency_bench(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    )
+    out.print(latency_table(results))
+    path = write_json(results, out_file or default_out(settings, "latency"))
     out.print(f"results: {path}")
 
 

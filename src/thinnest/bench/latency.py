@@ -1,0 +1,287 @@
+"""``thinnest bench latency``: voice-to-voice latency of real calls, with the engine's breakdown.
+
+A fresh stack (:class:`~thinnest.bench.stack.BenchStack`: LiveKit server, API, our worker
+and, with peers, a plain livekit-agents worker) takes calls from a scripted caller
+(:class:`~thinnest.bench.probe.ProbeClient`) that says fixed, varied questions (the speech
+benchmark's utterances, clean, synthesised once by espeak-ng and piper and cached) and
+times each answer at the client: end of its speech → first loud frame of the agent's
+audio. Each call waits for the greeting, then says ``turns_per_call`` utterances, one
+after the agent has finished the previous answer.
+
+Stacks (provider sets):
+
+- ``offline``: the default agent: whisper, llama, piper, silero, LiveKit's turn model.
+- ``fixed``: the ``fixed`` providers (STT 100 ms after end of speech, LLM first token
+  200 ms with the whole reply at once, TTS first audio 100 ms) with silero and VAD-only
+  turn detection: the known floor is the VAD's silence window + those three, and **engine
+  overhead = voice-to-voice − floor** (WebRTC both ways included).
+
+Systems: ``thinnest`` (our engine, through ``/voice/start``) and, with ``peers``,
+``livekit-agents`` (``AgentSession`` with default settings, same provider objects). Calls
+of every (system, stack) pair are interleaved, so slow spells of this shared machine hit
+them alike, and our p50/p95 are reported as ratios to the peer's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from thinnest.bench.corpus import SAMPLE_RATE, load_corpus, utterances
+from thinnest.bench.metrics import percentile
+from thinnest.bench.peer import AGENT_NAME as PEER_AGENT
+from thinnest.bench.probe import ProbeClient, TurnResult, describe, to_48k
+from thinnest.bench.stack import BenchStack, StackOptions
+from thinnest.config import Settings
+
+__all__ = ["FIXED_DELAYS", "STACKS", "LatencyOptions", "run_latency_bench", "summarise"]
+
+#: Known delays of the fixed stack, ms: VAD silence window, STT, LLM first token, TTS first audio.
+FIXED_DELAYS = {"vad_silence": 550, "stt": 100, "llm_ttft": 200, "tts_ttfb": 100}
+
+STACKS: dict[str, dict[str, Any]] = {
+    "offline": {},
+    "fixed": {
+        "stt": {"name": "fixed", "options": {"delay_ms": FIXED_DELAYS["stt"]}},
+        "llm": {
+            "name": "fixed",
+            "options": {"ttft_ms": FIXED_DELAYS["llm_ttft"], "words_per_second": 0},
+        },
+        "tts": {"name": "fixed", "options": {"ttfb_ms": FIXED_DELAYS["tts_ttfb"]}},
+        "vad": {
+            "name": "silero",
+            "options": {"min_silence_duration": FIXED_DELAYS["vad_silence"] / 1000},
+        },
+        "turn_detection": {"name": "livekit", "options": {"mode": "vad"}},
+    },
+}
+GREETING = "Hello! How can I help you today?"
+INSTRUCTIONS = "You are a helpful, concise voice assistant. Answer in one or two short sentences."
+
+
+@dataclass(frozen=True)
+class LatencyOptions:
+    """What to run.
+
+    Attributes:
+        count: utterances per (system, stack).
+        turns_per_call: utterances said in one call (then a new call starts).
+        stacks: provider sets, keys of :data:`STACKS`.
+        peers: also run the plain livekit-agents peer.
+        quiet: seconds of agent silence that end its answer.
+        answer_timeout: seconds to wait for an answer before counting the turn lost.
+        workdir: where the stack keeps its files (a fresh directory).
+    """
+
+    count: int = 20
+    turns_per_call: int = 5
+    stacks: tuple[str, ...] = ("offline", "fixed")
+    peers: bool = True
+    quiet: float = 1.5
+    answer_timeout: float = 30.0
+    workdir: Path | None = None
+
+
+@dataclass
+class ModeRun:
+    system: str
+    stack: str
+    turns: list[TurnResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p95": percentile(values, 95),
+        "max": max(values) if values else math.nan,
+        "n": len(values),
+    }
+
+
+def summarise(run: ModeRun) -> dict[str, Any]:
+    """Percentiles of voice-to-voice, medians of the engine's breakdown, continuity."""
+    answered = [t for t in run.turns if t.v2v_ms is not None]
+    v2v = [float(t.v2v_ms) for t in answered]  # type: ignore[arg-type]
+    breakdown: dict[str, float] = {}
+    for key in ("end_of_turn_delay", "stt", "llm_ttft", "tts_ttfb", "voice_to_voice"):
+        values = [t.engine[key] for t in answered if key in t.engine]
+        breakdown[key] = percentile(values, 50)
+    rest = [
+        float(t.v2v_ms)
+        - t.engine["end_of_turn_delay"]
+        - t.engine["llm_ttft"]
+        - t.engine["tts_ttfb"]
+        for t in answered
+        if all(k in t.engine for k in ("end_of_turn_delay", "llm_ttft", "tts_ttfb"))
+    ]
+    breakdown["rest"] = percentile(rest, 50)
+    transport = [
+        float(t.v2v_ms) - t.engine["voice_to_voice"]
+        for t in answered
+        if "voice_to_voice" in t.engine
+    ]
+    breakdown["transport"] = percentile(transport, 50)
+    frames = sum(t.frames for t in answered)
+    result: dict[str, Any] = {
+        "system": run.system,
+        "stack": run.stack,
+        "turns": len(run.turns),
+        "answered": len(answered),
+        "v2v_ms": _stats(v2v),
+        "breakdown_p50_ms": breakdown,
+        "frames": frames,
+        "late_frames": sum(t.late_frames for t in answered),
+        "quiet_frames": sum(t.quiet_frames for t in answered),
+        "errors": run.errors,
+    }
+    if run.stack == "fixed":
+        floor = sum(FIXED_DELAYS.values())
+        result["known_floor_ms"] = floor
+        result["overhead_ms"] = _stats([v - floor for v in v2v])
+    return result
+
+
+async def _audio(count: int, settings: Settings) -> list[tuple[str, np.ndarray]]:
+    items = [dataclasses.replace(u, snr_db=None) for u in utterances(count)]
+    corpus = await load_corpus(items, settings.data_dir / "bench" / "speech-corpus", settings)
+    return [(u.text, to_48k(pcm, SAMPLE_RATE)) for u, pcm in corpus]
+
+
+async def run_call(
+    client: ProbeClient,
+    audio: list[tuple[int, str, np.ndarray]],
+    *,
+    tone: bool,
+    options: LatencyOptions,
+) -> list[TurnResult]:
+    """Wait for the greeting, say each utterance, time each answer."""
+    joined = time.monotonic()
+    if await client.wait_answer(joined, within=180) is None:
+        raise TimeoutError("no greeting within 180 s")
+    await client.wait_quiet(options.quiet, within=60)
+    results = []
+    for index, text, pcm in audio:
+        results.append(
+            await client.turn(
+                index, text, pcm, tone=tone, quiet=options.quiet, within=options.answer_timeout
+            )
+        )
+    await asyncio.sleep(0.5)  # the last answer's metrics event
+    for i, result in enumerate(results):
+        end = results[i + 1].speech_end if i + 1 < len(results) else math.inf
+        result.engine = client.engine_metrics(result.speech_end, end)
+    return results
+
+
+async def run_latency_bench(
+    options: LatencyOptions,
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Start the stack, make the calls, return the results (see ``docs/benchmarks.md``)."""
+    started = time.time()
+    progress("synthesising / loading the utterances")
+    audio = await _audio(options.count, settings)
+    workdir = options.workdir or settings.data_dir / "bench" / f"stack-{int(started)}"
+    systems = ["thinnest"] + (["livekit-agents"] if options.peers else [])
+    runs = {(sy, st): ModeRun(sy, st) for st in options.stacks for sy in systems}
+    stack_opts = StackOptions(workdir=workdir, peer_worker=options.peers)
+    progress(f"starting LiveKit, API and workers in {workdir}")
+    with BenchStack(stack_opts, settings) as stack:
+        agents = {
+            st: stack.create_agent(
+                providers=STACKS[st], greeting=GREETING, instructions=INSTRUCTIONS
+            )
+            for st in options.stacks
+        }
+        async with httpx.AsyncClient(timeout=30) as http:
+            for first in range(0, options.count, options.turns_per_call):
+                chunk = [
+                    (i, *audio[i])
+                    for i in range(first, min(options.count, first + options.turns_per_call))
+                ]
+                for (system, stack_name), run in runs.items():
+                    progress(f"{system}/{stack_name}: utterances {chunk[0][0]}-{chunk[-1][0]}")
+                    try:
+                        if system == "thinnest":
+                            session = await stack.start_session(http, agents[stack_name])
+                        else:
+                            meta = json.dumps(
+                                {
+                                    "providers": STACKS[stack_name],
+                                    "greeting": GREETING,
+                                    "instructions": INSTRUCTIONS,
+                                }
+                            )
+                            session = await stack.start_peer_session(PEER_AGENT, meta)
+                        async with ProbeClient(session["livekit_url"], session["token"]) as client:
+                            run.turns += await run_call(
+                                client, chunk, tone=stack_name == "fixed", options=options
+                            )
+                    except Exception as exc:  # one failed call must not lose the run
+                        run.errors.append(repr(exc))
+                        progress(f"  call failed: {exc!r}")
+    summaries = [summarise(run) for run in runs.values()]
+    return {
+        "bench": "latency",
+        "started": datetime.fromtimestamp(started, UTC).isoformat(),
+        "duration_s": round(time.time() - started, 1),
+        "machine": machine(),
+        "options": {**dataclasses.asdict(options), "workdir": str(workdir)},
+        "fixed_delays_ms": FIXED_DELAYS,
+        "summaries": summaries,
+        "ratios": ratios(summaries),
+        "turns": {
+            f"{run.system}/{run.stack}": [describe(t) for t in run.turns] for run in runs.values()
+        },
+    }
+
+
+def ratios(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Our p50 and p95 over each peer's, per stack (< 1: we answer sooner)."""
+    ours = {s["stack"]: s for s in summaries if s["system"] == "thinnest"}
+    result = []
+    for peer in summaries:
+        mine = ours.get(peer["stack"])
+        if peer["system"] == "thinnest" or mine is None:
+            continue
+        row = {"stack": peer["stack"], "peer": peer["system"]}
+        for q in ("p50", "p95"):
+            theirs = peer["v2v_ms"][q]
+            row[q] = mine["v2v_ms"][q] / theirs if theirs and not math.isnan(theirs) else math.nan
+        result.append(row)
+    return result
+
+
+def machine() -> dict[str, Any]:
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (math.nan, math.nan, math.nan)
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in load],
+    }
+
+
+def default_out(settings: Settings, name: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return settings.data_dir / "bench" / f"{name}-{stamp}.json"

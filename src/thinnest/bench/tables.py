@@ -1,0 +1,109 @@
+"""Rich tables of the latency, concurrency and API benchmarks."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.table import Table
+
+__all__ = ["api_table", "concurrency_table", "latency_table"]
+
+
+def _ms(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.0f}"
+
+
+def latency_table(results: dict[str, Any]) -> Table:
+    table = Table(title="thinnest bench latency: end of user speech → first agent audio (ms)")
+    heads = ("system", "stack", "turns", "p50", "p90", "p95", "max")
+    parts = ("eot", "stt", "llm ttft", "tts ttfb", "rest", "overhead p50", "late")
+    for name in heads + parts:
+        table.add_column(name, justify="left" if name in ("system", "stack") else "right")
+    for s in results["summaries"]:
+        v, b = s["v2v_ms"], s["breakdown_p50_ms"]
+        overhead = s.get("overhead_ms", {}).get("p50")
+        table.add_row(
+            s["system"],
+            s["stack"],
+            f"{s['answered']}/{s['turns']}",
+            _ms(v["p50"]),
+            _ms(v["p90"]),
+            _ms(v["p95"]),
+            _ms(v["max"]),
+            _ms(b["end_of_turn_delay"]),
+            _ms(b["stt"]),
+            _ms(b["llm_ttft"]),
+            _ms(b["tts_ttfb"]),
+            _ms(b["rest"]),
+            _ms(overhead),
+            f"{s['late_frames']}/{s['frames']}",
+        )
+    for r in results.get("ratios", []):
+        table.caption = (table.caption or "") + (
+            f"{r['stack']}: thinnest/{r['peer']} p50 ×{r['p50']:.2f}, p95 ×{r['p95']:.2f}   "
+        )
+    return table
+
+
+def concurrency_table(results: dict[str, Any]) -> Table:
+    table = Table(title="thinnest bench concurrency")
+    for name in (
+        "stack",
+        "calls",
+        "turns",
+        "v2v p50",
+        "v2v p95",
+        "late %",
+        "quiet %",
+        "cpu %/call",
+        "MB/call",
+        "healthy",
+    ):
+        table.add_column(name, justify="left" if name == "stack" else "right")
+    for level in results["levels"]:
+        table.add_row(
+            level["stack"],
+            str(level["calls"]),
+            f"{level['answered']}/{level['turns']}",
+            _ms(level["v2v_ms"]["p50"]),
+            _ms(level["v2v_ms"]["p95"]),
+            f"{100 * level['late_ratio']:.1f}",
+            f"{100 * level['quiet_ratio']:.1f}",
+            f"{level['cpu_percent_per_call']:.0f}",
+            f"{level['memory_mb_per_call']:.0f}",
+            "[green]yes[/]" if level["healthy"] else f"[red]no[/] {level['why']}",
+        )
+    table.caption = "max healthy: " + ", ".join(
+        f"{k} {v}" for k, v in results["max_healthy"].items()
+    )
+    return table
+
+
+def api_table(results: dict[str, Any]) -> Table:
+    table = Table(title="thinnest bench api: POST /voice/start")
+    for name in (
+        "database",
+        "requests",
+        "ok",
+        "concurrency",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+    ):
+        table.add_column(name, justify="left" if name == "database" else "right")
+    for r in results["runs"]:
+        table.add_row(
+            r["database"],
+            str(r["requests"]),
+            str(r["ok"]),
+            str(r["concurrency"]),
+            f"{r['throughput_rps']:.0f}",
+            _ms(r["latency_ms"]["p50"]),
+            _ms(r["latency_ms"]["p99"]),
+            _ms(r["latency_ms"]["max"]),
+        )
+    return table
