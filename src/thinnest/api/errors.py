@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from thinnest.api.schemas import ErrorResponse
 from thinnest.errors import (
@@ -40,6 +41,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, desc in [
         (401, "missing, malformed, revoked or unknown API key"),
         (404, "not found, or not the caller's"),
+        (409, "conflicts with what exists (e.g. an agent name in use)"),
         (422, "invalid request; `error.field` names the field"),
         (429, "rate limit exceeded; see Retry-After"),
         (503, "LiveKit or another dependency is unreachable"),
@@ -99,14 +101,26 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", message, field)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8): a bad body
+        return error_response(422, "invalid_request", "request body is not valid JSON", "body")
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     codes = {404: "not_found", 405: "method_not_allowed"}
     return error_response(
-        exc.status_code,
-        codes.get(exc.status_code, "http_error"),
-        str(exc.detail),
-        headers=getattr(exc, "headers", None),
+        exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), headers=headers
     )
 
 

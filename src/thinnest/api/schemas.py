@@ -51,6 +51,10 @@ class HttpTool(_Strict):
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
         description="JSON schema of the arguments (an object schema)",
+        json_schema_extra={
+            "required": ["type"],
+            "properties": {"type": {"const": "object"}, "properties": {"type": "object"}},
+        },
     )
     url: AnyHttpUrl
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from livekit import api
@@ -26,6 +27,20 @@ from thinnest.store.models import CallSession
 router = APIRouter(prefix="/voice/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
 
 Status = Literal["starting", "active", "ended", "error", "failed"]
+
+
+def _iso_only(value: object) -> object:
+    """A bare number is not the documented ``date-time`` (pydantic would read it as epoch)."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("must be an ISO 8601 date-time")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 def session_out(row: CallSession) -> SessionOut:
@@ -87,8 +102,8 @@ def list_sessions(
     db: DbSession,
     agent_id: str | None = None,
     status: Status | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoDatetime | None = None,
+    until: IsoDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> SessionPage:
