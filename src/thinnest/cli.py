@@ -147,6 +147,8 @@ def out_line(text: str) -> None:
 def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
     base = settings.resolved_public_base_url
     out.print("\n[bold green]Thinnest dev stack is running[/] (Ctrl-C stops everything)\n")
+    if settings.resolved_web_demo:
+        out.print(f"  [bold]Demo page     {base}/demo[/]   (open it, press Call, talk)")
     out.print(f"  API           {base}   (OpenAPI docs: {base}/docs)")
     out.print(f"  LiveKit       {settings.resolved_public_livekit_url}")
     out.print(f"  data dir      {settings.data_dir.resolve()}")
@@ -372,6 +374,47 @@ def bench_latency(
     )
     out.print(latency_table(results))
     path = write_json(results, out_file or default_out(settings, "latency"))
+    out.print(f"results: {path}")
+
+
+@bench_app.command("api")
+def bench_api(
+    requests: Annotated[int, typer.Option(help="requests per database (at most)")] = 1000,
+    seconds: Annotated[float, typer.Option(help="time limit per database")] = 30.0,
+    concurrency: Annotated[int, typer.Option(help="requests in flight")] = 8,
+    database: Annotated[
+        list[str] | None, typer.Option(help="sqlite, postgresql (repeatable; default both)")
+    ] = None,
+    postgres_url: Annotated[
+        str | None, typer.Option(help="use this PostgreSQL instead of starting one")
+    ] = None,
+    profile: Annotated[bool, typer.Option(help="also profile the API (pyinstrument)")] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="JSON file; default <data dir>/bench/")
+    ] = None,
+) -> None:
+    """POST /voice/start throughput and p50/p99 latency under a bounded loopback load."""
+    import asyncio
+
+    from thinnest.bench.apiload import ApiBenchOptions, run_api_bench
+    from thinnest.bench.latency import default_out
+    from thinnest.bench.report import write_json
+    from thinnest.bench.tables import api_table
+
+    settings = get_settings()
+    options = ApiBenchOptions(
+        requests=requests,
+        seconds=seconds,
+        concurrency=concurrency,
+        databases=tuple(database or ("sqlite", "postgresql")),
+        postgres_url=postgres_url,
+        profile=profile,
+    )
+    results = asyncio.run(
+        run_api_bench(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    )
+    out.print(api_table(results))
+    path = write_json(results, out_file or default_out(settings, "api"))
     out.print(f"results: {path}")
 
 

@@ -80,6 +80,8 @@ class BenchStack:
         )
         self.api_key = ""
         self.lk_key, self.lk_secret = generate_credentials()
+        #: how the API is started (a profiler may wrap it)
+        self.api_command = ["-m", "thinnest", "serve"]
 
     def __enter__(self) -> BenchStack:
         try:
@@ -163,7 +165,7 @@ class BenchStack:
                 _row, self.api_key = keys.create_key(db, owner)
         finally:
             database.close()
-        api = self._spawn("api", ["-m", "thinnest", "serve"])
+        api = self._spawn("api", self.api_command)
         if self.options.worker:
             self._spawn("worker", ["-m", "thinnest", "worker"])
         if self.options.peer_worker:

@@ -84,20 +84,13 @@ def concurrency_table(results: dict[str, Any]) -> Table:
 
 def api_table(results: dict[str, Any]) -> Table:
     table = Table(title="thinnest bench api: POST /voice/start")
-    for name in (
-        "database",
-        "requests",
-        "ok",
-        "concurrency",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-    ):
-        table.add_column(name, justify="left" if name == "database" else "right")
+    names = ("database", "what", "requests", "ok", "in flight", "req/s", "p50 ms", "p99 ms", "max")
+    for name in names:
+        table.add_column(name, justify="left" if name in ("database", "what") else "right")
     for r in results["runs"]:
         table.add_row(
             r["database"],
+            r["what"],
             str(r["requests"]),
             str(r["ok"]),
             str(r["concurrency"]),

@@ -1,0 +1,274 @@
+"""``thinnest bench api``: ``POST /voice/start`` throughput and latency under loopback load.
+
+The API runs as ``thinnest serve`` (one process, as deployed) next to a real LiveKit
+server; the load comes from this process, an ``httpx.AsyncClient`` with ``concurrency``
+requests in flight, until ``requests`` are done or ``seconds`` have passed (after a warm-up
+of 20 requests that is not counted). Each request is the whole start: the worker check,
+the agent lookup and the session row in the database, LiveKit's room creation and agent
+dispatch (two RPCs to livekit-server), the token. No worker takes the dispatches (none
+runs); a heartbeat row written every second stands in for one so that the API's worker
+check passes exactly as with a live worker.
+
+Runs on SQLite (a file) and PostgreSQL (Debian's server started in a temporary directory,
+or ``postgres_url``). To show where the time goes, the same load is also timed against
+LiveKit's two RPCs alone (:class:`~thinnest.livekit.rooms.LiveKitService` from this
+process), and ``profile`` runs the API under pyinstrument (event-loop thread) and keeps
+its text report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from thinnest.bench.latency import machine
+from thinnest.bench.metrics import percentile
+from thinnest.bench.postgres import start_postgres
+from thinnest.bench.stack import BenchStack, StackOptions
+from thinnest.config import Settings
+from thinnest.livekit.rooms import LiveKitService
+from thinnest.store import workers
+from thinnest.store.db import Database
+
+__all__ = ["ApiBenchOptions", "run_api_bench"]
+
+_WARMUP = 20
+
+
+@dataclass(frozen=True)
+class ApiBenchOptions:
+    """What to run.
+
+    Attributes:
+        requests: requests per database (at most).
+        seconds: time limit per database.
+        concurrency: requests in flight.
+        databases: ``sqlite`` and/or ``postgresql``.
+        postgres_url: use this PostgreSQL instead of starting one.
+        profile: also run the API under pyinstrument (SQLite, a separate load).
+        workdir: where the stacks keep their files.
+    """
+
+    requests: int = 1000
+    seconds: float = 30.0
+    concurrency: int = 8
+    databases: tuple[str, ...] = ("sqlite", "postgresql")
+    postgres_url: str | None = None
+    profile: bool = False
+    workdir: Path | None = None
+
+
+@contextlib.contextmanager
+def _fake_worker(url: str, agent_name: str) -> Iterator[None]:
+    """Heartbeats of a worker that takes no jobs, every 0.5 s, while the block runs."""
+    stop = threading.Event()
+    database = Database(url)
+    worker_id = f"bench-{secrets.token_hex(3)}"
+
+    def beat() -> None:
+        while not stop.is_set():
+            with database.session() as db:
+                workers.heartbeat(
+                    db, worker_id, agent_name=agent_name, host="bench", pid=0, max_jobs=100000
+                )
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=beat, daemon=True, name="bench-heartbeat")
+    thread.start()
+    try:
+        time.sleep(0.6)
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+        database.close()
+
+
+async def _load(
+    call: Callable[[], Any], *, requests: int, seconds: float, concurrency: int
+) -> dict[str, Any]:
+    """Run ``call`` ``requests`` times, ``concurrency`` at once, within ``seconds``."""
+    latencies: list[float] = []
+    failures: dict[str, int] = {}
+    issued = 0
+    deadline = time.monotonic() + seconds
+
+    async def one() -> None:
+        nonlocal issued
+        while issued < requests and time.monotonic() < deadline:
+            issued += 1
+            start = time.perf_counter()
+            try:
+                status = await call()
+            except Exception as exc:
+                status = type(exc).__name__
+            if status == 200:
+                latencies.append((time.perf_counter() - start) * 1000)
+            else:
+                failures[str(status)] = failures.get(str(status), 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
+    return {
+        "requests": issued,
+        "ok": len(latencies),
+        "failures": failures,
+        "wall_s": round(wall, 3),
+        "throughput_rps": len(latencies) / wall if wall else 0.0,
+        "latency_ms": {
+            "p50": percentile(latencies, 50),
+            "p90": percentile(latencies, 90),
+            "p99": percentile(latencies, 99),
+            "max": max(latencies) if latencies else float("nan"),
+        },
+    }
+
+
+async def _run_one(
+    database: str, url: str | None, options: ApiBenchOptions, settings: Settings, workdir: Path
+) -> list[dict[str, Any]]:
+    env = {"THINNEST_LOG_LEVEL": "WARNING", "THINNEST_WORKER_HEARTBEAT_INTERVAL": "1.0"}
+    stack_opts = StackOptions(workdir=workdir, database_url=url, worker=False, env=env)
+    rows = []
+    with BenchStack(stack_opts, settings) as stack:
+        agent_id = stack.create_agent()
+        with _fake_worker(stack.database_url, settings.agent_name):
+            limits = httpx.Limits(max_connections=options.concurrency * 2)
+            async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, limits=limits) as http:
+                headers = {"Authorization": f"Bearer {stack.api_key}"}
+                body = {"agent_id": agent_id}
+
+                async def start() -> int:
+                    resp = await http.post("/voice/start", json=body, headers=headers)
+                    return resp.status_code
+
+                await _load(start, requests=_WARMUP, seconds=30, concurrency=4)
+                result = await _load(
+                    start,
+                    requests=options.requests,
+                    seconds=options.seconds,
+                    concurrency=options.concurrency,
+                )
+                result["api_errors_logged"] = stack.log_text("api").count("unhandled error")
+                rows.append({"database": database, "what": "POST /voice/start", **result})
+        lk_settings = settings.model_copy(
+            update={
+                "livekit_url": stack.livekit_url,
+                "livekit_api_key": stack.lk_key,
+                "livekit_api_secret": SecretStr(stack.lk_secret),
+            }
+        )
+        service = LiveKitService(lk_settings)
+        try:
+
+            async def rooms() -> int:
+                await service.create_session_room(f"bench-{secrets.token_hex(8)}", {"x": 1})
+                return 200
+
+            result = await _load(
+                rooms,
+                requests=options.requests,
+                seconds=options.seconds,
+                concurrency=options.concurrency,
+            )
+        finally:
+            await service.aclose()
+        rows.append({"database": database, "what": "LiveKit room + dispatch only", **result})
+    return rows
+
+
+async def _profile(options: ApiBenchOptions, settings: Settings, workdir: Path) -> str:
+    """The API's event-loop thread under pyinstrument during a short SQLite load."""
+    report = workdir / "pyinstrument.txt"
+    env = {"THINNEST_LOG_LEVEL": "WARNING", "THINNEST_WORKER_HEARTBEAT_INTERVAL": "1.0"}
+    stack_opts = StackOptions(workdir=workdir, worker=False, env=env)
+    stack = BenchStack(stack_opts, settings)
+    stack.api_command = [
+        "-m",
+        "pyinstrument",
+        "-r",
+        "text",
+        "--no-color",
+        "-o",
+        str(report),
+        "-m",
+        "thinnest",
+        "serve",
+    ]
+    with stack:
+        agent_id = stack.create_agent()
+        with _fake_worker(stack.database_url, settings.agent_name):
+            async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+                headers = {"Authorization": f"Bearer {stack.api_key}"}
+
+                async def start() -> int:
+                    resp = await http.post(
+                        "/voice/start", json={"agent_id": agent_id}, headers=headers
+                    )
+                    return resp.status_code
+
+                await _load(
+                    start,
+                    requests=min(options.requests, 500),
+                    seconds=options.seconds,
+                    concurrency=options.concurrency,
+                )
+    return report.read_text(errors="replace") if report.exists() else ""
+
+
+async def run_api_bench(
+    options: ApiBenchOptions,
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Run the load on each database; returns the results (see ``docs/benchmarks.md``)."""
+    started = time.time()
+    base = options.workdir or settings.data_dir / "bench" / f"api-{int(started)}"
+    runs: list[dict[str, Any]] = []
+    for database in options.databases:
+        progress(f"{database}: starting LiveKit and the API")
+        if database == "sqlite":
+            runs += await _run_one(database, None, options, settings, base / database)
+            continue
+        if options.postgres_url:
+            runs += await _run_one(
+                database, options.postgres_url, options, settings, base / database
+            )
+            continue
+        pg_dir = Path(tempfile.mkdtemp(prefix="thinnest-bench-pg-"))
+        url, stop = start_postgres(pg_dir)
+        try:
+            runs += await _run_one(database, url, options, settings, base / database)
+        finally:
+            stop()
+            shutil.rmtree(pg_dir, ignore_errors=True)
+    profile = ""
+    if options.profile:
+        progress("profiling the API (pyinstrument)")
+        profile = await _profile(options, settings, base / "profile")
+    for row in runs:
+        row["concurrency"] = options.concurrency
+    return {
+        "bench": "api",
+        "started": datetime.fromtimestamp(started, UTC).isoformat(),
+        "duration_s": round(time.time() - started, 1),
+        "machine": machine(),
+        "options": {**asdict(options), "workdir": str(base)},
+        "runs": runs,
+        "profile": profile,
+    }
