@@ -181,13 +181,55 @@ def dev() -> None:
 def keys_create(
     owner: Annotated[str, typer.Option("--owner", help="owner (tenant); created if new")],
     name: Annotated[str, typer.Option(help="a label for the key")] = "",
+    publishable: Annotated[
+        bool,
+        typer.Option(
+            "--publishable",
+            help="a key for web pages (the Voice Widget): it only starts sessions with the "
+            "--agent(s) it names, from the --origin(s) it names",
+        ),
+    ] = False,
+    agent: Annotated[
+        list[str] | None,
+        typer.Option("--agent", help="publishable: agent id or name it may start (repeatable)"),
+    ] = None,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--origin", help="publishable: website origin, e.g. https://example.com (repeatable)"
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        int | None,
+        typer.Option(help="publishable: sessions a minute (default THINNEST_PUBLISHABLE_…)"),
+    ] = None,
 ) -> None:
     """Create an API key; the key is printed once, as the last line."""
-    with _database(get_settings()).session() as db:
-        row, plaintext = keys_store.create_key(
-            db, keys_store.get_or_create_owner(db, owner), name=name
+    if not publishable and (agent or origin or rate_limit is not None):
+        raise ValidationError(
+            "--agent, --origin and --rate-limit are for publishable keys: add --publishable",
+            field="publishable",
         )
-        err.print(f"created key {row.id} for owner {owner!r}; store it now, it is not shown again:")
+    with _database(get_settings()).session() as db:
+        owner_row = keys_store.get_or_create_owner(db, owner)
+        if publishable:
+            row, plaintext = keys_store.create_publishable_key(
+                db,
+                owner_row,
+                name=name,
+                agents_allowed=agent or [],
+                origins=origin or [],
+                rate_limit_per_minute=rate_limit,
+            )
+            err.print(
+                f"created publishable key {row.id} for owner {owner!r}: agents "
+                f"{', '.join(row.allowed_agents)}; origins {', '.join(row.allowed_origins)}"
+            )
+        else:
+            row, plaintext = keys_store.create_key(db, owner_row, name=name)
+            err.print(
+                f"created key {row.id} for owner {owner!r}; store it now, it is not shown again:"
+            )
     out.print(plaintext)
 
 
@@ -196,11 +238,12 @@ def keys_list(owner: Annotated[str | None, typer.Option(help="only this owner's"
     """List API keys (ids and prefixes, never the keys)."""
     with _database(get_settings()).session() as db:
         owner_id = keys_store.get_owner(db, owner).id if owner else None
-        table = Table("id", "owner", "prefix", "name", "created", "revoked")
+        table = Table("id", "owner", "kind", "prefix", "name", "created", "revoked")
         for k in keys_store.list_keys(db, owner_id):
             table.add_row(
                 k.id,
                 k.owner.name,
+                k.kind,
                 k.prefix + "…",
                 k.name,
                 k.created_at.isoformat(timespec="seconds"),

@@ -5,6 +5,7 @@
     ThinnestError
     ├── ConfigError                 settings or an agent's configuration is wrong
     ├── AuthError                   missing, malformed, revoked or unknown credentials
+    ├── ForbiddenError              valid credentials, not allowed to do this (publishable keys)
     ├── NotFoundError               no such resource (or not the caller's: never leak existence)
     ├── ConflictError               the resource exists already / state forbids the change
     ├── ValidationError             a caller's input is invalid; names the field
@@ -24,6 +25,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "ConflictError",
+    "ForbiddenError",
     "NotFoundError",
     "ProviderConnectionError",
     "ProviderError",
@@ -61,6 +63,10 @@ class ConfigError(ThinnestError):
 
 class AuthError(ThinnestError):
     code = "unauthorized"
+
+
+class ForbiddenError(ThinnestError):
+    code = "forbidden"
 
 
 class NotFoundError(ThinnestError):

@@ -50,4 +50,4 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 
 def test_the_shared_database_is_at_head(database: Database) -> None:
     with database.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from thinnest.api.limits import RateLimiter
 from thinnest.config import Settings
+from thinnest.errors import ForbiddenError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.store import keys
 from thinnest.store.db import Database
@@ -49,9 +50,20 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
-def _current_key(request: Request, db: Annotated[Session, Depends(_db_session)]) -> ApiKey:
+def _any_key(request: Request, db: Annotated[Session, Depends(_db_session)]) -> ApiKey:
     key = keys.authenticate(db, _bearer(request))
     keys.touch(db, key)
+    return key
+
+
+def _current_key(key: Annotated[ApiKey, Depends(_any_key)]) -> ApiKey:
+    """A secret key: publishable keys only start sessions (``POST /voice/start``)."""
+    if key.kind != keys.SECRET:
+        raise ForbiddenError(
+            "a publishable key can only start sessions (POST /voice/start); "
+            "use a secret API key from your server for this",
+            code="publishable_key_not_allowed",
+        )
     return key
 
 
@@ -61,3 +73,5 @@ DbSession = Annotated[Session, Depends(_db_session)]
 LiveKitDep = Annotated[LiveKitService, Depends(_livekit)]
 RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
 CurrentKey = Annotated[ApiKey, Depends(_current_key)]
+#: A secret or a publishable key (only ``POST /voice/start`` takes both).
+SecretOrPublishableKey = Annotated[ApiKey, Depends(_any_key)]

@@ -15,6 +15,7 @@ from thinnest.errors import (
     AuthError,
     ConfigError,
     ConflictError,
+    ForbiddenError,
     NotFoundError,
     RateLimitError,
     ThinnestError,
@@ -27,6 +28,7 @@ log = logger.getChild("api")
 
 STATUS_OF: list[tuple[type[ThinnestError], int]] = [
     (AuthError, 401),
+    (ForbiddenError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
     (ValidationError, 422),
@@ -40,6 +42,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": desc}
     for code, desc in [
         (401, "missing, malformed, revoked or unknown API key"),
+        (403, "the key may not do this (a publishable key, or an origin it does not allow)"),
         (404, "not found, or not the caller's"),
         (409, "conflicts with what exists (e.g. an agent name in use)"),
         (422, "invalid request; `error.field` names the field"),

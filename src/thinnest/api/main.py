@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from thinnest import __version__
 from thinnest.api import backstop, errors
 from thinnest.api.limits import BodySizeLimit, RateLimiter
-from thinnest.api.routes import agents, health, keys, livekit, sessions, voice
+from thinnest.api.publishable import PublishableLimits, VoiceStartCors
+from thinnest.api.routes import agents, health, keys, livekit, sessions, voice, web
 from thinnest.config import Settings, get_settings
 from thinnest.gateway import route as gateway
 from thinnest.livekit.rooms import LiveKitService
@@ -54,9 +55,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.settings = settings
     app.state.db = db
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.publishable_limits = PublishableLimits(settings.publishable_rate_limit_per_minute)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(VoiceStartCors)
     for module in (health, voice, sessions, agents, keys, livekit):
         app.include_router(module.router)
+    web.install(app)
     app.include_router(gateway.router)
     return app

@@ -206,15 +206,38 @@ class SessionPage(BaseModel):
 class KeyOut(BaseModel):
     id: str
     name: str
-    kind: str
+    kind: Literal["secret", "publishable"]
     prefix: str
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    allowed_agents: list[str] = Field(
+        default_factory=list, description="publishable keys: agent ids it may start"
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="publishable keys: origins it may be used from"
+    )
+    rate_limit_per_minute: int | None = Field(
+        None, description="publishable keys: its own limit of POST /voice/start a minute"
+    )
 
 
 class KeyCreate(_Strict):
     name: str = Field("", max_length=100)
+    kind: Literal["secret", "publishable"] = "secret"
+    agents: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="publishable: agent ids or names it may start sessions with (required)",
+    )
+    origins: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="publishable: origins (scheme://host[:port]) it may be used from (required)",
+    )
+    rate_limit_per_minute: StrictInt | None = Field(
+        None, ge=1, le=100000, description="publishable: its own limit (default: the server's)"
+    )
 
 
 class KeyCreated(KeyOut):

@@ -1,4 +1,9 @@
-"""Owners and API keys: random prefixed keys, shown once, stored as SHA-256, revocable."""
+"""Owners and API keys: random prefixed keys, shown once, stored as SHA-256, revocable.
+
+Two kinds: ``secret`` keys (``tn_sk_…``) for servers, and ``publishable`` keys (``tn_pk_…``)
+that may sit in a web page: they name the agents they may start and the origins they may be
+used from (see :func:`create_publishable_key`).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,15 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from thinnest.errors import AuthError, NotFoundError
+from thinnest.errors import AuthError, NotFoundError, ValidationError
+from thinnest.store import agents
 from thinnest.store.models import ApiKey, Owner, utcnow
 
 SECRET_KEY_PREFIX = "tn_sk_"
+PUBLISHABLE_KEY_PREFIX = "tn_pk_"
+SECRET = "secret"
+PUBLISHABLE = "publishable"
+_ORIGIN_RE = re.compile(r"^(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$")
 _KEY_RE = re.compile(r"^tn_(sk|pk)_[A-Za-z0-9_-]{32,64}$")
 
 
@@ -43,9 +53,59 @@ def create_key(db: Session, owner: Owner, *, name: str = "") -> tuple[ApiKey, st
     row = ApiKey(
         owner_id=owner.id,
         name=name,
-        kind="secret",
+        kind=SECRET,
         prefix=plaintext[: len(SECRET_KEY_PREFIX) + 6],
         key_hash=hash_key(plaintext),
+    )
+    db.add(row)
+    db.flush()
+    return row, plaintext
+
+
+def normalize_origin(value: str) -> str:
+    """``https://Example.com/`` → ``https://example.com``; a path, query or other scheme is
+    refused: an origin is what a browser sends in ``Origin``, scheme, host and port only."""
+    origin = value.strip().rstrip("/").lower()
+    match = _ORIGIN_RE.match(origin)
+    if match is None:
+        raise ValidationError(
+            f"{value!r} is not an origin: use scheme://host[:port], such as https://example.com",
+            field="origins",
+        )
+    default = {"http": ":80", "https": ":443"}[match.group(1)]
+    return origin.removesuffix(default) if match.group(3) == default else origin
+
+
+def create_publishable_key(
+    db: Session,
+    owner: Owner,
+    *,
+    agents_allowed: list[str],
+    origins: list[str],
+    name: str = "",
+    rate_limit_per_minute: int | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a publishable key for ``owner``: it may start sessions only with
+    ``agents_allowed`` (ids or names of the owner's agents, stored as ids), only from
+    ``origins``. Returns the row and the plaintext (shown once)."""
+    if not agents_allowed:
+        raise ValidationError("a publishable key needs at least one agent", field="agents")
+    if not origins:
+        raise ValidationError("a publishable key needs at least one origin", field="origins")
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
+        raise ValidationError("rate_limit_per_minute must be at least 1", field="rate_limit")
+    agent_ids = list(dict.fromkeys(agents.get_agent(db, owner.id, a).id for a in agents_allowed))
+    allowed = list(dict.fromkeys(normalize_origin(o) for o in origins))
+    plaintext = PUBLISHABLE_KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(
+        owner_id=owner.id,
+        name=name,
+        kind=PUBLISHABLE,
+        prefix=plaintext[: len(PUBLISHABLE_KEY_PREFIX) + 6],
+        key_hash=hash_key(plaintext),
+        allowed_agents=agent_ids,
+        allowed_origins=allowed,
+        rate_limit_per_minute=rate_limit_per_minute,
     )
     db.add(row)
     db.flush()

@@ -51,7 +51,12 @@ class Owner(Base):
 
 
 class ApiKey(Base):
-    """A key is shown once; only its SHA-256 is stored. ``prefix`` identifies it in lists."""
+    """A key is shown once; only its SHA-256 is stored. ``prefix`` identifies it in lists.
+
+    ``kind`` is ``secret`` (server-side, full access to its owner's resources) or
+    ``publishable`` (safe in a web page: it only starts sessions with ``allowed_agents``,
+    from pages on ``allowed_origins``, at most ``rate_limit_per_minute`` a minute).
+    """
 
     __tablename__ = "api_keys"
 
@@ -64,6 +69,12 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: agent ids a publishable key may start sessions with
+    allowed_agents: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: ``scheme://host[:port]`` origins a publishable key may be used from
+    allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: a publishable key's own limit; default ``Settings.publishable_rate_limit_per_minute``
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
 
     owner: Mapped[Owner] = relationship(lazy="joined")
 

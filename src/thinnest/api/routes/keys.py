@@ -1,4 +1,4 @@
-"""API keys of the caller's owner: list, create (shown once), revoke."""
+"""API keys of the caller's owner: list, create (shown once; secret or publishable), revoke."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from thinnest.api.deps import CurrentKey, DbSession
 from thinnest.api.errors import ERROR_RESPONSES
 from thinnest.api.schemas import KeyCreate, KeyCreated, KeyOut
+from thinnest.errors import ValidationError
 from thinnest.store import keys
 
 router = APIRouter(prefix="/keys", tags=["keys"], responses=ERROR_RESPONSES)
@@ -22,8 +23,24 @@ def list_keys(key: CurrentKey, db: DbSession) -> list[KeyOut]:
 
 @router.post("", status_code=201)
 def create_key(body: KeyCreate, key: CurrentKey, db: DbSession) -> KeyCreated:
-    """Create another API key for the same owner; the key is in this response only."""
-    row, plaintext = keys.create_key(db, key.owner, name=body.name)
+    """Create a secret or publishable key for the same owner; the key is in this response only."""
+    if body.kind == keys.PUBLISHABLE:
+        row, plaintext = keys.create_publishable_key(
+            db,
+            key.owner,
+            name=body.name,
+            agents_allowed=body.agents,
+            origins=body.origins,
+            rate_limit_per_minute=body.rate_limit_per_minute,
+        )
+    else:
+        if body.agents or body.origins or body.rate_limit_per_minute is not None:
+            raise ValidationError(
+                "agents, origins and rate_limit_per_minute belong to publishable keys: "
+                'add "kind": "publishable"',
+                field="kind",
+            )
+        row, plaintext = keys.create_key(db, key.owner, name=body.name)
     db.commit()
     shown = KeyOut.model_validate(row, from_attributes=True)
     return KeyCreated(key=plaintext, **shown.model_dump())

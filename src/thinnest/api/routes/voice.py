@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from thinnest.api.deps import CurrentKey, DatabaseDep, LiveKitDep, RateLimiterDep, SettingsDep
+from thinnest.api import publishable
+from thinnest.api.deps import (
+    DatabaseDep,
+    LiveKitDep,
+    RateLimiterDep,
+    SecretOrPublishableKey,
+    SettingsDep,
+)
 from thinnest.api.errors import ERROR_RESPONSES
 from thinnest.api.schemas import AgentConfig, VoiceStartRequest, VoiceStartResponse
 from thinnest.config import Settings
@@ -17,7 +24,7 @@ from thinnest.errors import UnavailableError, ValidationError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.livekit.tokens import mint_participant_token
 from thinnest.log import logger
-from thinnest.store import agents, sessions, workers
+from thinnest.store import agents, keys, sessions, workers
 from thinnest.store.db import Database
 from thinnest.store.models import ApiKey
 
@@ -31,14 +38,20 @@ USER_IDENTITY = "user"
 @router.post("/start")
 async def voice_start(
     body: VoiceStartRequest,
-    key: CurrentKey,
+    request: Request,
+    key: SecretOrPublishableKey,
     database: DatabaseDep,
     livekit: LiveKitDep,
     limiter: RateLimiterDep,
     settings: SettingsDep,
 ) -> VoiceStartResponse:
     """Start a voice session with an agent; returns a LiveKit token for the caller's client."""
-    limiter.check(key.id)
+    if key.kind == keys.PUBLISHABLE:
+        publishable.check_origin(request, key)
+        request.app.state.publishable_limits.check(key)
+        await run_in_threadpool(publishable.check_agent, database, key, body.agent_id)
+    else:
+        limiter.check(key.id)
     return await start_session(body, key, database=database, livekit=livekit, settings=settings)
 
 

@@ -1,0 +1,151 @@
+"""Browser assets and the dev demo: ``/web/*`` static files, ``/demo`` and its session routes.
+
+``/web`` (the LiveKit client bundle, the Voice Widget) is always served: any website may load
+the widget. The demo page is a developer tool: it starts sessions server-side with the dev
+stack's API key (``<data_dir>/dev-credentials.json``), so the key never reaches the browser,
+and it is on only where ``Settings.resolved_web_demo`` says so (``env=dev`` by default).
+Its routes refuse cross-site requests (a foreign ``Origin``): another website open in the same
+browser must not start calls on the developer's key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from thinnest.api.deps import DatabaseDep, LiveKitDep, RateLimiterDep, SettingsDep
+from thinnest.api.errors import ERROR_RESPONSES
+from thinnest.api.routes import sessions as session_routes
+from thinnest.api.routes.voice import start_session
+from thinnest.api.schemas import VoiceStartRequest, VoiceStartResponse
+from thinnest.config import Settings
+from thinnest.errors import AuthError, ForbiddenError, NotFoundError, UnavailableError
+from thinnest.store import agents, keys
+from thinnest.store.db import Database
+from thinnest.store.models import ApiKey
+
+#: The built browser assets (demo page, widget, the bundled livekit-client).
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+router = APIRouter(prefix="/demo", tags=["demo"], responses=ERROR_RESPONSES)
+
+
+class DemoAgent(BaseModel):
+    id: str
+    name: str
+    greeting: str | None = None
+
+
+class DemoStart(BaseModel):
+    agent_id: str = Field(min_length=1, max_length=100)
+
+
+def _check_demo(request: Request, settings: Settings) -> None:
+    if not settings.resolved_web_demo:
+        raise NotFoundError(
+            "the demo page is off: it is served with THINNEST_ENV=dev or THINNEST_WEB_DEMO=true",
+            code="demo_disabled",
+        )
+    origin = request.headers.get("origin")
+    if origin is not None and origin != _own_origin(request):
+        raise ForbiddenError(
+            f"the demo routes answer only their own page, not {origin}",
+            code="origin_not_allowed",
+        )
+
+
+def _own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+
+
+def _dev_key(database: Database, settings: Settings) -> ApiKey:
+    plaintext = settings.dev_credentials().get("api_key")
+    if not plaintext:
+        raise UnavailableError(
+            "no dev API key: start the stack with `thinnest dev` (it creates one)",
+            code="no_dev_key",
+        )
+    with database.session() as db:
+        try:
+            key = keys.authenticate(db, plaintext)
+        except AuthError as exc:
+            raise UnavailableError(
+                f"the dev API key does not work ({exc.message}): restart `thinnest dev`",
+                code="no_dev_key",
+            ) from exc
+        db.expunge(key)
+        return key
+
+
+@router.get("", response_class=FileResponse, include_in_schema=False)
+def demo_page(request: Request, settings: SettingsDep) -> FileResponse:
+    """The demo page: pick an agent, call it, talk."""
+    _check_demo(request, settings)
+    return FileResponse(WEB_DIR / "demo.html", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/agents")
+async def demo_agents(
+    request: Request, database: DatabaseDep, settings: SettingsDep
+) -> list[DemoAgent]:
+    """The dev owner's agents, for the demo's picker."""
+    _check_demo(request, settings)
+
+    def load() -> list[DemoAgent]:
+        key = _dev_key(database, settings)
+        with database.session() as db:
+            return [
+                DemoAgent(id=a.id, name=a.name, greeting=a.config.get("greeting"))
+                for a in agents.list_agents(db, key.owner_id)
+            ]
+
+    return await run_in_threadpool(load)
+
+
+@router.post("/session")
+async def demo_session(
+    body: DemoStart,
+    request: Request,
+    database: DatabaseDep,
+    livekit: LiveKitDep,
+    limiter: RateLimiterDep,
+    settings: SettingsDep,
+) -> VoiceStartResponse:
+    """Start a session with the dev key, as a customer's backend would with theirs."""
+    _check_demo(request, settings)
+    key = await run_in_threadpool(_dev_key, database, settings)
+    limiter.check(key.id)
+    return await start_session(
+        VoiceStartRequest(agent_id=body.agent_id),
+        key,
+        database=database,
+        livekit=livekit,
+        settings=settings,
+    )
+
+
+@router.post("/session/{session_id}/end")
+async def demo_end(
+    session_id: str,
+    request: Request,
+    database: DatabaseDep,
+    livekit: LiveKitDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Hang up: the engine says ``call_ended`` to the page, then the room closes."""
+    _check_demo(request, settings)
+    key = await run_in_threadpool(_dev_key, database, settings)
+    detail = await session_routes.end_session(session_id, key, database, livekit)
+    return {"session_id": detail.id, "status": detail.status, "end_reason": detail.end_reason}
+
+
+def install(app: FastAPI) -> None:
+    """Mount ``/web`` (static assets) and the demo routes."""
+    app.include_router(router)
+    app.mount("/web", StaticFiles(directory=WEB_DIR, check_dir=False), name="web")

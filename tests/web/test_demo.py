@@ -1,0 +1,69 @@
+"""The demo page in a real browser holds a spoken call with the real stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.async_api import expect
+
+from tests.engine.conftest import QUESTION, Worker, heard
+from tests.web.conftest import WebStack, padded_wav, save_screenshot
+
+pytestmark = pytest.mark.integration
+
+#: Above this RMS (full scale 1.0) the agent's audio is not silence (its speech measures ~0.05+).
+SILENCE_RMS = 0.005
+
+
+async def test_demo_page_holds_a_spoken_call(
+    worker: Worker, web_stack: WebStack, launch_browser, speak, tmp_path: Path
+) -> None:
+    # Silence first: the greeting plays out before the question (Chromium plays the file from
+    # the moment the page opens the microphone).
+    wav = padded_wav(speak(QUESTION), tmp_path / "question.wav", lead=7.0, tail=60.0)
+    browser = await launch_browser(wav)
+    page = await browser.new_page()
+    logs: list[str] = []
+    page.on("console", lambda m: logs.append(f"{m.type}: {m.text}"))
+    await page.goto(f"{web_stack.api.url}/demo")
+    await expect(page.locator("#agent option")).to_have_text(["demo"])
+
+    await page.get_by_role("button", name="Call").click()
+    await expect(page.locator("#call-status")).to_have_text("connected", timeout=30_000)
+
+    agent_lines = page.locator('#transcript li[data-role="agent"][data-final="true"]')
+    await expect(agent_lines.first).to_contain_text("Hi there", timeout=90_000)
+    user_line = page.locator('#transcript li[data-role="user"][data-final="true"]').first
+    await expect(user_line).to_be_visible(timeout=90_000)
+    await expect(agent_lines.nth(1)).to_be_visible(timeout=120_000)
+    events = await page.evaluate("window.thinnestDemo.events")
+    said = " ".join(
+        e["text"]
+        for e in events
+        if e["type"] == "transcript" and e["role"] == "user" and e["final"]
+    )
+    print([e for e in events if e["type"] != "agent_state"])
+    assert heard(said), said
+    answer = await agent_lines.nth(1).inner_text()
+    assert answer.replace("Agent", "").strip(), "empty agent answer"
+
+    peak = await page.evaluate("window.thinnestDemo.agentPeak")
+    assert peak > SILENCE_RMS, f"agent audio is silent in the page (RMS peak {peak})"
+    states = await page.evaluate(
+        "window.thinnestDemo.events.filter(e => e.type === 'agent_state').map(e => e.state)"
+    )
+    assert {"listening", "speaking"} <= set(states), states
+    await expect(page.locator("#latency tr").first).to_be_visible(timeout=30_000)
+    shot = tmp_path / "demo.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    save_screenshot(shot)
+
+    await page.get_by_role("button", name="Hang up").click()
+    ended = page.locator("#call-ended")
+    await expect(ended).to_be_visible(timeout=20_000)
+    await expect(ended).to_contain_text("ended_by_api")
+    await expect(page.locator("#call-status")).to_have_text("ended", timeout=20_000)
+    problem = await page.locator("#problem").inner_text()
+    assert not problem, f"{problem}\n" + "\n".join(logs[-30:])
+    print(f"agent RMS peak {peak:.3f}; user said {said!r}; agent answered {answer!r}")
