@@ -1,0 +1,214 @@
+"""Every authenticated endpoint x every kind of caller, against the real API: no key, a
+malformed key, an unknown key, a revoked key, another owner's key, the owner's valid key.
+
+The documented answers: 401 (``missing_api_key`` / ``invalid_api_key`` / ``revoked_api_key``)
+for the first four; 404 for another owner's resources (never leaking that they exist), and
+lists that hold only the caller's own rows; the documented 2xx for the owner.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import RunningApi, Tenant
+from tests.security.conftest import new_owner
+from thinnest.api.main import create_app
+from thinnest.api.schemas import ErrorResponse
+from thinnest.config import Settings
+from thinnest.store.db import Database
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class World:
+    """Alice owns things; Mallory is another owner; a revoked key of Alice's."""
+
+    alice: Tenant
+    mallory: Tenant
+    revoked_key: str
+
+    def agent(self) -> str:
+        return str(self.alice.create_agent()["id"])
+
+    def session(self) -> str:
+        resp = self.alice.http.post("/voice/start", json={"agent_id": self.agent()})
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["session_id"])
+
+    def spare_key(self) -> str:
+        resp = self.alice.http.post("/keys", json={"name": "spare"})
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def world(api: RunningApi, database: Database) -> Iterator[World]:
+    alice, mallory = new_owner(api, database), new_owner(api, database)
+    with api.client(alice.key) as http:
+        doomed = http.post("/keys", json={"name": "doomed"}).json()
+        assert http.delete(f"/keys/{doomed['id']}").status_code == 200
+    world = World(alice, mallory, doomed["key"])
+    world.session()  # so that every list has rows of Alice's
+    yield world
+    alice.http.close()
+    mallory.http.close()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # with {agent}, {session} or {key}: filled with a fresh resource of Alice's
+    body: Callable[[World], dict[str, Any]] | None
+    ok: int
+    #: For lists: the JSON of the answer, and the ids of Alice's rows that must not be in it.
+    listed: Callable[[Any], set[str]] | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def _ids(rows: list[dict[str, Any]]) -> set[str]:
+    return {str(r["id"]) for r in rows}
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/voice/start", lambda w: {"agent_id": w.agent()}, 200),
+    Endpoint("GET", "/voice/sessions", None, 200, listed=lambda j: _ids(j["data"])),
+    Endpoint("GET", "/voice/sessions/{session}", None, 200),
+    Endpoint("POST", "/voice/sessions/{session}/end", None, 200),
+    # The owner gets 404 too, with its own code: the session has no recording.
+    Endpoint("GET", "/voice/sessions/{session}/recording", None, 404),
+    Endpoint("GET", "/agents", None, 200, listed=_ids),
+    Endpoint("POST", "/agents", lambda w: {"name": f"a-{secrets.token_hex(4)}"}, 201),
+    Endpoint("GET", "/agents/{agent}", None, 200),
+    Endpoint("PATCH", "/agents/{agent}", lambda w: {"greeting": "Hi."}, 200),
+    Endpoint("DELETE", "/agents/{agent}", None, 204),
+    Endpoint("GET", "/keys", None, 200, listed=_ids),
+    Endpoint("POST", "/keys", lambda w: {"name": "k"}, 201),
+    Endpoint("DELETE", "/keys/{key}", None, 200),
+]
+
+#: Operations that take no API key at all (health probes, the dev demo with its own key).
+PUBLIC = {"GET /healthz", "GET /readyz"}
+PUBLIC_PREFIXES = ("/demo",)
+
+UNAUTHORISED = {
+    "no-key": (None, "missing_api_key"),
+    "not-bearer": ("Basic dXNlcjpwYXNz", "missing_api_key"),
+    "malformed-key": ("Bearer not-a-key", "invalid_api_key"),
+    "unknown-key": (f"Bearer tn_sk_{'A' * 43}", "invalid_api_key"),
+    "revoked-key": ("revoked", "revoked_api_key"),
+}
+
+
+def _request(
+    api: RunningApi, world: World, endpoint: Endpoint, auth: str | None
+) -> tuple[httpx.Response, set[str]]:
+    """Fill the path with fresh resources of Alice's, call it with ``auth``; also return the
+    ids of the resources used (for the list checks)."""
+    used: set[str] = set()
+    path = endpoint.path
+    for name, make in (
+        ("{agent}", world.agent),
+        ("{session}", world.session),
+        ("{key}", world.spare_key),
+    ):
+        if name in path:
+            value = make()
+            used.add(value)
+            path = path.replace(name, value)
+    body = endpoint.body(world) if endpoint.body else None
+    headers = {"Authorization": auth} if auth else {}
+    with api.client() as http:
+        resp = http.request(endpoint.method, path, json=body, headers=headers)
+    return resp, used
+
+
+def _error_code(resp: httpx.Response) -> str:
+    return ErrorResponse.model_validate_json(resp.content).error.code
+
+
+def test_the_matrix_covers_every_authenticated_operation(tmp_path: object) -> None:
+    app = create_app(Settings(data_dir=tmp_path), database=Database("sqlite://"))  # type: ignore[arg-type]
+    operations = {
+        f"{method.upper()} {path}"
+        for path, item in app.openapi()["paths"].items()
+        for method in item
+    }
+    covered = {
+        e.id.replace("{agent}", "{agent_id}")
+        .replace("{session}", "{session_id}")
+        .replace("{key}", "{key_id}")
+        for e in ENDPOINTS
+    }
+    public = {op for op in operations if op in PUBLIC or op.split()[1].startswith(PUBLIC_PREFIXES)}
+    assert operations - public == covered
+
+
+@pytest.mark.parametrize("variant", list(UNAUTHORISED))
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
+def test_callers_without_a_live_key_get_401(
+    api: RunningApi, world: World, endpoint: Endpoint, variant: str
+) -> None:
+    auth, code = UNAUTHORISED[variant]
+    if auth == "revoked":
+        auth = f"Bearer {world.revoked_key}"
+    resp, _ = _request(api, world, endpoint, auth)
+    assert resp.status_code == 401, resp.text
+    assert _error_code(resp) == code
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+def _intact(world: World, rid: str) -> None:
+    """Alice's resource is as she left it after Mallory's attempt."""
+    http = world.alice.http
+    if rid.startswith("session_"):
+        assert http.get(f"/voice/sessions/{rid}").json()["status"] == "active"
+    elif rid.startswith("agent_"):
+        assert http.get(f"/agents/{rid}").json()["greeting"] != "Hi."
+    else:
+        (row,) = [k for k in http.get("/keys").json() if k["id"] == rid]
+        assert row["revoked_at"] is None
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
+def test_another_owners_key_sees_nothing_of_alices(
+    api: RunningApi, world: World, endpoint: Endpoint
+) -> None:
+    # Alice's resources exist (fresh ones fill the path); Mallory calls with his valid key.
+    resp, used = _request(api, world, endpoint, f"Bearer {world.mallory.key}")
+    if endpoint.listed is not None:
+        assert resp.status_code == 200, resp.text
+        alices = endpoint.listed(world.alice.http.get(endpoint.path).json())
+        assert alices, "Alice owns rows of this list"
+        assert not endpoint.listed(resp.json()) & alices
+    elif used:
+        assert resp.status_code == 404, resp.text
+        assert _error_code(resp) in ("agent_not_found", "session_not_found", "key_not_found")
+        for rid in used:
+            _intact(world, rid)
+    elif endpoint.path == "/voice/start":
+        assert resp.status_code == 404, resp.text  # Alice's agent is not Mallory's to call
+        assert _error_code(resp) == "agent_not_found"
+    else:  # creating: Mallory makes his own row, which Alice does not see
+        assert resp.status_code == endpoint.ok, resp.text
+        collection = world.alice.http.get(endpoint.path).json()
+        assert resp.json()["id"] not in _ids(collection)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
+def test_the_owners_valid_key_gets_the_documented_answer(
+    api: RunningApi, world: World, endpoint: Endpoint
+) -> None:
+    resp, _ = _request(api, world, endpoint, f"Bearer {world.alice.key}")
+    assert resp.status_code == endpoint.ok, resp.text
+    if resp.status_code == 404:
+        assert _error_code(resp) == "recording_not_found"
