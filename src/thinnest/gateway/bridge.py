@@ -43,8 +43,6 @@ log = logger.getChild("gateway")
 
 #: LiveKit's native rate: the client's audio is resampled to it before publishing.
 LIVEKIT_RATE = 48000
-#: Input frames handed to LiveKit (ms); WebRTC works in 10 ms frames.
-INPUT_FRAME_MS = 10
 #: Seconds to join the room before giving up (1011).
 JOIN_TIMEOUT = 15.0
 #: Seconds to flush queued audio and events to the client after ``call_ended``.
@@ -81,7 +79,7 @@ class Bridge:
                 sample_rate, LIVEKIT_RATE, num_channels=1, quality=rtc.AudioResamplerQuality.HIGH
             )
         )
-        self.inbound = Rechunker(frame_bytes(sample_rate, INPUT_FRAME_MS))
+        self.inbound = Rechunker(frame_bytes(sample_rate))
         self.outbox = Outbox(max_audio_frames=max(1, limits.audio_buffer_ms // FRAME_MS))
         self.pacer = Pacer()
         self._wake = asyncio.Event()
@@ -92,6 +90,7 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
         self._streams: list[rtc.AudioStream] = []
         self.frames_in = 0
+        self._warned_slow = False
         self.frames_out = 0
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -260,6 +259,12 @@ class Bridge:
         async for event in stream:
             for chunk in chunker.push(bytes(event.frame.data)):
                 self.outbox.put_audio(chunk)
+            if self.outbox.dropped_frames and not self._warned_slow:
+                self._warned_slow = True
+                log.warning(
+                    "session %s: the client reads slower than real time; dropping its oldest audio",
+                    self.session_id,
+                )
             self._wake.set()
 
     async def _send(self) -> None:

@@ -27,7 +27,7 @@ import jwt
 from thinnest.livekit.tokens import decode_token
 
 #: Sample rates a client may use (Hz); audio is resampled to and from LiveKit's 48 kHz.
-SAMPLE_RATES = (8000, 16000, 24000, 32000, 44100, 48000)
+SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 DEFAULT_SAMPLE_RATE = 16000
 #: Duration of each agent audio frame the gateway sends (and of its input frames to LiveKit).
 FRAME_MS = 20
