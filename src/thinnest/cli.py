@@ -461,6 +461,37 @@ def bench_api(
     out.print(f"results: {path}")
 
 
+@bench_app.command("concurrency")
+def bench_concurrency(
+    stack: Annotated[
+        list[str] | None, typer.Option(help="offline, fixed (repeatable; default both)")
+    ] = None,
+    max_calls: Annotated[int, typer.Option(help="highest level (1, 2, 4, … up to it)")] = 32,
+    turns: Annotated[int, typer.Option(help="utterances per call at each level")] = 3,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="JSON file; default <data dir>/bench/")
+    ] = None,
+) -> None:
+    """Ramp concurrent calls until latency or audio continuity degrades; CPU/memory per call."""
+    import asyncio
+
+    from thinnest.bench.concurrency import ConcurrencyOptions, run_concurrency_bench
+    from thinnest.bench.latency import default_out
+    from thinnest.bench.report import write_json
+    from thinnest.bench.tables import concurrency_table
+
+    settings = get_settings()
+    options = ConcurrencyOptions(
+        stacks=tuple(stack or ("offline", "fixed")), max_calls=max_calls, turns=turns
+    )
+    results = asyncio.run(
+        run_concurrency_bench(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    )
+    out.print(concurrency_table(results))
+    path = write_json(results, out_file or default_out(settings, "concurrency"))
+    out.print(f"results: {path}")
+
+
 def main() -> None:
     """Entry point: a ``ThinnestError`` is one line on stderr and exit code 1, never a traceback."""
     try:

@@ -1,0 +1,294 @@
+"""``thinnest bench concurrency``: how many calls at once stay healthy on this machine.
+
+For each stack (``offline``, ``fixed``: :data:`thinnest.bench.latency.STACKS`) the bench
+ramps the number of simultaneous calls 1, 2, 4, 8, … up to ``max_calls``. At each level it
+starts that many calls through ``/voice/start`` at once; each caller
+(:class:`~thinnest.bench.probe.ProbeClient`) waits for the greeting, then all say
+``turns`` utterances, each after the previous answer, timing every answer. A level is
+**healthy** when every turn is answered, the p95 voice-to-voice latency is at most
+``p95_factor`` × that of one call (and at most ``p95_limit_ms``), and at most 1 % of the
+answers' frames arrive late (> 60 ms after the previous one) or, for the ``fixed`` stack's
+continuous tone, near-silent (lost audio). The ramp stops at the first unhealthy level, or
+before a level that would leave less than ``min_free_mb`` of memory.
+
+CPU and memory per call come from psutil over the voice engine's process tree (the worker,
+its job processes): CPU seconds used while the callers speak / wall time / calls, and
+(proportional set size during the level − before it) / calls. Every call is a job process
+of its own, prewarmed with the offline models (see the engine's ``prewarm``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psutil
+
+from thinnest.bench.latency import GREETING, INSTRUCTIONS, STACKS, _audio, machine
+from thinnest.bench.metrics import percentile
+from thinnest.bench.probe import ProbeClient, TurnResult
+from thinnest.bench.stack import BenchStack, StackOptions
+from thinnest.config import Settings
+
+__all__ = ["ConcurrencyOptions", "run_concurrency_bench"]
+
+
+@dataclass(frozen=True)
+class ConcurrencyOptions:
+    """What to run.
+
+    Attributes:
+        stacks: provider sets to ramp.
+        max_calls: the highest level tried (levels double from 1).
+        turns: utterances per call at each level.
+        p95_factor: a level is unhealthy past this × the one-call p95.
+        p95_limit_ms: … or past this absolute p95.
+        bad_frames: … or past this share of late / lost answer frames.
+        min_free_mb: do not start a level that would leave less memory than this.
+        quiet: seconds of agent silence that end an answer.
+        workdir: where the stack keeps its files.
+    """
+
+    stacks: tuple[str, ...] = ("offline", "fixed")
+    max_calls: int = 32
+    turns: int = 3
+    p95_factor: float = 1.5
+    p95_limit_ms: float = 4000.0
+    bad_frames: float = 0.01
+    min_free_mb: float = 3000.0
+    quiet: float = 1.5
+    workdir: Path | None = None
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _pss_mb(pid: int) -> float:
+    total = 0.0
+    for proc in _tree(pid):
+        with contextlib.suppress(psutil.Error):
+            info = proc.memory_full_info()
+            total += getattr(info, "pss", info.uss)
+    return total / 1e6
+
+
+async def _settle(pid: int, *, calls: int, within: float) -> None:
+    """Until the worker tree uses less than one core (replacement job processes prewarm
+    after calls take the idle ones) or ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        before = _cpu_seconds(_tree(pid))
+        await asyncio.sleep(1.0)
+        if _cpu_seconds(_tree(pid)) - before < 0.5 + 0.1 * calls:
+            return
+
+
+async def _one_call(
+    stack: BenchStack,
+    http: httpx.AsyncClient,
+    agent_id: str,
+    audio: list[tuple[int, str, np.ndarray]],
+    *,
+    tone: bool,
+    ready: asyncio.Barrier,
+    go: asyncio.Event,
+    options: ConcurrencyOptions,
+) -> list[TurnResult]:
+    try:
+        session = await stack.start_session(http, agent_id)
+        client = ProbeClient(session["livekit_url"], session["token"])
+        await client.connect()
+    except BaseException:
+        await ready.abort()
+        raise
+    try:
+        joined = time.monotonic()
+        greeted = await client.wait_answer(joined, within=240)
+        if greeted is not None:
+            await client.wait_quiet(options.quiet, within=60)
+        await ready.wait()
+        await go.wait()
+        if greeted is None:
+            return [TurnResult(i, text, None) for i, text, _ in audio]
+        return [
+            await client.turn(i, text, pcm, tone=tone, quiet=options.quiet, within=30)
+            for i, text, pcm in audio
+        ]
+    finally:
+        await client.aclose()
+
+
+async def _level(
+    stack: BenchStack,
+    agent_id: str,
+    stack_name: str,
+    calls: int,
+    audio: list[tuple[str, np.ndarray]],
+    options: ConcurrencyOptions,
+    worker_pid: int,
+) -> dict[str, Any]:
+    base_pss = _pss_mb(worker_pid)
+    ready = asyncio.Barrier(calls + 1)
+    go = asyncio.Event()
+    tone = stack_name == "fixed"
+    async with httpx.AsyncClient(timeout=60) as http:
+        tasks = []
+        for c in range(calls):
+            mine = [(i, *audio[(c * options.turns + i) % len(audio)]) for i in range(options.turns)]
+            tasks.append(
+                asyncio.create_task(
+                    _one_call(
+                        stack, http, agent_id, mine, tone=tone, ready=ready, go=go, options=options
+                    )
+                )
+            )
+        error = ""
+        try:
+            await asyncio.wait_for(ready.wait(), 400)
+        except (TimeoutError, asyncio.BrokenBarrierError) as exc:
+            error = f"calls did not all start: {exc!r}"
+        await _settle(worker_pid, calls=calls, within=90)
+        pss = _pss_mb(worker_pid)
+        procs = _tree(worker_pid)
+        cpu0, t0 = _cpu_seconds(procs), time.monotonic()
+        go.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        cpu = (_cpu_seconds(procs) - cpu0) / (time.monotonic() - t0)
+    turns = [t for r in results if isinstance(r, list) for t in r]
+    failures = [repr(r) for r in results if isinstance(r, BaseException)]
+    answered = [t for t in turns if t.v2v_ms is not None]
+    v2v = [float(t.v2v_ms) for t in answered]  # type: ignore[arg-type]
+    frames = sum(t.frames for t in answered) or 1
+    return {
+        "stack": stack_name,
+        "calls": calls,
+        "turns": calls * options.turns,
+        "answered": len(answered),
+        "v2v_ms": {
+            "p50": percentile(v2v, 50),
+            "p95": percentile(v2v, 95),
+            "max": max(v2v) if v2v else float("nan"),
+        },
+        "late_ratio": sum(t.late_frames for t in answered) / frames,
+        "quiet_ratio": sum(t.quiet_frames for t in answered) / frames,
+        "cpu_percent_per_call": 100 * cpu / calls,
+        "cpu_percent_total": 100 * cpu,
+        "memory_mb_per_call": max(0.0, pss - base_pss) / calls,
+        "errors": ([error] if error else []) + failures,
+    }
+
+
+def _judge(level: dict[str, Any], first: dict[str, Any] | None, options: ConcurrencyOptions) -> str:
+    """Why a level is unhealthy ('' when healthy)."""
+    if level["answered"] < level["turns"]:
+        return f"{level['turns'] - level['answered']} turns unanswered"
+    p95 = level["v2v_ms"]["p95"]
+    if p95 > options.p95_limit_ms:
+        return f"p95 {p95:.0f} ms > {options.p95_limit_ms:.0f} ms"
+    if first is not None and p95 > options.p95_factor * first["v2v_ms"]["p95"]:
+        return f"p95 {p95:.0f} ms > {options.p95_factor}× one call's"
+    if level["late_ratio"] > options.bad_frames:
+        return f"{100 * level['late_ratio']:.1f} % late frames"
+    if level["quiet_ratio"] > options.bad_frames:
+        return f"{100 * level['quiet_ratio']:.1f} % lost frames"
+    return ""
+
+
+async def run_concurrency_bench(
+    options: ConcurrencyOptions,
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Ramp each stack; returns every level and the highest healthy one."""
+    started = time.time()
+    audio = await _audio(16, settings)
+    workdir = options.workdir or settings.data_dir / "bench" / f"concurrency-{int(started)}"
+    stack_opts = StackOptions(
+        workdir=workdir, worker_max_jobs=options.max_calls + 2, worker_idle_processes=2
+    )
+    levels: list[dict[str, Any]] = []
+    best: dict[str, int] = {}
+    progress(f"starting LiveKit, API and worker in {workdir}")
+    with BenchStack(stack_opts, settings) as stack:
+        worker_pid = stack.children["worker"].pid
+        for stack_name in options.stacks:
+            agent_id = stack.create_agent(
+                providers=STACKS[stack_name], greeting=GREETING, instructions=INSTRUCTIONS
+            )
+            best[stack_name] = 0
+            first: dict[str, Any] | None = None
+            calls = 1
+            while calls <= options.max_calls:
+                per_call = max((lv["memory_mb_per_call"] for lv in levels), default=800.0)
+                free = psutil.virtual_memory().available / 1e6
+                if free - calls * max(per_call, 300.0) < options.min_free_mb:
+                    progress(f"{stack_name}: {calls} calls would leave < {options.min_free_mb} MB")
+                    levels.append(_skipped(stack_name, calls, "not enough memory"))
+                    break
+                progress(f"{stack_name}: {calls} concurrent calls")
+                level = await _level(stack, agent_id, stack_name, calls, audio, options, worker_pid)
+                level["why"] = _judge(level, first, options)
+                level["healthy"] = not level["why"]
+                levels.append(level)
+                progress(
+                    f"  p95 {level['v2v_ms']['p95']:.0f} ms, healthy: {level['healthy']} "
+                    f"{level['why']}"
+                )
+                if not level["healthy"]:
+                    break
+                first = first or level
+                best[stack_name] = calls
+                calls *= 2
+                await asyncio.sleep(3)  # the calls' rooms close
+    return {
+        "bench": "concurrency",
+        "started": datetime.fromtimestamp(started, UTC).isoformat(),
+        "duration_s": round(time.time() - started, 1),
+        "machine": machine(),
+        "options": {**dataclasses.asdict(options), "workdir": str(workdir)},
+        "levels": levels,
+        "max_healthy": best,
+    }
+
+
+def _skipped(stack: str, calls: int, why: str) -> dict[str, Any]:
+    nan = float("nan")
+    return {
+        "stack": stack,
+        "calls": calls,
+        "turns": 0,
+        "answered": 0,
+        "v2v_ms": {"p50": nan, "p95": nan, "max": nan},
+        "late_ratio": 0.0,
+        "quiet_ratio": 0.0,
+        "cpu_percent_per_call": nan,
+        "cpu_percent_total": nan,
+        "memory_mb_per_call": nan,
+        "errors": [],
+        "healthy": False,
+        "why": why,
+    }

@@ -1,0 +1,46 @@
+"""``thinnest bench latency`` runs end to end on a tiny set: our engine and the peer, fixed
+providers, one utterance each; the JSON holds a timed turn and the engine's breakdown.
+
+It checks that the bench works, not the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.bench._run import run_bench
+from thinnest.bench.charts import breakdown_chart, histogram
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_latency_times_a_turn_on_both_systems(tmp_path: Path) -> None:
+    args = ["latency", "--count", "1", "--turns-per-call", "1", "--stack", "fixed"]
+    proc, data = run_bench(tmp_path, *args, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "thinnest bench latency" in proc.stdout
+    assert data["bench"] == "latency"
+    by_system = {s["system"]: s for s in data["summaries"]}
+    assert set(by_system) == {"thinnest", "livekit-agents"}
+    for summary in by_system.values():
+        assert summary["stack"] == "fixed"
+        assert summary["answered"] == summary["turns"] == 1, summary["errors"]
+        v2v = summary["v2v_ms"]["p50"]
+        # An answer cannot come before the known floor of the fixed providers, nor never.
+        assert summary["known_floor_ms"] <= v2v < 30000
+        assert summary["frames"] > 0
+    ours = by_system["thinnest"]["breakdown_p50_ms"]
+    # The engine's own metrics events arrived and were matched to the turn.
+    assert ours["llm_ttft"] >= 200 and ours["tts_ttfb"] >= 100
+    assert ours["end_of_turn_delay"] > 0
+    [ratio] = data["ratios"]
+    assert ratio["peer"] == "livekit-agents" and ratio["p50"] > 0
+    turn = data["turns"]["thinnest/fixed"][0]
+    assert turn["text"] and turn["v2v_ms"] == pytest.approx(by_system["thinnest"]["v2v_ms"]["max"])
+    # The charts render from the JSON.
+    assert histogram(data, tmp_path / "h.png").stat().st_size > 1000
+    assert breakdown_chart(data, tmp_path / "b.png").stat().st_size > 1000
+    json.dumps(data)
