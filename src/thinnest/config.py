@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     reason `error`"""
     tool_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     """JSON object of secrets HTTP tools may use in headers as `${secret:NAME}`"""
+    tools_allow_private: bool = False
+    """let HTTP tools call loopback, private, link-local and other non-public addresses (off:
+    the SSRF guard; turn on only where agents' tool URLs are trusted)"""
+    tools_allowed_networks: list[str] = Field(default_factory=list)
+    """JSON list of hosts and CIDRs HTTP tools may call even though they are not public, such
+    as `["10.1.2.0/24", "tools.internal"]`"""
 
     # --- Providers (offline models and cloud vendors) ---------------------------------------
     models_dir: Path | None = None

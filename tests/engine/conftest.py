@@ -52,6 +52,8 @@ def start_worker(
         "THINNEST_MODELS_DIR": str(REPO / ".thinnest" / "models"),
         "THINNEST_RECORDINGS_DIR": str(workdir / "recordings"),
         "HF_HUB_OFFLINE": "1",
+        # The tests' tool servers listen on loopback, which the SSRF guard refuses by default.
+        "THINNEST_TOOLS_ALLOW_PRIVATE": "true",
         **(env or {}),
     }
     with log.open("wb") as out:

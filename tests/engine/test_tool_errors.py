@@ -59,7 +59,11 @@ def _tool(url: str, **fields: object) -> HttpTool:
 async def test_a_working_tool_returns_compact_json_with_secret_headers(
     endpoint: str, tmp_path: object
 ) -> None:
-    settings = Settings(data_dir=tmp_path, tool_secrets={"KEY": SecretStr("s3cret")})  # type: ignore[arg-type]
+    settings = Settings(
+        data_dir=tmp_path,  # type: ignore[arg-type]
+        tool_secrets={"KEY": SecretStr("s3cret")},
+        tools_allow_private=True,  # the endpoint is on loopback
+    )
     async with httpx.AsyncClient() as client:
         text = await call_http_tool(
             _tool(f"{endpoint}/ok", headers={"X-Key": "${secret:KEY}"}),
@@ -86,13 +90,21 @@ async def test_failing_tools_raise_a_tool_error_for_the_llm(
             await call_http_tool(
                 _tool(f"{endpoint}{path}", timeout=limit),
                 {},
-                settings=Settings(data_dir=tmp_path),
+                settings=Settings(data_dir=tmp_path, tools_allow_private=True),
                 client=client,
             )  # type: ignore[arg-type]
 
 
+async def test_a_loopback_tool_is_refused_by_default(endpoint: str, tmp_path: object) -> None:
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(llm.ToolError, match="not public"):
+            await call_http_tool(
+                _tool(f"{endpoint}/ok"), {}, settings=Settings(data_dir=tmp_path), client=client
+            )  # type: ignore[arg-type]
+
+
 async def test_unreachable_tool_and_missing_secret(tmp_path: object) -> None:
-    settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path, tools_allow_private=True)  # type: ignore[arg-type]
     async with httpx.AsyncClient() as client:
         with pytest.raises(llm.ToolError, match="could not be reached"):
             await call_http_tool(

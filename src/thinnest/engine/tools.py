@@ -2,12 +2,21 @@
 
 A tool never crashes a call: errors, timeouts and non-JSON answers go back to the LLM as a
 ``ToolError`` text, and every call is reported (name, arguments, result, error, duration).
+
+SSRF guard: before each request the tool's host is resolved and every address checked; a
+loopback, private, link-local or otherwise non-public one is refused (a ``ToolError``) unless
+``Settings.tools_allow_private`` is on or ``Settings.tools_allowed_networks`` names it. The
+connection itself resolves the name again, so a DNS answer that changes in between (DNS
+rebinding) is not caught: see docs/security.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,10 +59,50 @@ def resolve_headers(headers: dict[str, str], settings: Settings) -> dict[str, st
     return {k: _SECRET.sub(sub, v) for k, v in headers.items()}
 
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _is_public(ip: Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _allowed(host: str, ip: Address, networks: list[str]) -> bool:
+    for entry in networks:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:  # not a network: a host name
+            if entry.strip().lower().rstrip(".") == host:
+                return True
+    return False
+
+
+async def check_destination(spec: HttpTool, settings: Settings) -> None:
+    """Raise ``ToolError`` unless every address the tool's host resolves to may be called."""
+    if settings.tools_allow_private:
+        return
+    host = (spec.url.host or "").lower().rstrip(".").strip("[]")
+    port = spec.url.port or (443 if spec.url.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise llm.ToolError(f"{spec.name} could not be reached: cannot resolve its host") from exc
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not _is_public(ip) and not _allowed(host, ip, settings.tools_allowed_networks):
+            raise llm.ToolError(
+                f"{spec.name} was not called: its address {ip} is not public (loopback, "
+                "private or link-local) and THINNEST_TOOLS_ALLOW_PRIVATE is off"
+            )
+
+
 async def call_http_tool(
     spec: HttpTool, arguments: dict[str, Any], *, settings: Settings, client: httpx.AsyncClient
 ) -> str:
     """Perform the request; return the JSON answer as compact text, or raise ``ToolError``."""
+    await check_destination(spec, settings)
     headers = resolve_headers(spec.headers, settings)
     kwargs: dict[str, Any] = {"headers": headers, "timeout": spec.timeout}
     if spec.method in ("GET", "DELETE"):

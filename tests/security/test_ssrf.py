@@ -1,0 +1,106 @@
+"""The SSRF guard of HTTP tools: a tool whose host is (or resolves to) a loopback, private,
+link-local or otherwise non-public address is not called unless the settings allow it, and
+the LLM gets an error text instead."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from livekit.agents import llm
+
+from thinnest.api.schemas import HttpTool
+from thinnest.config import Settings
+from thinnest.engine.tools import ToolCallRecord, check_destination, http_function_tool
+
+pytestmark = pytest.mark.unit
+
+
+def _tool(url: str) -> HttpTool:
+    return HttpTool.model_validate({"name": "lookup", "description": "d", "url": url})
+
+
+def _settings(tmp_path: Path, **fields: object) -> Settings:
+    return Settings(data_dir=tmp_path, **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://127.0.0.1:8080/x", id="loopback"),
+        pytest.param("http://localhost/x", id="localhost-name"),
+        pytest.param("http://[::1]/x", id="loopback-v6"),
+        pytest.param("http://10.1.2.3/x", id="private-10"),
+        pytest.param("http://172.16.0.1/x", id="private-172"),
+        pytest.param("https://192.168.1.1/x", id="private-192"),
+        pytest.param("http://169.254.169.254/latest/meta-data", id="cloud-metadata"),
+        pytest.param("http://100.64.0.1/x", id="carrier-nat"),
+        pytest.param("http://0.0.0.0/x", id="unspecified"),
+        pytest.param("http://[::ffff:127.0.0.1]/x", id="v4-mapped-loopback"),
+        pytest.param("http://[fe80::1]/x", id="link-local-v6"),
+        pytest.param("http://[fd00::1]/x", id="unique-local-v6"),
+        pytest.param("http://224.0.0.1/x", id="multicast"),
+        pytest.param("http://2130706433/x", id="integer-loopback"),
+    ],
+)
+async def test_non_public_destinations_are_refused_by_default(url: str, tmp_path: Path) -> None:
+    with pytest.raises(llm.ToolError, match="not public"):
+        await check_destination(_tool(url), _settings(tmp_path))
+
+
+async def test_public_addresses_pass(tmp_path: Path) -> None:
+    await check_destination(_tool("https://93.184.216.34/x"), _settings(tmp_path))
+    await check_destination(_tool("http://[2606:4700::1111]/x"), _settings(tmp_path))
+
+
+async def test_an_unresolvable_host_is_an_error_text(tmp_path: Path) -> None:
+    with pytest.raises(llm.ToolError, match="cannot resolve"):
+        await check_destination(_tool("http://no-such-host.invalid/x"), _settings(tmp_path))
+
+
+async def test_settings_open_the_guard(tmp_path: Path) -> None:
+    loopback = _tool("http://127.0.0.1:9/x")
+    await check_destination(loopback, _settings(tmp_path, tools_allow_private=True))
+    await check_destination(loopback, _settings(tmp_path, tools_allowed_networks=["127.0.0.0/8"]))
+    await check_destination(
+        _tool("http://localhost:9/x"), _settings(tmp_path, tools_allowed_networks=["LOCALHOST"])
+    )
+    with pytest.raises(llm.ToolError):  # another network does not open this one
+        await check_destination(
+            loopback, _settings(tmp_path, tools_allowed_networks=["10.0.0.0/8"])
+        )
+    # From the environment, as a deployment sets it.
+    os.environ["THINNEST_TOOLS_ALLOWED_NETWORKS"] = '["10.1.2.0/24", "tools.internal"]'
+    assert Settings(data_dir=tmp_path).tools_allowed_networks == ["10.1.2.0/24", "tools.internal"]  # type: ignore[arg-type]
+    os.environ["THINNEST_TOOLS_ALLOW_PRIVATE"] = "true"
+    assert Settings(data_dir=tmp_path).tools_allow_private is True  # type: ignore[arg-type]
+
+
+async def test_the_tool_runner_hands_the_llm_an_error_and_sends_no_request(
+    tmp_path: Path,
+) -> None:
+    requests: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    calls: list[ToolCallRecord] = []
+
+    async def on_call(record: ToolCallRecord) -> None:
+        calls.append(record)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as client:
+        tool = http_function_tool(
+            _tool("http://169.254.169.254/latest/meta-data"),
+            settings=_settings(tmp_path),
+            client=client,
+            on_call=on_call,
+        )
+        with pytest.raises(llm.ToolError, match="not public") as refused:
+            await tool({"q": "x"})
+    assert requests == []  # nothing left the process
+    assert [c.error for c in calls] == [refused.value.message]
+    assert calls[0].result is None
