@@ -140,19 +140,32 @@ class StaticSite:
     root: Path
     url: str
 
+    def serve(self, html: str) -> str:
+        """Serve ``html`` as the site's index page; returns its URL."""
+        (self.root / "index.html").write_text(html)
+        return f"{self.url}/"
+
 
 @pytest.fixture
-def second_origin(tmp_path: Path) -> Iterator[StaticSite]:
-    root = tmp_path / "site"
-    root.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield StaticSite(root, f"http://127.0.0.1:{server.server_address[1]}")
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
+def make_site(tmp_path: Path) -> Iterator[Callable[[], StaticSite]]:
+    """``make_site()``: a plain HTTP server on its own port (another origin than the API)."""
+    servers: list[tuple[http.server.ThreadingHTTPServer, threading.Thread]] = []
+
+    def make() -> StaticSite:
+        root = tmp_path / f"site{len(servers)}"
+        root.mkdir()
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return StaticSite(root, f"http://127.0.0.1:{server.server_address[1]}")
+
+    yield make
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

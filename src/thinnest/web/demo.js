@@ -278,6 +278,9 @@
     }
     setStatus("connected");
     demo.sessionId = session.session_id;
+    // Reopens the microphone (a device change does the same); the browser tests use it to
+    // replay their recorded question once the agent listens.
+    demo.restartMicrophone = () => micTrack && micTrack.restartTrack();
     await room.localParticipant.publishTrack(micTrack);
     await room.startAudio().catch(() => {});
     $("unmute-audio").hidden = room.canPlaybackAudio;
