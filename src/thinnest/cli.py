@@ -176,6 +176,19 @@ def dev() -> None:
     raise typer.Exit(stack.run())
 
 
+@app.command()
+def backup(
+    path: Annotated[Path, typer.Argument(help="file to write the copy to")],
+    force: Annotated[bool, typer.Option("--force", help="replace PATH if it exists")] = False,
+) -> None:
+    """Copy the database to PATH while everything keeps running (SQLite's online backup;
+    for PostgreSQL it says how to run pg_dump)."""
+    from thinnest.store.backup import backup as backup_database
+
+    result = backup_database(get_settings().resolved_database_url, path, overwrite=force)
+    out.print(f"backed up {result.tables} tables, {result.bytes} bytes, to {result.path}")
+
+
 # --- keys -----------------------------------------------------------------------------------
 @keys_app.command("create")
 def keys_create(
