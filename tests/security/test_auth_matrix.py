@@ -28,11 +28,14 @@ pytestmark = pytest.mark.integration
 
 @dataclass
 class World:
-    """Alice owns things; Mallory is another owner; a revoked key of Alice's."""
+    """Alice owns things; Mallory is another owner; a revoked key of Alice's; a publishable
+    key of Alice's for one agent and one website."""
 
     alice: Tenant
     mallory: Tenant
     revoked_key: str
+    publishable_key: str = ""
+    published_agent: str = ""
 
     def agent(self) -> str:
         return str(self.alice.create_agent()["id"])
@@ -56,6 +59,19 @@ def world(api: RunningApi, database: Database) -> Iterator[World]:
         assert http.delete(f"/keys/{doomed['id']}").status_code == 200
     world = World(alice, mallory, doomed["key"])
     world.session()  # so that every list has rows of Alice's
+    world.published_agent = world.agent()
+    published = alice.http.post(
+        "/keys",
+        json={
+            "name": "widget",
+            "kind": "publishable",
+            "agents": [world.published_agent],
+            "origins": [SHOP],
+            "rate_limit_per_minute": 1000,
+        },
+    )
+    assert published.status_code == 201, published.text
+    world.publishable_key = published.json()["key"]
     yield world
     alice.http.close()
     mallory.http.close()
@@ -95,6 +111,9 @@ ENDPOINTS = [
     Endpoint("POST", "/keys", lambda w: {"name": "k"}, 201),
     Endpoint("DELETE", "/keys/{key}", None, 200),
 ]
+
+#: The website Alice's publishable key is for.
+SHOP = "https://shop.example"
 
 #: Operations that take no API key at all (health probes, the dev demo with its own key).
 PUBLIC = {"GET /healthz", "GET /readyz"}
@@ -212,3 +231,56 @@ def test_the_owners_valid_key_gets_the_documented_answer(
     assert resp.status_code == endpoint.ok, resp.text
     if resp.status_code == 404:
         assert _error_code(resp) == "recording_not_found"
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
+def test_a_publishable_key_is_refused_everywhere_but_its_own_start(
+    api: RunningApi, world: World, endpoint: Endpoint
+) -> None:
+    # From its own website, but for another of Alice's agents or on another endpoint: 403.
+    auth = f"Bearer {world.publishable_key}"
+    used: set[str] = set()
+    path = endpoint.path
+    for name, make in (
+        ("{agent}", world.agent),
+        ("{session}", world.session),
+        ("{key}", world.spare_key),
+    ):
+        if name in path:
+            used.add(make())
+            path = path.replace(name, next(iter(used)))
+    body = endpoint.body(world) if endpoint.body else None
+    with api.client() as http:
+        resp = http.request(
+            endpoint.method, path, json=body, headers={"Authorization": auth, "Origin": SHOP}
+        )
+    assert resp.status_code == 403, resp.text
+    expected = (
+        "agent_not_allowed" if endpoint.path == "/voice/start" else ("publishable_key_not_allowed")
+    )
+    assert _error_code(resp) == expected
+    for rid in used:
+        _intact(world, rid)
+
+
+@pytest.mark.parametrize(
+    ("origin", "status", "code"),
+    [
+        pytest.param(SHOP, 200, None, id="its-own-website"),
+        pytest.param("https://evil.example", 403, "origin_not_allowed", id="another-website"),
+        pytest.param(None, 403, "origin_not_allowed", id="no-origin"),
+    ],
+)
+def test_a_publishable_key_starts_its_agent_only_from_its_website(
+    api: RunningApi, world: World, origin: str | None, status: int, code: str | None
+) -> None:
+    headers = {"Authorization": f"Bearer {world.publishable_key}"}
+    if origin:
+        headers["Origin"] = origin
+    with api.client() as http:
+        resp = http.post("/voice/start", json={"agent_id": world.published_agent}, headers=headers)
+    assert resp.status_code == status, resp.text
+    if code:
+        assert _error_code(resp) == code
+    else:
+        assert resp.json()["session_id"].startswith("session_")
