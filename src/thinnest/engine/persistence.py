@@ -1,7 +1,9 @@
 """Writes a call's turns, tool calls and ending to the store, off the event loop, with retries.
 
 Each final turn is written as it happens, so a crash loses at most the turn in flight. A
-write that fails (the database is busy or briefly gone) is retried with backoff.
+write that fails (the database is busy or briefly gone) is retried with backoff; a call's
+writes go one at a time, in the order they were made, so the ones made while the database is
+away wait behind it (buffered) and land in order, each turn with its own ``seq``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,14 @@ class CallStore:
     def __init__(self, database: Database, session_id: str) -> None:
         self.database = database
         self.session_id = session_id
+        # Concurrent writes would read the same max(seq) and store two turns with one seq.
+        self._order = asyncio.Lock()
 
     async def _write(self, what: str, fn: Callable[[Session], T]) -> T | None:
+        async with self._order:
+            return await self._write_now(what, fn)
+
+    async def _write_now(self, what: str, fn: Callable[[Session], T]) -> T | None:
         def run() -> T:
             with self.database.session() as db:
                 return fn(db)
