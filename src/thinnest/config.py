@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     """concurrent calls one `thinnest worker` takes before LiveKit sends calls elsewhere"""
     recordings_dir: Path | None = None
     """where call recordings are written; default `<data_dir>/recordings`"""
+    endpointing_min_delay: float = Field(0.3, ge=0.0, le=5.0)
+    """seconds after the end of speech before the agent answers a finished sentence"""
+    endpointing_max_delay: float = Field(2.5, ge=0.1, le=10.0)
+    """longest wait after the end of speech when the turn detector expects more words"""
+    preemptive_tts: bool = True
+    """synthesise the drafted answer before the end of turn is confirmed (faster first
+    audio; wasted CPU when the user speaks on)"""
     provider_timeout: float = Field(10.0, gt=0, le=120)
     """seconds a cloud STT/LLM/TTS request may stay silent before it counts as failed"""
     provider_retries: int = Field(1, ge=0, le=5)
@@ -153,6 +160,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.livekit_udp_port_end < self.livekit_udp_port_start:
             raise ValueError("livekit_udp_port_end must not be below livekit_udp_port_start")
+        if self.endpointing_max_delay < self.endpointing_min_delay:
+            raise ValueError("endpointing_max_delay must not be below endpointing_min_delay")
         if self.default_max_duration > self.max_call_duration:
             raise ValueError("default_max_duration must not exceed max_call_duration")
         if self.env == "dev" and (self.livekit_api_key is None or self.livekit_api_secret is None):

@@ -44,6 +44,13 @@ async def test_greets_listens_and_answers_then_ends_at_max_duration(
         await client.play_wav(speak("How many legs does a spider have?"))
         user = await client.next_event(60, type="transcript", role="user", final=True)
         assert heard(user["text"]), user["text"]
+        # Interim results came first, while the question was being spoken.
+        partial = [
+            m
+            for m in client.received
+            if m["type"] == "transcript" and m["role"] == "user" and m["final"] is False
+        ]
+        assert partial and partial[0]["timestamp"] <= user["timestamp"], client.received
         reply = await client.next_event(90, type="transcript", role="agent")
         assert reply["text"].strip()
         assert client.speech_ended_at is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 
 import pytest
@@ -68,7 +69,7 @@ async def test_answers_in_plain_text(model) -> None:
     text, calls, ttft, usage = await _run(model, ctx)
     assert calls == []
     assert "paris" in text.lower()
-    assert ttft < 5.0
+    assert ttft > 0  # how fast: `thinnest bench speech`
     assert usage is not None and usage.completion_tokens > 0 and usage.prompt_tokens > 10
 
 
@@ -102,11 +103,15 @@ async def test_answers_from_a_tool_result(model) -> None:
 
 
 async def test_second_turn_reuses_the_prompt_cache(model) -> None:
-    system = ("system", "You are a friendly assistant. Answer in one short sentence.")
-    first = _ctx(system, ("user", "Name a colour."))
-    await _run(model, first)
-    _, _, ttft, _ = await _run(model, _ctx(system, ("user", "Name a fruit.")))
-    assert ttft < 2.0
+    # A system prompt no earlier test used, long enough that evaluating it dominates TTFT:
+    # the second turn finds it cached and starts far sooner (a ratio, measured side by side).
+    nonce = secrets.token_hex(4)
+    rules = " ".join(f"Rule {i}: be brief and kind to caller {nonce}." for i in range(12))
+    system = ("system", f"You are a friendly assistant ({nonce}). {rules}")
+    _, _, cold, _ = await _run(model, _ctx(system, ("user", "Name a colour.")))
+    _, _, warm, _ = await _run(model, _ctx(system, ("user", "Name a fruit.")))
+    print(f"TTFT with a new system prompt {cold:.3f} s, with it cached {warm:.3f} s")
+    assert warm < cold / 2
 
 
 def test_prompt_is_chatml_with_tools_and_history() -> None:

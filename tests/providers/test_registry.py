@@ -117,9 +117,10 @@ def test_validate_fills_defaults(settings) -> None:
         "beam_size": 1,
         "threads": 0,
         "streaming": True,
-        "preflight_silence": 0.2,
-        "interim_results": False,
-        "interim_interval": 1.0,
+        "end_silence": 0.4,
+        "preflight_silence": 0.15,
+        "interim_results": True,
+        "interim_interval": 0.7,
     }
     # a validated model goes through validate/build again unchanged
     assert registry.validate("stt", "whisper", opts, settings=settings) == opts

@@ -19,6 +19,7 @@ import httpx
 from livekit.agents import Agent, AgentSession, APIConnectOptions, JobContext, JobProcess, llm
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.room_io import RoomOptions
+from livekit.agents.voice.turn import TurnHandlingOptions
 
 from livekit import rtc
 from thinnest.api.schemas import AgentConfig, ProviderChoice
@@ -151,16 +152,7 @@ async def entrypoint(ctx: JobContext) -> None:
         llm=cache.for_agent("llm", config),
         tts=cache.for_agent("tts", config),
         vad=cache.for_agent("vad", config),
-        turn_detection=cache.for_agent("turn_detection", config),
-        allow_interruptions=True,
-        # Barge-in is decided on voice activity alone (fast: no wait for the STT); a
-        # backchannel ("mm-hmm") is shorter than this and does not cut the agent off, and a
-        # noise that yields no words resumes the agent (resume_false_interruption).
-        min_interruption_duration=0.5,
-        min_interruption_words=0,
-        resume_false_interruption=True,
-        false_interruption_timeout=1.5,
-        preemptive_generation=True,
+        turn_handling=turn_handling(settings, cache.for_agent("turn_detection", config)),
         user_away_timeout=None,
         conn_options=connect_options(settings),
     )
@@ -225,6 +217,32 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.aclose()
     ctx.delete_room()
     ctx.shutdown(call.reason or "ended")
+
+
+def turn_handling(settings: Settings, turn_detection: Any) -> TurnHandlingOptions:
+    """When the user's turn ends, when the agent may be interrupted, what runs ahead."""
+    return TurnHandlingOptions(
+        turn_detection=turn_detection,
+        # After the end of speech the turn detector's verdict still waits this long (more,
+        # up to max_delay, when it thinks the user is mid-thought).
+        endpointing={
+            "min_delay": settings.endpointing_min_delay,
+            "max_delay": settings.endpointing_max_delay,
+        },
+        # Barge-in is decided on voice activity alone (fast: no wait for the STT); a
+        # backchannel ("mm-hmm") is shorter than min_duration and does not cut the agent
+        # off, and a noise that yields no words resumes the agent.
+        interruption={
+            "enabled": True,
+            "min_duration": 0.5,
+            "min_words": 0,
+            "resume_false_interruption": True,
+            "false_interruption_timeout": 1.5,
+        },
+        # The LLM (and, with preemptive_tts, the TTS) start on the final transcript, before
+        # the end of turn is confirmed; a changed transcript discards the draft.
+        preemptive_generation={"enabled": True, "preemptive_tts": settings.preemptive_tts},
+    )
 
 
 def connect_options(settings: Settings) -> SessionConnectOptions:

