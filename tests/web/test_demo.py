@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import expect
 
+from tests.conftest import make_settings, start_api
 from tests.engine.conftest import QUESTION, Worker, heard
 from tests.web.conftest import WebStack, padded_wav, save_screenshot
+from thinnest.livekit.devserver import LiveKitDevServer
+from thinnest.store.db import Database
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +79,37 @@ async def test_demo_page_holds_a_spoken_call(
     problem = await page.locator("#problem").inner_text()
     assert not problem, f"{problem}\n" + "\n".join(logs[-30:])
     print(f"agent RMS peak {peak:.3f}; user said {said!r}; agent answered {answer!r}")
+
+
+def test_demo_routes_refuse_other_sites(web_stack: WebStack) -> None:
+    with httpx.Client(base_url=web_stack.api.url, timeout=30) as http:
+        assert http.get("/demo").status_code == 200
+        assert http.get("/web/widget.js").status_code == 200
+        assert http.get("/web/livekit-client.js").status_code == 200
+        resp = http.post(
+            "/demo/session",
+            json={"agent_id": web_stack.agent_id},
+            headers={"Origin": "https://evil.example"},
+        )
+    assert resp.status_code == 403
+    assert resp.json()["error"]["code"] == "origin_not_allowed"
+    assert "access-control-allow-origin" not in resp.headers
+
+
+def test_demo_is_off_outside_dev_but_the_widget_is_served(
+    livekit_server: LiveKitDevServer, database: Database, tmp_path: Path
+) -> None:
+    running = start_api(make_settings(tmp_path, livekit_server, web_demo=False), database)
+    try:
+        with httpx.Client(base_url=running.url, timeout=30) as http:
+            for method, path in [
+                ("GET", "/demo"),
+                ("GET", "/demo/agents"),
+                ("POST", "/demo/session"),
+            ]:
+                resp = http.request(method, path, json={"agent_id": "x"})
+                assert resp.status_code == 404, (path, resp.text)
+                assert resp.json()["error"]["code"] == "demo_disabled"
+            assert http.get("/web/widget.js").status_code == 200
+    finally:
+        running.stop()
