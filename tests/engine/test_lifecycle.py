@@ -117,11 +117,17 @@ async def test_killed_worker_is_caught_by_the_backstop(
             await client.next_event(90, type="transcript", role="agent")
             await client.play_wav(speak("How many legs does a spider have?"))
             await client.next_event(60, type="transcript", role="user", final=True)
+            with database.session() as db:
+                turns = sessions.get_session(db, started["session_id"]).turns
+                stored_before = sorted((t.seq, t.role, t.text) for t in turns)
             os.killpg(doomed.process.pid, signal.SIGKILL)
             ended = await client.next_event(60, type="call_ended")
             assert ended["reason"] == "error"
         row = await wait_final(database, started["session_id"])
         assert (row.status, row.end_reason) == ("error", "error")
+        # Every turn stored before the kill is there, unchanged, after the backstop.
+        after = sorted((t.seq, t.role, t.text) for t in row.turns)
+        assert stored_before and after[: len(stored_before)] == stored_before
         assert [t.role for t in row.turns][:1] == ["agent"]  # stored turns survived
         assert "Hello" in row.turns[0].text
     finally:
