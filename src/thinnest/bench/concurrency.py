@@ -12,9 +12,9 @@ continuous tone, near-silent (lost audio). The ramp stops at the first unhealthy
 before a level that would leave less than ``min_free_mb`` of memory.
 
 CPU and memory per call come from psutil over the voice engine's process tree (the worker,
-its job processes): CPU seconds used while the callers speak / wall time / calls, and
-(proportional set size during the level − before it) / calls. Every call is a job process
-of its own, prewarmed with the offline models (see the engine's ``prewarm``).
+its job processes): CPU seconds used while the callers speak / wall time / calls, and the
+median proportional set size of the job processes: every call is a job process of its
+own, prewarmed with the offline models (see the engine's ``prewarm``).
 """
 
 from __future__ import annotations
@@ -77,22 +77,30 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
+def _cpu_seconds(procs: list[psutil.Process]) -> dict[int, float]:
+    """CPU seconds (user + system) of each process still alive, by pid."""
+    used: dict[int, float] = {}
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
-            total += times.user + times.system
-    return total
+            used[proc.pid] = times.user + times.system
+    return used
 
 
-def _pss_mb(pid: int) -> float:
-    total = 0.0
+def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two snapshots by the processes present in both (one that
+    exited in between takes its time with it)."""
+    return sum(max(0.0, after[pid] - used) for pid, used in before.items() if pid in after)
+
+
+def _pss_mb(pid: int) -> list[float]:
+    """Proportional set size of each process of the tree, MB."""
+    sizes = []
     for proc in _tree(pid):
         with contextlib.suppress(psutil.Error):
             info = proc.memory_full_info()
-            total += getattr(info, "pss", info.uss)
-    return total / 1e6
+            sizes.append(getattr(info, "pss", info.uss) / 1e6)
+    return sizes
 
 
 async def _settle(pid: int, *, calls: int, within: float) -> None:
@@ -102,7 +110,7 @@ async def _settle(pid: int, *, calls: int, within: float) -> None:
     while time.monotonic() < deadline:
         before = _cpu_seconds(_tree(pid))
         await asyncio.sleep(1.0)
-        if _cpu_seconds(_tree(pid)) - before < 0.5 + 0.1 * calls:
+        if _cpu_delta(before, _cpu_seconds(_tree(pid))) < 0.5 + 0.1 * calls:
             return
 
 
@@ -132,7 +140,7 @@ async def _one_call(
         await ready.wait()
         await go.wait()
         if greeted is None:
-            return [TurnResult(i, text, None) for i, text, _ in audio]
+            raise TimeoutError("no greeting within 240 s")
         return [
             await client.turn(i, text, pcm, tone=tone, quiet=options.quiet, within=30)
             for i, text, pcm in audio
@@ -150,7 +158,6 @@ async def _level(
     options: ConcurrencyOptions,
     worker_pid: int,
 ) -> dict[str, Any]:
-    base_pss = _pss_mb(worker_pid)
     ready = asyncio.Barrier(calls + 1)
     go = asyncio.Event()
     tone = stack_name == "fixed"
@@ -171,12 +178,13 @@ async def _level(
         except (TimeoutError, asyncio.BrokenBarrierError) as exc:
             error = f"calls did not all start: {exc!r}"
         await _settle(worker_pid, calls=calls, within=90)
-        pss = _pss_mb(worker_pid)
+        # Each call is a job process of its own, prewarmed (the big ones of the tree).
+        jobs = [size for size in _pss_mb(worker_pid) if size > 150]
         procs = _tree(worker_pid)
         cpu0, t0 = _cpu_seconds(procs), time.monotonic()
         go.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
-        cpu = (_cpu_seconds(procs) - cpu0) / (time.monotonic() - t0)
+        cpu = _cpu_delta(cpu0, _cpu_seconds(procs)) / (time.monotonic() - t0)
     turns = [t for r in results if isinstance(r, list) for t in r]
     failures = [repr(r) for r in results if isinstance(r, BaseException)]
     answered = [t for t in turns if t.v2v_ms is not None]
@@ -196,7 +204,8 @@ async def _level(
         "quiet_ratio": sum(t.quiet_frames for t in answered) / frames,
         "cpu_percent_per_call": 100 * cpu / calls,
         "cpu_percent_total": 100 * cpu,
-        "memory_mb_per_call": max(0.0, pss - base_pss) / calls,
+        "memory_mb_per_call": percentile(jobs, 50),
+        "memory_mb_worker_tree": sum(_pss_mb(worker_pid)),
         "errors": ([error] if error else []) + failures,
     }
 
@@ -243,7 +252,8 @@ async def run_concurrency_bench(
             first: dict[str, Any] | None = None
             calls = 1
             while calls <= options.max_calls:
-                per_call = max((lv["memory_mb_per_call"] for lv in levels), default=800.0)
+                sizes = [lv["memory_mb_per_call"] for lv in levels]
+                per_call = max((m for m in sizes if m == m), default=800.0)  # NaN != NaN
                 free = psutil.virtual_memory().available / 1e6
                 if free - calls * max(per_call, 300.0) < options.min_free_mb:
                     progress(f"{stack_name}: {calls} calls would leave < {options.min_free_mb} MB")
