@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from typing import Any
 
@@ -45,6 +46,8 @@ log = logger.getChild("gateway")
 LIVEKIT_RATE = 48000
 #: Seconds to join the room before giving up (1011).
 JOIN_TIMEOUT = 15.0
+#: Smallest kernel send buffer the gateway asks for (bytes).
+SEND_BUFFER_MIN = 16384
 #: Seconds to flush queued audio and events to the client after ``call_ended``.
 FLUSH_TIMEOUT = 3.0
 
@@ -118,6 +121,9 @@ class Bridge:
             except Exception as exc:  # any failure to join: a timeout, LiveKit down, refused
                 log.warning("session %s: gateway could not join: %s", self.session_id, exc)
                 return Refusal(CloseCode.INTERNAL, "could not join the session's room")
+            # About half a second of the client's audio in the kernel (it doubles the value).
+            if not limit_send_buffer(max(SEND_BUFFER_MIN, self.rate // 2)):
+                log.debug("session %s: the socket's send buffer is the kernel's", self.session_id)
             self.outbox.put_event(ready_event(self.session_id, self.rate))
             if first:
                 await self._audio_in(first)
@@ -289,6 +295,34 @@ class Bridge:
                 await self._wake.wait()
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.close(CloseCode.NORMAL, "client went away")
+
+
+def limit_send_buffer(nbytes: int) -> bool:
+    """Cap the send buffers of this connection's socket (best effort, uvicorn only).
+
+    Linux grows a socket's send buffer up to ``net.ipv4.tcp_wmem`` (4 MiB by default, ~40 s
+    of 48 kHz audio): a client that stops reading would sit that far behind before the
+    gateway's own bounded queue (and its drop-oldest policy) noticed. ASGI does not expose the
+    socket; under uvicorn the current task runs the connection protocol's ``run_asgi``, whose
+    ``self`` holds the transport. Under another server this does nothing (memory then stays
+    bounded by that server's and the kernel's buffers). Call it from the endpoint's task.
+    """
+    task = asyncio.current_task()
+    frame = getattr(task.get_coro(), "cr_frame", None) if task is not None else None
+    protocol = frame.f_locals.get("self") if frame is not None else None
+    transport = getattr(protocol, "transport", None)
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    sock = get_extra_info("socket") if callable(get_extra_info) else None
+    if sock is None:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+        # uvicorn's send waits while asyncio's own buffer is over its high-water mark (64 KiB
+        # by default, 2 s of 16 kHz audio): the same bound there.
+        transport.set_write_buffer_limits(high=nbytes)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return True
 
 
 async def close_websocket(websocket: WebSocket, code: int, reason: str) -> None:
