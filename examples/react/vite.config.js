@@ -6,7 +6,9 @@ import react from "@vitejs/plugin-react";
 import { defineConfig } from "vite";
 
 const api = process.env.THINNEST_API_URL || "http://127.0.0.1:8000";
-const proxy = { "/demo": { target: api, changeOrigin: true } };
+// The demo routes answer only their own page (they refuse other sites' Origin): through the
+// proxy, this page stands in for it.
+const proxy = { "/demo": { target: api, changeOrigin: true, headers: { origin: api } } };
 
 export default defineConfig({
   plugins: [react()],
