@@ -122,7 +122,7 @@ async def demo_session(
     key = await run_in_threadpool(_dev_key, database, settings)
     limiter.check(key.id)
     return await start_session(
-        VoiceStartRequest(agent_id=body.agent_id),
+        VoiceStartRequest.model_validate({"agent_id": body.agent_id}),
         key,
         database=database,
         livekit=livekit,
