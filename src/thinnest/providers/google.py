@@ -2,19 +2,37 @@
 
 Both authenticate with ``THINNEST_GOOGLE_API_KEY`` (for Cloud Speech through google-auth's
 API-key credentials, so no service-account file is needed).
+
+The plugin's STT always dials Google's own Speech host; when ``GoogleSTTOptions.endpoint`` is
+set, a minimal subclass (``_endpoint_stt``) replaces only its client factory so that the gRPC
+client dials that endpoint instead. Without ``endpoint`` the plugin's class is used unchanged.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from thinnest.config import Settings
 from thinnest.providers._extras import require
 from thinnest.providers._keys import require_key
 
-__all__ = ["GeminiOptions", "GoogleSTTOptions", "build_llm", "build_stt", "check"]
+__all__ = [
+    "V2_MODELS",
+    "GeminiOptions",
+    "GoogleSTTOptions",
+    "build_llm",
+    "build_stt",
+    "check",
+    "is_loopback",
+]
+
+
+V2_MODELS = ("telephony", "chirp_2", "chirp_3")
+"""Models that the plugin serves through Speech v2 (its ``SpeechModelsV2``)."""
 
 
 class GoogleSTTOptions(BaseModel):
@@ -24,6 +42,15 @@ class GoogleSTTOptions(BaseModel):
         model: a Cloud Speech model (``latest_long``, ``chirp_2``, ...).
         languages: BCP-47 codes the speaker may use.
         location: the Cloud Speech region.
+        project: the Google Cloud project id. Required by the Speech v2 models
+            (``telephony``, ``chirp_2``, ``chirp_3``), whose requests name the recognizer
+            ``projects/<project>/locations/<location>/recognizers/_``: an API key carries no
+            project, so the plugin cannot find one by itself.
+        endpoint: ``host:port`` of the Speech gRPC endpoint, default Google's (regional when
+            ``location`` is not ``global``). Change it only for a proxy or a test server. It is
+            reached over TLS with the API key, except on a loopback host (``127.0.0.1``,
+            ``localhost``, ``::1``): there the connection is plain-text gRPC (still carrying the
+            key), which gRPC's local credentials allow only to a loopback peer.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -31,6 +58,16 @@ class GoogleSTTOptions(BaseModel):
     model: str = Field("latest_long", min_length=1, max_length=64)
     languages: list[str] = Field(default_factory=lambda: ["en-US"], min_length=1, max_length=4)
     location: str = Field("global", pattern="^[a-z0-9-]+$")
+    project: str | None = Field(None, pattern="^([a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$")
+    endpoint: str | None = Field(
+        None, pattern=r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$", max_length=260
+    )
+
+    @model_validator(mode="after")
+    def _v2_needs_project(self) -> GoogleSTTOptions:
+        if self.model in V2_MODELS and self.project is None:
+            raise ValueError(f"the Speech v2 model {self.model!r} needs 'project'")
+        return self
 
 
 class GeminiOptions(BaseModel):
@@ -60,12 +97,78 @@ def build_stt(options: GoogleSTTOptions, settings: Settings) -> Any:
     """Factory of the ``google`` STT: a ``livekit.plugins.google.STT``."""
     google = require("livekit.plugins.google", extra="cloud", provider="google")
     api_key = require("google.auth.api_key", extra="cloud", provider="google")
+    kwargs: dict[str, Any] = {}
+    if options.project is not None:
+        kwargs["project"] = options.project
+    credentials = api_key.Credentials(require_key(settings, "google_api_key", "google"))
+    if options.endpoint is not None:
+        return _endpoint_stt(google.STT)(
+            endpoint=options.endpoint,
+            model=options.model,
+            languages=options.languages,
+            location=options.location,
+            credentials=credentials,
+            **kwargs,
+        )
     return google.STT(
         model=options.model,
         languages=options.languages,
         location=options.location,
-        credentials=api_key.Credentials(require_key(settings, "google_api_key", "google")),
+        credentials=credentials,
+        **kwargs,
     )
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether ``endpoint`` (``host:port``) is on this machine: ``localhost`` or a loopback IP."""
+    host = endpoint.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@functools.cache
+def _endpoint_stt(base: type) -> type:
+    """A subclass of the plugin's STT whose gRPC client dials ``endpoint``.
+
+    The plugin builds its ``SpeechAsyncClient`` in ``_create_client`` from the location alone
+    and offers no endpoint or transport argument, so that one method is replaced; streaming,
+    recognition and error mapping stay the plugin's.
+    """
+    import grpc
+    from google.api_core.client_options import ClientOptions
+    from google.cloud.speech_v1 import SpeechAsyncClient as SpeechV1
+    from google.cloud.speech_v2 import SpeechAsyncClient as SpeechV2
+
+    class EndpointSTT(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *, endpoint: str, credentials: Any, **kwargs: Any) -> None:
+            super().__init__(credentials=credentials, **kwargs)
+            self._thinnest_endpoint = endpoint
+            self._thinnest_credentials = credentials
+
+        async def _create_client(self, timeout: float) -> Any:  # noqa: ASYNC109 (plugin's)
+            client_cls = SpeechV2 if self._config.version == 2 else SpeechV1
+            if not is_loopback(self._thinnest_endpoint):
+                return client_cls(
+                    credentials=self._thinnest_credentials,
+                    client_options=ClientOptions(api_endpoint=self._thinnest_endpoint),
+                )
+            # Plain text, but still with the key as call metadata: local credentials refuse
+            # any peer that is not a loopback address.
+            transport = client_cls.get_transport_class("grpc_asyncio")(
+                host=self._thinnest_endpoint,
+                credentials=self._thinnest_credentials,
+                ssl_channel_credentials=grpc.local_channel_credentials(
+                    grpc.LocalConnectionType.LOCAL_TCP
+                ),
+            )
+            return client_cls(transport=transport)
+
+    EndpointSTT.__name__ = EndpointSTT.__qualname__ = f"Endpoint{base.__name__}"
+    return EndpointSTT
 
 
 def build_llm(options: GeminiOptions, settings: Settings) -> Any:
