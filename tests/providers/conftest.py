@@ -7,17 +7,19 @@ address fail, proving that the offline providers never reach out.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import wave
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from aiohttp import web
 
 from livekit import rtc
 from thinnest.config import Settings
@@ -35,6 +37,18 @@ _NO_KEYS: dict[str, Any] = {
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings on ``data_dir`` with every cloud key unset unless given."""
     return Settings(data_dir=data_dir, **{**_NO_KEYS, **overrides})
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application, port: int) -> AsyncIterator[None]:
+    """Serve ``app`` on ``127.0.0.1:port`` for the duration of the block (the fake servers)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from livekit.agents.utils import http_context
 
 from thinnest.providers import registry
 
-from .conftest import make_settings
+from .conftest import make_settings, serve
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +40,6 @@ class FakeTTS:
     key: str = "k-test"
     packets: list[dict[str, Any]] = field(default_factory=list)
     query: dict[str, str] = field(default_factory=dict)
-
-
-async def _serve(app: web.Application, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
 
 
 @pytest.fixture
@@ -76,11 +69,8 @@ async def fake_cartesia(unused_tcp_port: int) -> AsyncIterator[FakeTTS]:
 
     app = web.Application()
     app.router.add_get("/tts/websocket", websocket)
-    runner = await _serve(app, unused_tcp_port)
-    try:
+    async with serve(app, unused_tcp_port):
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
@@ -108,11 +98,8 @@ async def fake_elevenlabs(unused_tcp_port: int) -> AsyncIterator[FakeTTS]:
 
     app = web.Application()
     app.router.add_get("/v1/text-to-speech/{voice_id}/multi-stream-input", websocket)
-    runner = await _serve(app, unused_tcp_port)
-    try:
+    async with serve(app, unused_tcp_port):
         yield state
-    finally:
-        await runner.cleanup()
 
 
 async def _speak(engine: tts.TTS, sentences: list[str]) -> bytes:

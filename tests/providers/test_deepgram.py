@@ -22,7 +22,7 @@ from livekit.agents.utils import http_context
 from livekit import rtc
 from thinnest.providers import registry
 
-from .conftest import make_settings
+from .conftest import make_settings, serve
 
 pytestmark = pytest.mark.integration
 
@@ -89,13 +89,8 @@ async def fake_deepgram(unused_tcp_port: int) -> AsyncIterator[FakeDeepgram]:
 
     app = web.Application()
     app.router.add_get("/v1/listen", listen)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
-    try:
+    async with serve(app, unused_tcp_port):
         yield state
-    finally:
-        await runner.cleanup()
 
 
 def _build(fake: FakeDeepgram, tmp_path, key: str = "dg-test") -> stt.STT:

@@ -17,7 +17,7 @@ from livekit.agents import APIConnectOptions, APIStatusError, llm
 
 from thinnest.providers import registry
 
-from .conftest import make_settings
+from .conftest import make_settings, serve
 
 pytestmark = [
     pytest.mark.integration,
@@ -75,13 +75,8 @@ async def fake_gemini(unused_tcp_port: int) -> AsyncIterator[FakeGemini]:
 
     app = web.Application()
     app.router.add_post("/{version}/models/{call}", generate)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
-    try:
+    async with serve(app, unused_tcp_port):
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @llm.function_tool

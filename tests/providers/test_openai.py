@@ -18,7 +18,7 @@ from livekit.agents import APIConnectOptions, APIStatusError, APITimeoutError, l
 
 from thinnest.providers import registry
 
-from .conftest import make_settings
+from .conftest import make_settings, serve
 
 pytestmark = pytest.mark.integration
 
@@ -74,13 +74,8 @@ async def fake_openai(unused_tcp_port: int) -> AsyncIterator[FakeOpenAI]:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
-    try:
+    async with serve(app, unused_tcp_port):
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
