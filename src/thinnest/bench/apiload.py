@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 import secrets
 import shutil
+import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -227,6 +229,12 @@ async def _profile(options: ApiBenchOptions, settings: Settings, workdir: Path) 
                     seconds=options.seconds,
                     concurrency=options.concurrency,
                 )
+        # Ctrl-C: uvicorn stops, then pyinstrument renders its report (slow on a busy
+        # machine: give it time before the stack's stop would kill it).
+        api = stack.children["api"]
+        api.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(api.wait, 180)
     return report.read_text(errors="replace") if report.exists() else ""
 
 

@@ -213,6 +213,7 @@ class BenchStack:
         """Create an agent through the API; returns its id."""
         body = {"name": f"bench-{secrets.token_hex(3)}", **fields}
         with self.http() as client:
+            client.timeout = httpx.Timeout(90)  # a loaded machine: the first request warms up
             resp = client.post("/agents", json=body)
         if resp.status_code != 201:
             raise UnavailableError(f"could not create the agent: {resp.status_code} {resp.text}")
