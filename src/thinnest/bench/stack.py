@@ -35,10 +35,19 @@ __all__ = ["BenchStack", "StackOptions", "free_port"]
 _WORKER_READY = "worker live: first heartbeat stored"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port, never one this process handed out before (a port is only
+    bound later, by the child that gets it, so the OS could offer it twice)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @dataclass(frozen=True)
