@@ -95,6 +95,8 @@ def _start_dev(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[st
         line = proc.stdout.readline()
         if not line:
             break
+        if m := re.search(r"Demo page\s+(\S+)", line):
+            found["demo"] = m.group(1)
         if m := re.search(r"agent id\s+(\S+)", line):
             found["agent"] = m.group(1)
         if m := re.search(r"API key\s+(\S+)", line):
@@ -143,6 +145,11 @@ def test_dev_starts_everything_serves_the_contract_and_stops_cleanly(tmp_path: P
         assert resp.status_code == 200, resp.text
         assert resp.json()["livekit_url"] == f"ws://127.0.0.1:{ports['THINNEST_LIVEKIT_PORT']}"
         assert httpx.get(f"{base}/readyz").status_code == 200
+        # The printed demo page is served, and its server-side route uses the dev key.
+        assert found["demo"] == f"{base}/demo"
+        assert httpx.get(found["demo"], timeout=30).status_code == 200
+        agents = httpx.get(f"{base}/demo/agents", timeout=30).json()
+        assert [a["id"] for a in agents] == [found["agent"]]
         running = _stack_pids(tmp_path).values()
         assert any("livekit-server" in c for c in running)
         assert any("thinnest serve" in c for c in running), running
