@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import wave
 from dataclasses import dataclass, field
@@ -17,6 +18,15 @@ from websockets.exceptions import ConnectionClosed
 from livekit import rtc
 
 FRAME_MS = 20
+
+
+def create_agent(tenant: Any, **fields: Any) -> dict[str, Any]:
+    """Create an agent with a patient client: the API's first agent validation imports the
+    providers' modules, which takes long on a loaded machine."""
+    body = {"name": f"agent-{secrets.token_hex(3)}", **fields}
+    resp = tenant.http.post("/agents", json=body, timeout=180)
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
 
 
 def read_wav(path: str | Path, rate: int) -> bytes:

@@ -46,8 +46,12 @@ log = logger.getChild("gateway")
 LIVEKIT_RATE = 48000
 #: Seconds to join the room before giving up (1011).
 JOIN_TIMEOUT = 15.0
+#: Client audio held before the first frame goes to LiveKit: a cushion against jitter (ms).
+INPUT_CUSHION_MS = 100
 #: Smallest kernel send buffer the gateway asks for (bytes).
 SEND_BUFFER_MIN = 16384
+#: Seconds each teardown step (leave the room, close a stream) may take.
+TEARDOWN_STEP = 5.0
 #: Seconds to flush queued audio and events to the client after ``call_ended``.
 FLUSH_TIMEOUT = 3.0
 
@@ -93,6 +97,7 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
         self._streams: list[rtc.AudioStream] = []
         self.frames_in = 0
+        self._cushion: list[rtc.AudioFrame] | None = []
         self._warned_slow = False
         self.frames_out = 0
 
@@ -150,17 +155,24 @@ class Bridge:
     async def _cancel_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*self._tasks, return_exceptions=True), TEARDOWN_STEP
+            )
 
     async def _teardown(self) -> None:
+        # Leave the room first (the engine hears the user hang up), then free the streams: an
+        # AudioStream closes when LiveKit ends its track. Each step is bounded: a stuck one
+        # must not keep the connection, or the call, alive.
         await self._cancel_tasks()
-        for stream in self._streams:
-            with contextlib.suppress(Exception):
-                await stream.aclose()
-        with contextlib.suppress(Exception):
-            await self.source.aclose()
-        with contextlib.suppress(Exception):
-            await self.room.disconnect()
+        steps = [self.room.disconnect()]
+        steps += [stream.aclose() for stream in self._streams]
+        steps.append(self.source.aclose())
+        for step in steps:
+            try:
+                await asyncio.wait_for(step, TEARDOWN_STEP)
+            except Exception as exc:  # noqa: BLE001 - teardown goes on whatever happens
+                log.warning("session %s: gateway teardown step failed: %r", self.session_id, exc)
         log.info(
             "session %s: gateway closed (%s): %d frames in, %d out, %d dropped for a slow reader",
             self.session_id,
@@ -216,11 +228,19 @@ class Bridge:
         for chunk in self.inbound.push(data):
             frame = rtc.AudioFrame(chunk, self.rate, 1, len(chunk) // 2)
             frames = self.resampler.push(frame) if self.resampler else [frame]
+            self.frames_in += 1
+            if self._cushion is not None:
+                # The first INPUT_CUSHION_MS are held, then sent at once: LiveKit's source then
+                # stays that far ahead of its playout and a late client frame (network or
+                # scheduling jitter) does not leave a gap of silence in the user's words.
+                self._cushion += frames
+                if self.frames_in * FRAME_MS < INPUT_CUSHION_MS:
+                    continue
+                frames, self._cushion = self._cushion, None
             for out in frames:
                 # Waits while LiveKit's 1 s queue is full: a client sending faster than real
                 # time is slowed down (TCP back-pressure) instead of buffered without bound.
                 await self.source.capture_frame(out)
-            self.frames_in += 1
 
     # --- room -> client -------------------------------------------------------------------
 
