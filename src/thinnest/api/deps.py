@@ -50,9 +50,13 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
-def _any_key(request: Request, db: Annotated[Session, Depends(_db_session)]) -> ApiKey:
-    key = keys.authenticate(db, _bearer(request))
-    keys.touch(db, key)
+def _any_key(request: Request) -> ApiKey:
+    # A session of its own, closed before the route runs: holding it open for the whole
+    # request while the route takes a second connection deadlocked the pool under load
+    # (every request holding one connection and waiting for another).
+    with _database(request).session() as db:
+        key = keys.authenticate(db, _bearer(request))
+        keys.touch(db, key)
     return key
 
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from datetime import UTC, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -130,8 +131,18 @@ def authenticate(db: Session, plaintext: str | None) -> ApiKey:
     return row
 
 
+#: ``last_used_at`` is this precise: a key used more often is not written on every request
+#: (a write per request would serialise all of them on SQLite's one writer).
+TOUCH_RESOLUTION = timedelta(seconds=60)
+
+
 def touch(db: Session, key: ApiKey) -> None:
-    key.last_used_at = utcnow()
+    now = utcnow()
+    last = key.last_used_at
+    if last is not None and last.tzinfo is None:  # SQLite hands datetimes back naive (UTC)
+        last = last.replace(tzinfo=UTC)
+    if last is None or now - last >= TOUCH_RESOLUTION:
+        key.last_used_at = now
 
 
 def list_keys(db: Session, owner_id: str | None = None) -> list[ApiKey]:
