@@ -52,7 +52,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(api: RunningApi, database: Database) -> Iterator[World]:
+def world(security_api: RunningApi, database: Database) -> Iterator[World]:
+    api = security_api
     alice, mallory = new_owner(api, database), new_owner(api, database)
     with api.client(alice.key) as http:
         doomed = http.post("/keys", json={"name": "doomed"}).json()
@@ -175,8 +176,9 @@ def test_the_matrix_covers_every_authenticated_operation(tmp_path: object) -> No
 @pytest.mark.parametrize("variant", list(UNAUTHORISED))
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
 def test_callers_without_a_live_key_get_401(
-    api: RunningApi, world: World, endpoint: Endpoint, variant: str
+    security_api: RunningApi, world: World, endpoint: Endpoint, variant: str
 ) -> None:
+    api = security_api
     auth, code = UNAUTHORISED[variant]
     if auth == "revoked":
         auth = f"Bearer {world.revoked_key}"
@@ -200,8 +202,9 @@ def _intact(world: World, rid: str) -> None:
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
 def test_another_owners_key_sees_nothing_of_alices(
-    api: RunningApi, world: World, endpoint: Endpoint
+    security_api: RunningApi, world: World, endpoint: Endpoint
 ) -> None:
+    api = security_api
     # Alice's resources exist (fresh ones fill the path); Mallory calls with his valid key.
     resp, used = _request(api, world, endpoint, f"Bearer {world.mallory.key}")
     if endpoint.listed is not None:
@@ -225,8 +228,9 @@ def test_another_owners_key_sees_nothing_of_alices(
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
 def test_the_owners_valid_key_gets_the_documented_answer(
-    api: RunningApi, world: World, endpoint: Endpoint
+    security_api: RunningApi, world: World, endpoint: Endpoint
 ) -> None:
+    api = security_api
     resp, _ = _request(api, world, endpoint, f"Bearer {world.alice.key}")
     assert resp.status_code == endpoint.ok, resp.text
     if resp.status_code == 404:
@@ -235,8 +239,9 @@ def test_the_owners_valid_key_gets_the_documented_answer(
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
 def test_a_publishable_key_is_refused_everywhere_but_its_own_start(
-    api: RunningApi, world: World, endpoint: Endpoint
+    security_api: RunningApi, world: World, endpoint: Endpoint
 ) -> None:
+    api = security_api
     # From its own website, but for another of Alice's agents or on another endpoint: 403.
     auth = f"Bearer {world.publishable_key}"
     used: set[str] = set()
@@ -272,8 +277,9 @@ def test_a_publishable_key_is_refused_everywhere_but_its_own_start(
     ],
 )
 def test_a_publishable_key_starts_its_agent_only_from_its_website(
-    api: RunningApi, world: World, origin: str | None, status: int, code: str | None
+    security_api: RunningApi, world: World, origin: str | None, status: int, code: str | None
 ) -> None:
+    api = security_api
     headers = {"Authorization": f"Bearer {world.publishable_key}"}
     if origin:
         headers["Origin"] = origin

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import logging
 import secrets
 import time
@@ -20,7 +19,7 @@ from sqlalchemy import text
 
 from livekit import rtc
 from tests.conftest import RunningApi, Tenant, free_port, make_settings, start_api
-from tests.security.conftest import new_owner
+from tests.security.conftest import NO_WORKER_AGENT, new_owner
 from thinnest.api.schemas import HttpTool
 from thinnest.engine.tools import call_http_tool
 from thinnest.livekit.devserver import LiveKitDevServer
@@ -59,8 +58,8 @@ def test_keys_are_looked_up_by_digest_and_compared_in_constant_time(
 ) -> None:
     # A guess is hashed before it is looked up, so a guess that shares a prefix with the real
     # key shares nothing with its digest; the final comparison is hmac.compare_digest.
-    source = inspect.getsource(keys.authenticate)
-    assert "hash_key(plaintext)" in source and "hmac.compare_digest" in source
+    names = set(keys.authenticate.__code__.co_names)
+    assert {"hash_key", "compare_digest"} <= names
     owner = new_owner(api, database)
     owner.http.close()
     near_miss = owner.key[:-1] + ("A" if owner.key[-1] != "A" else "B")
@@ -105,12 +104,14 @@ async def test_livekit_enforces_the_token_lifetime_by_its_issue_time(
 
 
 async def test_a_token_admits_only_its_own_room(
-    livekit_server: LiveKitDevServer, api: RunningApi, tenant: Tenant
+    livekit_server: LiveKitDevServer, security_api: RunningApi, database: Database
 ) -> None:
-    agent = tenant.create_agent()
-    started = await asyncio.to_thread(
-        tenant.http.post, "/voice/start", json={"agent_id": agent["id"]}
-    )
+    tenant = new_owner(security_api, database)
+    with tenant.http:
+        agent = tenant.create_agent()
+        started = await asyncio.to_thread(
+            tenant.http.post, "/voice/start", json={"agent_id": agent["id"]}
+        )
     body = started.json()
     room = rtc.Room()
     await asyncio.wait_for(room.connect(body["livekit_url"], body["token"]), 20)
@@ -147,13 +148,14 @@ def tool_endpoint() -> Iterator[str]:
 
 async def test_no_secret_reaches_a_log_line(
     caplog: pytest.LogCaptureFixture,
-    api: RunningApi,
+    security_api: RunningApi,
     database: Database,
     livekit_server: LiveKitDevServer,
     tmp_path: Path,
     tool_endpoint: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, every level: the API runs in this process
+    api = security_api
     owner = new_owner(api, database)
     seen: list[str] = [owner.key, livekit_server.options.api_secret]
     with owner.http:
@@ -192,7 +194,9 @@ async def test_no_secret_reaches_a_log_line(
     # A tool call with a secret header, and one that fails.
     tool_secret = secrets.token_urlsafe(24)
     seen.append(tool_secret)
-    settings = make_settings(tmp_path, None, tool_secrets={"TOKEN": SecretStr(tool_secret)})
+    settings = make_settings(
+        tmp_path, None, tool_secrets={"TOKEN": SecretStr(tool_secret)}, tools_allow_private=True
+    )
     spec = HttpTool.model_validate(
         {
             "name": "t",
@@ -239,7 +243,12 @@ def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(
 def test_the_voice_start_rate_limit_is_per_key_with_retry_after(
     livekit_server: LiveKitDevServer, database: Database, tmp_path: Path
 ) -> None:
-    limited = start_api(make_settings(tmp_path, livekit_server, rate_limit_per_minute=2), database)
+    limited = start_api(
+        make_settings(
+            tmp_path, livekit_server, rate_limit_per_minute=2, agent_name=NO_WORKER_AGENT
+        ),
+        database,
+    )
     alice = new_owner(limited, database)
     try:
         agent = alice.create_agent()

@@ -105,7 +105,7 @@ def list_sessions(
     since: IsoDatetime | None = None,
     until: IsoDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # beyond it: 422, not a DB overflow
 ) -> SessionPage:
     """List the caller's sessions, newest first."""
     rows, total = sessions.list_sessions(
