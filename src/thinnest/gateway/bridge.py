@@ -209,6 +209,9 @@ class Bridge:
             self.close(refusal.code, refusal.reason)
         except (WebSocketDisconnect, RuntimeError):
             self.close(CloseCode.NORMAL, "client went away")
+        except Exception:  # a dead receiver would leave the connection deaf: close it
+            log.exception("session %s: gateway receive failed", self.session_id)
+            self.close(CloseCode.INTERNAL, "gateway error")
 
     def _text_in(self, text: str) -> None:
         try:
