@@ -149,7 +149,9 @@ class VoiceClient:
         )
         for start in range(0, len(padded) - per + 1, per):
             if start >= len(samples) and self.speech_ended_at is None:
-                self.speech_ended_at = time.monotonic()
+                # The source still holds what it queued (up to a second): the speech ends
+                # when that has gone out, not when its last frame was handed over.
+                self.speech_ended_at = time.monotonic() + self.source.queued_duration
             frame = rtc.AudioFrame(padded[start : start + per].tobytes(), SAMPLE_RATE, 1, per)
             await self.source.capture_frame(frame)
 
