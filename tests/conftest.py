@@ -6,7 +6,6 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -20,7 +19,9 @@ import pytest
 import uvicorn
 
 from thinnest.api.main import create_app
+from thinnest.bench.postgres import start_postgres
 from thinnest.config import Settings
+from thinnest.errors import ConfigError
 from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions, generate_credentials
 from thinnest.store import keys
 from thinnest.store.db import Database
@@ -63,6 +64,25 @@ def livekit_server(
     tmp_path_factory: pytest.TempPathFactory, api_port: int
 ) -> Iterator[LiveKitDevServer]:
     """A real livekit-server on free loopback ports. Fails (never skips) if it cannot start."""
+    server = loopback_livekit(
+        tmp_path_factory.mktemp("livekit"),
+        webhook_urls=(f"http://127.0.0.1:{api_port}/livekit/webhook",),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def _start_postgres(workdir: Path) -> tuple[str, Callable[[], None]]:
+    """initdb + pg_ctl from Debian's postgresql package, on a free loopback port."""
+    try:
+        return start_postgres(workdir)
+    except ConfigError as exc:
+        pytest.fail(str(exc))
+
+
+def loopback_livekit(workdir: Path, webhook_urls: tuple[str, ...] = ()) -> LiveKitDevServer:
+    """A (not yet started) real livekit-server on free loopback ports."""
     key, secret = generate_credentials()
     udp = free_port()
     options = LiveKitServerOptions(
@@ -72,67 +92,9 @@ def livekit_server(
         rtc_tcp_port=free_port(),
         udp_port_start=udp,
         udp_port_end=udp + 20,
-        webhook_urls=(f"http://127.0.0.1:{api_port}/livekit/webhook",),
+        webhook_urls=webhook_urls,
     )
-    server = LiveKitDevServer(options, workdir=tmp_path_factory.mktemp("livekit"))
-    server.start()
-    yield server
-    server.stop()
-
-
-def _start_postgres(workdir: Path) -> tuple[str, Callable[[], None]]:
-    """initdb + pg_ctl from Debian's postgresql package, on a free loopback port."""
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    if not versions:
-        pytest.fail("PostgreSQL is not installed: run `scripts/setup.sh --test`")
-    bindir = versions[-1].parent
-    data, sock = workdir / "pgdata", workdir / "pgsock"
-    sock.mkdir(parents=True)
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(workdir, "postgres")
-        shutil.chown(sock, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    subprocess.run(
-        [
-            *prefix,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *prefix,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(workdir / "pg.log"),
-            "-o",
-            f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-
-    def stop() -> None:
-        subprocess.run(
-            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-            capture_output=True,
-        )
-
-    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", stop
+    return LiveKitDevServer(options, workdir=workdir)
 
 
 @pytest.fixture(scope="session")

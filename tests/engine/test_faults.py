@@ -22,9 +22,9 @@ import httpx
 import pytest
 
 from livekit import rtc
-from tests.conftest import _start_postgres, free_port, make_settings, start_api
+from tests.conftest import _start_postgres, loopback_livekit, make_settings, start_api
 from thinnest.engine.persistence import CallStore
-from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions, generate_credentials
+from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store import agents, keys, sessions
 from thinnest.store.db import Database
 
@@ -33,17 +33,7 @@ pytestmark = pytest.mark.integration
 
 def _own_livekit(workdir: Path) -> LiveKitDevServer:
     """A LiveKit server of this test's own (the session's one is never stopped)."""
-    key, secret = generate_credentials()
-    udp = free_port()
-    options = LiveKitServerOptions(
-        api_key=key,
-        api_secret=secret,
-        port=free_port(),
-        rtc_tcp_port=free_port(),
-        udp_port_start=udp,
-        udp_port_end=udp + 10,
-    )
-    return LiveKitDevServer(options, workdir=workdir)
+    return loopback_livekit(workdir)
 
 
 def _wait_until(check, within: float, what: str):  # type: ignore[no-untyped-def]
