@@ -9,4 +9,4 @@ ruff check src tests
 echo "== pytest (SQLite)"
 pytest "$@"
 echo "== pytest (PostgreSQL)"
-THINNEST_TEST_DATABASE=postgresql pytest tests/api tests/store tests/engine "$@"
+THINNEST_TEST_DATABASE=postgresql pytest tests/api tests/store tests/engine tests/gateway "$@"
