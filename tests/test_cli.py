@@ -156,7 +156,9 @@ def test_dev_starts_everything_serves_the_contract_and_stops_cleanly(tmp_path: P
         assert any("thinnest worker" in c for c in running), running
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        # The worker drains first (up to 30 s: the session above dispatched a job that waits
+        # for its caller), then the API and LiveKit stop.
+        assert proc.wait(120) == 0
         proc.stdout.close()  # type: ignore[union-attr]
     assert _stack_pids(tmp_path) == {}  # no orphans: server, API, worker, job processes
     for name in ("THINNEST_API_PORT", "THINNEST_LIVEKIT_PORT", "THINNEST_LIVEKIT_RTC_TCP_PORT"):

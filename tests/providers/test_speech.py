@@ -219,7 +219,9 @@ async def test_whisper_stream_keeps_a_sentence_with_a_short_pause_whole(
         [silence, _at_16k(first, trim=True), pause, _at_16k(second, trim=True), silence]
     )
     events = await _stream(tiny_stream, pcm, realtime=True)
-    assert _kinds(events) == ["start_of_speech", "end_of_speech", "final_transcript"]
+    # One utterance (interim transcripts may come while it is spoken).
+    kinds = [k for k in _kinds(events) if k != "interim_transcript"]
+    assert kinds == ["start_of_speech", "end_of_speech", "final_transcript"]
     text = events[-1].alternatives[0].text
     assert word_error_rate(first.text + " " + second.text, text) <= 0.2, text
 
