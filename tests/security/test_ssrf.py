@@ -104,3 +104,90 @@ async def test_the_tool_runner_hands_the_llm_an_error_and_sends_no_request(
     assert requests == []  # nothing left the process
     assert [c.error for c in calls] == [refused.value.message]
     assert calls[0].result is None
+
+
+@pytest.fixture
+def loopback_tool_server():
+    """A real HTTP server on 127.0.0.1 that counts the requests it gets."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            length = int(self.headers.get("Content-Length") or 0)
+            hits.append(f"{self.path} {self.rfile.read(length).decode()}")
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], hits
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+async def test_a_dns_answer_that_changes_after_the_check_is_refused_at_connect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loopback_tool_server
+) -> None:
+    """DNS rebinding: the name resolves to a public address when checked, then to loopback
+    when the connection is made. The tools' client resolves and checks again where it
+    connects, so the request never reaches the loopback server."""
+    from thinnest.engine import tools
+
+    port, hits = loopback_tool_server
+    real_resolve = tools._resolve
+    answers = iter(["93.184.216.34"])
+
+    async def rebinding(host: str, port: int) -> list[tools.Address]:
+        first = next(answers, None)  # the first answer is public, the next ones loopback
+        if first is not None:
+            return [tools.ipaddress.ip_address(first)]
+        return await real_resolve(host, port)
+
+    monkeypatch.setattr(tools, "_resolve", rebinding)
+    settings = _settings(tmp_path)
+    calls: list[ToolCallRecord] = []
+
+    async def on_call(record: ToolCallRecord) -> None:
+        calls.append(record)
+
+    async with tools.tool_client(settings) as client:
+        tool = http_function_tool(
+            _tool(f"http://localhost:{port}/x"), settings=settings, client=client, on_call=on_call
+        )
+        with pytest.raises(llm.ToolError, match=r"its address (127\.0\.0\.1|::1) is not public"):
+            await tool({"q": "x"})
+    assert hits == []
+    assert calls[0].error is not None and "not public" in calls[0].error
+
+
+async def test_the_tools_client_reaches_an_allowed_address(
+    tmp_path: Path, loopback_tool_server
+) -> None:
+    """The guarded client is a working client: an allowed network is called, by name."""
+    port, hits = loopback_tool_server
+    from thinnest.engine import tools
+
+    settings = _settings(tmp_path, tools_allowed_networks=["127.0.0.0/8"])
+    calls: list[ToolCallRecord] = []
+
+    async def on_call(record: ToolCallRecord) -> None:
+        calls.append(record)
+
+    async with tools.tool_client(settings) as client:
+        tool = http_function_tool(
+            _tool(f"http://127.0.0.1:{port}/x"), settings=settings, client=client, on_call=on_call
+        )
+        assert await tool({"q": "x"}) == '{"ok":true}'
+    assert hits == ['/x {"q":"x"}']

@@ -15,7 +15,6 @@ import string
 import threading
 from typing import Any
 
-import httpx
 from livekit.agents import Agent, AgentSession, APIConnectOptions, JobContext, JobProcess, llm
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.room_io import RoomOptions
@@ -28,7 +27,7 @@ from thinnest.engine import protocol
 from thinnest.engine.call import Call
 from thinnest.engine.metadata import DispatchMetadata
 from thinnest.engine.persistence import CallStore
-from thinnest.engine.tools import end_call_tool, http_function_tool
+from thinnest.engine.tools import end_call_tool, http_function_tool, tool_client
 from thinnest.errors import ConfigError
 from thinnest.log import logger
 from thinnest.providers import registry
@@ -163,7 +162,7 @@ async def entrypoint(ctx: JobContext) -> None:
         store=store,
         max_failures=settings.provider_max_failures,
     )
-    http = httpx.AsyncClient()
+    http = tool_client(settings)
     tools: list[llm.Tool] = [
         http_function_tool(t, settings=settings, client=http, on_call=call.on_tool_call)
         for t in config.tools

@@ -6,8 +6,9 @@ A tool never crashes a call: errors, timeouts and non-JSON answers go back to th
 SSRF guard: before each request the tool's host is resolved and every address checked; a
 loopback, private, link-local or otherwise non-public one is refused (a ``ToolError``) unless
 ``Settings.tools_allow_private`` is on or ``Settings.tools_allowed_networks`` names it. The
-connection itself resolves the name again, so a DNS answer that changes in between (DNS
-rebinding) is not caught: see docs/security.md.
+client from :func:`tool_client` checks again where the connection is made: it resolves the
+host once, checks every address and connects to a checked one, so a DNS answer that changes
+between the check and the request (DNS rebinding) cannot lead it to a private address.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 from livekit.agents import llm
 
@@ -79,6 +81,26 @@ def _allowed(host: str, ip: Address, networks: list[str]) -> bool:
     return False
 
 
+async def _resolve(host: str, port: int) -> list[Address]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]) for i in infos))
+
+
+def _refused(host: str, addresses: list[Address], settings: Settings) -> Address | None:
+    """The first address of ``host`` that the guard refuses, if any."""
+    for ip in addresses:
+        if not _is_public(ip) and not _allowed(host, ip, settings.tools_allowed_networks):
+            return ip
+    return None
+
+
+def _refusal_text(name: str, ip: Address) -> str:
+    return (
+        f"{name} was not called: its address {ip} is not public (loopback, private or "
+        "link-local) and THINNEST_TOOLS_ALLOW_PRIVATE is off"
+    )
+
+
 async def check_destination(spec: HttpTool, settings: Settings) -> None:
     """Raise ``ToolError`` unless every address the tool's host resolves to may be called."""
     if settings.tools_allow_private:
@@ -86,16 +108,84 @@ async def check_destination(spec: HttpTool, settings: Settings) -> None:
     host = (spec.url.host or "").lower().rstrip(".").strip("[]")
     port = spec.url.port or (443 if spec.url.scheme == "https" else 80)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = await _resolve(host, port)
     except (OSError, UnicodeError) as exc:
         raise llm.ToolError(f"{spec.name} could not be reached: cannot resolve its host") from exc
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not _is_public(ip) and not _allowed(host, ip, settings.tools_allowed_networks):
-            raise llm.ToolError(
-                f"{spec.name} was not called: its address {ip} is not public (loopback, "
-                "private or link-local) and THINNEST_TOOLS_ALLOW_PRIVATE is off"
+    refused = _refused(host, addresses, settings)
+    if refused is not None:
+        raise llm.ToolError(_refusal_text(spec.name, refused))
+
+
+class DestinationRefused(httpcore.ConnectError):
+    """The connection's host resolved to an address the SSRF guard refuses."""
+
+    def __init__(self, ip: Address) -> None:
+        super().__init__(f"address {ip} is not public")
+        self.ip = ip
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to addresses the SSRF guard accepts, resolved once, at connect time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        name = host.lower().rstrip(".").strip("[]")
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await _resolve(name, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}") from exc
+        refused = _refused(name, addresses, self._settings)
+        if refused is not None:
+            raise DestinationRefused(refused)
+        # TLS still checks the certificate against the host name (httpcore passes it on).
+        return await self._inner.connect_tcp(
+            str(addresses[0]), port, timeout, local_address, socket_options
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("tools do not connect to unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        if not settings.tools_allow_private:
+            # httpx builds its pool without a way to pass a network backend: same pool,
+            # same defaults, with the guarded backend.
+            self._pool = httpcore.AsyncConnectionPool(
+                ssl_context=httpx.create_ssl_context(),
+                network_backend=_GuardedBackend(settings),
             )
+
+
+def tool_client(settings: Settings) -> httpx.AsyncClient:
+    """The HTTP client of a call's tools: every connection passes the SSRF guard.
+
+    It ignores proxy environment variables: a proxy would make the connection, and the
+    guard could not see where to.
+    """
+    return httpx.AsyncClient(transport=_GuardedTransport(settings), trust_env=False)
 
 
 async def call_http_tool(
@@ -116,6 +206,8 @@ async def call_http_tool(
     except httpx.TimeoutException as exc:
         raise llm.ToolError(f"{spec.name} timed out after {spec.timeout:g} s") from exc
     except httpx.HTTPError as exc:
+        if isinstance(exc.__cause__, DestinationRefused):  # the DNS answer changed (rebinding)
+            raise llm.ToolError(_refusal_text(spec.name, exc.__cause__.ip)) from exc
         raise llm.ToolError(f"{spec.name} could not be reached: {type(exc).__name__}") from exc
     if resp.status_code >= 400:
         raise llm.ToolError(f"{spec.name} failed with HTTP {resp.status_code}")
