@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     worker_idle_processes: int = Field(2, ge=1, le=64)
     """job processes each `thinnest worker` keeps prewarmed (models loaded, ready for a call);
     with one, a call that arrives while another is starting finds the worker full"""
+    worker_prewarm_nice: int = Field(10, ge=0, le=19)
+    """nice value of a job process while it prewarms (loads models), so a replacement process
+    does not slow the call that just began; a call sets 0 back (needs root or CAP_SYS_NICE);
+    0 turns this off"""
     worker_heartbeat_interval: float = Field(5.0, gt=0)
     """seconds between a worker's heartbeats; three missed ones and it counts as gone"""
     require_worker: bool = True

@@ -23,7 +23,7 @@ from livekit.agents.voice.turn import TurnHandlingOptions
 from livekit import rtc
 from thinnest.api.schemas import AgentConfig, ProviderChoice
 from thinnest.config import Settings, get_settings
-from thinnest.engine import protocol
+from thinnest.engine import priority, protocol
 from thinnest.engine.call import Call
 from thinnest.engine.metadata import DispatchMetadata
 from thinnest.engine.persistence import CallStore
@@ -69,6 +69,7 @@ class ProviderCache:
 def prewarm(proc: JobProcess) -> None:
     """Load the default agent's models into this job process, before any call."""
     settings = get_settings()
+    priority.lower_for_prewarm(settings.worker_prewarm_nice)
     cache = ProviderCache(settings)
     default = AgentConfig(name="default")
     cache.warm(default)
@@ -137,6 +138,7 @@ def render_instructions(config: AgentConfig, context: dict[str, Any]) -> str:
 
 async def entrypoint(ctx: JobContext) -> None:
     settings = get_settings()
+    priority.restore_for_call(settings.worker_prewarm_nice)
     meta = DispatchMetadata.model_validate_json(ctx.job.metadata)
     config = meta.agent
     cache: ProviderCache = ctx.proc.userdata.get("providers") or ProviderCache(settings)
