@@ -369,7 +369,10 @@ def bench_speech(
     count: Annotated[int, typer.Option(help="spoken utterances for the STT measures")] = 32,
     quick: Annotated[bool, typer.Option(help="a small, fast run (4 utterances)")] = False,
     stt: Annotated[
-        list[str] | None, typer.Option(help="whisper model, repeatable (default tiny.en, base)")
+        list[str] | None,
+        typer.Option(
+            help="whisper model, repeatable (default tiny.en, base); MODEL:full for the 30 s window"
+        ),
     ] = None,
     tts: Annotated[
         list[str] | None, typer.Option(help="TTS provider, repeatable (default piper, espeak)")

@@ -41,7 +41,8 @@ async def test_greets_listens_and_answers_then_ends_at_max_duration(
         await asyncio.sleep(2.5)  # let the greeting play out
         assert client.audio.first_voiced_after(t0) is not None, "no greeting audio"
 
-        await client.play_wav(speak("How many legs does a spider have?"))
+        # One sentence long enough (about 3 s) for interim results even on a busy machine.
+        await client.play_wav(speak("Please tell me quickly how many legs does a spider have?"))
         user = await client.next_event(60, type="transcript", role="user", final=True)
         assert heard(user["text"]), user["text"]
         # Interim results came first, while the question was being spoken.

@@ -37,11 +37,31 @@ async def test_whisper_base_transcribes_speech(whisper_base, booking: Speech, ra
     assert event.alternatives[0].language == "en"  # speed: `thinnest bench speech`
 
 
-async def test_whisper_tiny_en_transcribes_speech(models_settings, booking: Speech) -> None:
-    tiny = registry.build("stt", "whisper", {"model": "tiny.en"}, settings=models_settings)
+@pytest.mark.parametrize("window", ["fit", "full"])
+async def test_whisper_tiny_en_transcribes_speech(
+    models_settings, booking: Speech, window: str
+) -> None:
+    tiny = registry.build(
+        "stt", "whisper", {"model": "tiny.en", "window": window}, settings=models_settings
+    )
     assert tiny.model == "whisper-tiny.en"
     event = await tiny.recognize(booking.frames())
     assert word_error_rate(booking.text, event.alternatives[0].text) <= 0.2
+    assert 0 < event.alternatives[0].confidence <= 1
+
+
+async def test_whisper_fit_window_takes_long_audio_whole(models_settings, booking: Speech) -> None:
+    """Past 29 s an utterance no longer fits one short window: faster-whisper's 30 s windows
+    take it, and every part of it is transcribed."""
+    tiny = registry.build("stt", "whisper", {"model": "tiny.en"}, settings=models_settings)
+    pcm = _at_16k(booking)
+    gap = np.zeros(16000, dtype=np.int16)
+    repeats = int(31 * 16000 // (len(pcm) + len(gap))) + 1
+    long = np.concatenate([np.concatenate([pcm, gap])] * repeats)
+    assert len(long) > 30 * 16000
+    event = await tiny.recognize([rtc.AudioFrame(long.tobytes(), 16000, 1, len(long))])
+    text = event.alternatives[0].text.lower()
+    assert text.count("table") >= repeats - 1, text
 
 
 async def test_whisper_returns_empty_text_for_silence(whisper_base) -> None:
@@ -301,3 +321,11 @@ def test_piper_cuts_the_first_clause_only() -> None:
     assert split_first_clause("Yes. Then, no.") == ["Yes. Then, no."]
     assert split_first_clause("It costs 1,000 dollars, ok?") == ["It costs 1,000 dollars,", "ok?"]
     assert split_first_clause("Done.") == ["Done."]
+
+
+def test_whisper_drops_a_sentence_said_again_after_the_speech() -> None:
+    from thinnest.providers.whisper import _without_repeats
+
+    assert _without_repeats([7, 8, 9, 10, 7, 8, 9, 10, 7, 8]) == [7, 8, 9, 10]
+    assert _without_repeats([7, 8, 9, 7, 8]) == [7, 8, 9, 7, 8]  # too short to call a repeat
+    assert _without_repeats([1, 2, 3, 4, 5]) == [1, 2, 3, 4, 5]

@@ -76,7 +76,8 @@ class SpeechBenchOptions:
 
     Attributes:
         count: spoken utterances for the STT measures (the first ``count`` of the fixed set).
-        stt_models: whisper models to measure.
+        stt_models: whisper models to measure: ``tiny.en``, ``base``, or ``MODEL:full`` for
+            the model with Whisper's full 30 s encoder window (the ``window`` option).
         tts: TTS providers to measure.
         tts_sentences: sentences each TTS speaks.
         llm: LLM providers to measure.
@@ -171,7 +172,9 @@ async def _stream_once(engine: stt.STT, pcm: np.ndarray) -> tuple[str, float | N
 async def _bench_stt(
     model: str, corpus: list[tuple[Utterance, np.ndarray]], settings: Settings
 ) -> dict[str, Any]:
-    engine = registry.build("stt", "whisper", {"model": model}, settings=settings)
+    name, _, window = model.partition(":")
+    options = {"model": name, "window": window} if window else {"model": name}
+    engine = registry.build("stt", "whisper", options, settings=settings)
     await _stream_once(engine, corpus[0][1])  # load the model, warm the caches
     items: list[dict[str, Any]] = []
     wers: list[float] = []
@@ -199,7 +202,7 @@ async def _bench_stt(
         )
     await engine.aclose()
     return {
-        "provider": f"whisper {model}",
+        "provider": f"whisper {name}" + (f" ({window} window)" if window else ""),
         "wer": {"corpus": errors / max(1, words), **summary(wers)},
         "mean_wer_by_condition": {
             cond: sum(i["wer"] for i in sel) / len(sel)
