@@ -286,8 +286,12 @@ def test_livekit_down_gives_503_and_no_active_session(
 def test_no_live_worker_gives_503(
     database: Database, tmp_path: object, livekit_server: LiveKitDevServer, make_tenant: object
 ) -> None:
-    settings = make_settings(tmp_path, livekit_server, agent_name="nobody-serves-this",  # type: ignore[arg-type]
-                             require_worker=True)
+    settings = make_settings(
+        tmp_path,
+        livekit_server,
+        agent_name="nobody-serves-this",  # type: ignore[arg-type]
+        require_worker=True,
+    )
     side = start_api(settings, database)
     try:
         tenant = make_tenant()  # type: ignore[operator]

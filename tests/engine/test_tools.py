@@ -78,7 +78,7 @@ async def test_http_tool_then_end_call(
             "llm": {
                 "name": "openai",
                 "options": {"base_url": scripted_llm.base_url, "model": "scripted"},
-            }
+            },
         },
         greeting="Hi, ask me about the weather.",
         instructions=(
