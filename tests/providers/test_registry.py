@@ -121,6 +121,7 @@ def test_validate_fills_defaults(settings) -> None:
         "preflight_silence": 0.15,
         "interim_results": True,
         "interim_interval": 0.7,
+        "window": "fit",
     }
     # a validated model goes through validate/build again unchanged
     assert registry.validate("stt", "whisper", opts, settings=settings) == opts
