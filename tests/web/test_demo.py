@@ -26,8 +26,10 @@ async def test_demo_page_holds_a_spoken_call(
     worker: Worker, web_stack: WebStack, launch_browser, speak, tmp_path: Path
 ) -> None:
     # Chromium plays the file from the moment the page opens the microphone: the test reopens
-    # it once the greeting is over, so the question follows the greeting at a known time.
-    wav = padded_wav(speak(QUESTION), tmp_path / "question.wav", lead=0.5, tail=60.0)
+    # it once the greeting is over, so the question follows the greeting at a known time. The
+    # lead keeps the first play from talking over the greeting (the user's words interrupt
+    # it: started before its first audio, it is never said).
+    wav = padded_wav(speak(QUESTION), tmp_path / "question.wav", lead=8.0, tail=60.0)
     browser = await launch_browser(wav)
     page = await browser.new_page()
     logs: list[str] = []

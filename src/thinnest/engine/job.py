@@ -27,7 +27,7 @@ from thinnest.engine import priority, protocol
 from thinnest.engine.call import Call
 from thinnest.engine.metadata import DispatchMetadata
 from thinnest.engine.persistence import CallStore
-from thinnest.engine.tools import end_call_tool, http_function_tool, tool_client
+from thinnest.engine.tools import end_call_tool, http_function_tool, ssl_context, tool_client
 from thinnest.errors import ConfigError
 from thinnest.log import logger
 from thinnest.providers import registry
@@ -79,6 +79,7 @@ def prewarm(proc: JobProcess) -> None:
     warmer = threading.Thread(target=lambda: asyncio.run(_warm_llm(llm_obj, default.instructions)))
     warmer.start()
     warmer.join(60)
+    ssl_context()  # the tools' TLS context: loading the CA bundle would stall a call's start
     proc.userdata["providers"] = cache
     proc.userdata["database"] = Database(settings.resolved_database_url)
 

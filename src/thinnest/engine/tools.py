@@ -14,10 +14,12 @@ between the check and the request (DNS rebinding) cannot lead it to a private ad
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import re
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -167,15 +169,21 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    """The tools' TLS context, made once per process (loading the CA bundle blocks the event
+    loop for 0.1-0.3 s: the prewarm makes it, not a call's start)."""
+    return httpx.create_ssl_context()
+
+
 class _GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, settings: Settings) -> None:
-        super().__init__()
+        super().__init__(verify=ssl_context())
         if not settings.tools_allow_private:
             # httpx builds its pool without a way to pass a network backend: same pool,
             # same defaults, with the guarded backend.
             self._pool = httpcore.AsyncConnectionPool(
-                ssl_context=httpx.create_ssl_context(),
-                network_backend=_GuardedBackend(settings),
+                ssl_context=ssl_context(), network_backend=_GuardedBackend(settings)
             )
 
 

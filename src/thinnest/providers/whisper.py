@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import math
 import os
@@ -158,6 +159,15 @@ class WhisperSTT(stt.STT):
         self._vad: Any = None
         path = models.prepare(_MODEL_DIRS[options.resolved_model], settings=settings)
         self._model = _load(str(path), options.threads)
+        if options.streaming:
+            # Loaded now (in a job process's prewarm), not at a call's first stream: creating
+            # the ONNX session blocks the event loop for 0.1-0.2 s. Missing, stream() says so.
+            with contextlib.suppress(ConfigError):
+                self._vad = self._load_vad()
+
+    def _load_vad(self) -> Any:
+        silero = require("livekit.plugins.silero", extra="offline", provider="whisper")
+        return silero.VAD.load(sample_rate=SAMPLE_RATE, min_silence_duration=self._opts.end_silence)
 
     @property
     def model(self) -> str:
@@ -285,10 +295,7 @@ class WhisperSTT(stt.STT):
                 "this whisper STT is non-streaming (option streaming=false): pair it with a VAD"
             )
         if self._vad is None:
-            silero = require("livekit.plugins.silero", extra="offline", provider="whisper")
-            self._vad = silero.VAD.load(
-                sample_rate=SAMPLE_RATE, min_silence_duration=self._opts.end_silence
-            )
+            self._vad = self._load_vad()
         lang = language if is_given(language) else self._opts.language
         return _WhisperStream(self, vad=self._vad, language=lang, conn_options=conn_options)
 
