@@ -17,13 +17,14 @@ import json
 import logging
 from typing import Any
 
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, llm
+from livekit.agents import Agent, AgentSession, JobContext, JobProcess, llm
 
 from thinnest.api.schemas import AgentConfig, Providers
 from thinnest.config import get_settings
 from thinnest.engine import protocol
 from thinnest.engine.call import _LATENCY_KEYS as LATENCY_KEYS
 from thinnest.engine.job import KINDS, ProviderCache, prewarm
+from thinnest.engine.worker import build_server
 
 AGENT_NAME = "thinnest-bench-peer"
 log = logging.getLogger("thinnest.bench.peer")
@@ -86,20 +87,9 @@ _pending: set[asyncio.Task[Any]] = set()
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=logging.INFO)
-    key, secret = settings.livekit_credentials()
-    server = AgentServer(
-        ws_url=settings.livekit_url,
-        api_key=key,
-        api_secret=secret,
-        setup_fnc=_prewarm,
-        num_idle_processes=settings.worker_idle_processes,
-        initialize_process_timeout=120.0,
-        load_fnc=lambda srv: len(srv.active_jobs) / settings.worker_max_jobs,
-        load_threshold=1.0,
-        port=0,
-        host="127.0.0.1",
+    server = build_server(
+        settings, setup_fnc=_prewarm, entrypoint_fnc=_entrypoint, agent_name=AGENT_NAME
     )
-    server.rtc_session(_entrypoint, agent_name=AGENT_NAME)
     # The bench stack waits for the same line as for our worker.
     server.on("worker_registered", lambda *_: log.info("worker live: first heartbeat stored"))
     asyncio.run(server.run(devmode=False))

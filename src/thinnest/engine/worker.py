@@ -12,8 +12,10 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from livekit.agents import AgentServer
+from livekit.agents import AgentServer, JobContext, JobProcess
 
 from thinnest.config import Settings
 from thinnest.engine.job import entrypoint, prewarm
@@ -24,13 +26,21 @@ from thinnest.store.db import Database
 log = logger.getChild("engine")
 
 
-def build_server(settings: Settings) -> AgentServer:
+def build_server(
+    settings: Settings,
+    *,
+    setup_fnc: Callable[[JobProcess], Any] = prewarm,
+    entrypoint_fnc: Callable[[JobContext], Awaitable[None]] = entrypoint,
+    agent_name: str | None = None,
+) -> AgentServer:
+    """A livekit-agents server for our engine (or, for ``thinnest bench``, another one) with
+    the worker's settings: prewarmed processes, capacity counted in calls, loopback HTTP."""
     key, secret = settings.livekit_credentials()
     server = AgentServer(
         ws_url=settings.livekit_url,
         api_key=key,
         api_secret=secret,
-        setup_fnc=prewarm,
+        setup_fnc=setup_fnc,
         num_idle_processes=settings.worker_idle_processes,
         initialize_process_timeout=120.0,
         # Capacity is counted in calls, not CPU: on a small machine the CPU is busy in any
@@ -41,7 +51,7 @@ def build_server(settings: Settings) -> AgentServer:
         host="127.0.0.1",
         log_level=settings.log_level.upper(),
     )
-    server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    server.rtc_session(entrypoint_fnc, agent_name=agent_name or settings.agent_name)
     return server
 
 
