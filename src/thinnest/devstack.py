@@ -44,6 +44,26 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def stop_children(children: dict[str, subprocess.Popen[bytes]], *, grace: float = 30) -> None:
+    """Stop child processes started in their own sessions: SIGTERM in reverse start order,
+    ``grace`` seconds each to exit, then SIGKILL to the whole process group (a worker's job
+    processes and forkserver go with it); the dict is emptied."""
+    for name, proc in reversed(list(children.items())):
+        if proc.poll() is None:
+            log.info("stopping %s (pid %d)", name, proc.pid)
+            proc.terminate()
+    for proc in children.values():
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what it left behind in its group
+    children.clear()
+
+
 def wait_http(url: str, *, timeout: float, alive: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -169,19 +189,7 @@ class DevStack:
         raise UnavailableError(f"the worker did not start within {timeout:.0f}s")
 
     def stop(self) -> None:
-        for name, proc in reversed(list(self.children.items())):
-            if proc.poll() is None:
-                log.info("stopping %s (pid %d)", name, proc.pid)
-                proc.terminate()
-        for proc in self.children.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                # Its whole group: a worker's job processes and forkserver go with it.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.children.clear()
+        stop_children(self.children)
         if self.livekit is not None:
             self.livekit.stop()
             self.livekit = None

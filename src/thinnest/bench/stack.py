@@ -8,10 +8,8 @@ are created in the bench's database; agents are created through the API.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +21,7 @@ from typing import Any
 import httpx
 
 from thinnest.config import Settings
-from thinnest.devstack import wait_http
+from thinnest.devstack import stop_children, wait_http
 from thinnest.errors import UnavailableError
 from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions, generate_credentials
 from thinnest.livekit.tokens import mint_participant_token
@@ -195,19 +193,7 @@ class BenchStack:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        for proc in self.children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.children.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # job processes left in its group
-        self.children.clear()
+        stop_children(self.children)
         if self.livekit is not None:
             self.livekit.stop()
             self.livekit = None
