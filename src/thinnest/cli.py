@@ -508,6 +508,35 @@ def bench_concurrency(
     out.print(f"results: {path}")
 
 
+@bench_app.command("soak")
+def bench_soak(
+    seconds: Annotated[float, typer.Option(help="how long new calls are started")] = 600.0,
+    stack: Annotated[str, typer.Option(help="fixed (the engine's own cost) or offline")] = "fixed",
+    max_calls: Annotated[int, typer.Option(help="stop after this many calls")] = 10_000,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="JSON file; default <data dir>/bench/")
+    ] = None,
+) -> None:
+    """Short calls one after another; leaked processes, rooms, descriptors or memory."""
+    import asyncio
+
+    from thinnest.bench.latency import default_out
+    from thinnest.bench.report import write_json
+    from thinnest.bench.soak import SoakOptions, run_soak_bench
+    from thinnest.bench.tables import soak_table
+
+    settings = get_settings()
+    options = SoakOptions(seconds=seconds, stack=stack, max_calls=max_calls)
+    results = asyncio.run(
+        run_soak_bench(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    )
+    out.print(soak_table(results))
+    path = write_json(results, out_file or default_out(settings, "soak"))
+    out.print(f"results: {path}")
+    if not results["pass"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: a ``ThinnestError`` is one line on stderr and exit code 1, never a traceback."""
     try:

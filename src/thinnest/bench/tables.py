@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-__all__ = ["api_table", "concurrency_table", "latency_table"]
+__all__ = ["api_table", "concurrency_table", "latency_table", "soak_table"]
 
 
 def _ms(value: Any) -> str:
@@ -99,4 +99,54 @@ def api_table(results: dict[str, Any]) -> Table:
             _ms(r["latency_ms"]["p99"]),
             _ms(r["latency_ms"]["max"]),
         )
+    return table
+
+
+def soak_table(results: dict[str, Any]) -> Table:
+    before, after = results["before"], results["after"]
+    calls = max(1, results["calls"])
+    table = Table(
+        title=f"thinnest bench soak: {results['calls']} calls, stack {results['options']['stack']}"
+    )
+    for name in ("measure", "before", "after", "change", "bound"):
+        table.add_column(name, justify="left" if name == "measure" else "right")
+    grown = after["main_rss_mb"] - before["main_rss_mb"]
+    bounds = results["bounds"]
+    rows = [
+        ("worker processes", before["processes"], after["processes"], "", "same"),
+        (
+            "worker main RSS (MB)",
+            before["main_rss_mb"],
+            after["main_rss_mb"],
+            f"{grown:+.1f} ({grown / calls:+.2f}/call)",
+            f"≤ {bounds['main_rss_growth_mb']:g} ({bounds['rss_growth_per_call_mb']:g}/call)",
+        ),
+        (
+            "worker tree RSS (MB)",
+            before["tree_rss_mb"],
+            after["tree_rss_mb"],
+            f"{after['tree_rss_mb'] - before['tree_rss_mb']:+.1f}",
+            "",
+        ),
+        (
+            "worker file descriptors",
+            before["worker_fds"],
+            after["worker_fds"],
+            f"{after['worker_fds'] - before['worker_fds']:+d}",
+            f"≤ +{bounds['fd_growth']}",
+        ),
+        ("failed calls", "", results["failed_calls"], "", "0"),
+        ("rooms left open", "", len(results["rooms_left"]), "", "0"),
+        (
+            "answer p50 (ms): first / last tenth",
+            _ms(results["v2v_ms"]["first_tenth_p50"]),
+            _ms(results["v2v_ms"]["last_tenth_p50"]),
+            "",
+            "",
+        ),
+    ]
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    verdict = "pass" if results["pass"] else "FAIL: " + "; ".join(results["problems"])
+    table.caption = f"call p50 {results['call_s']['p50']:.1f} s; {verdict}"
     return table
