@@ -402,6 +402,24 @@ def bench_speech(
     out.print(f"results: {path}")
 
 
+def _run_bench(
+    run: Any, options: Any, settings: Any, table: Any, name: str, out_file: Path | None
+) -> dict[str, Any]:
+    """Run one benchmark with progress on stderr, print its table, write its JSON."""
+    import asyncio
+
+    from thinnest.bench.latency import default_out
+    from thinnest.bench.report import write_json
+
+    results: dict[str, Any] = asyncio.run(
+        run(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    )
+    out.print(table(results))
+    path = write_json(results, out_file or default_out(settings, name))
+    out.print(f"results: {path}")
+    return results
+
+
 @bench_app.command("latency")
 def bench_latency(
     count: Annotated[int, typer.Option(help="utterances per system and stack")] = 20,
@@ -415,10 +433,7 @@ def bench_latency(
     ] = None,
 ) -> None:
     """Voice-to-voice latency of real calls (p50/p90/p95/max) and the engine's breakdown."""
-    import asyncio
-
-    from thinnest.bench.latency import LatencyOptions, default_out, run_latency_bench
-    from thinnest.bench.report import write_json
+    from thinnest.bench.latency import LatencyOptions, run_latency_bench
     from thinnest.bench.tables import latency_table
 
     settings = get_settings()
@@ -428,12 +443,7 @@ def bench_latency(
         stacks=tuple(stack or ("offline", "fixed")),
         peers=peers,
     )
-    results = asyncio.run(
-        run_latency_bench(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
-    )
-    out.print(latency_table(results))
-    path = write_json(results, out_file or default_out(settings, "latency"))
-    out.print(f"results: {path}")
+    _run_bench(run_latency_bench, options, settings, latency_table, "latency", out_file)
 
 
 @bench_app.command("api")
@@ -453,11 +463,7 @@ def bench_api(
     ] = None,
 ) -> None:
     """POST /voice/start throughput and p50/p99 latency under a bounded loopback load."""
-    import asyncio
-
     from thinnest.bench.apiload import ApiBenchOptions, run_api_bench
-    from thinnest.bench.latency import default_out
-    from thinnest.bench.report import write_json
     from thinnest.bench.tables import api_table
 
     settings = get_settings()
@@ -469,12 +475,7 @@ def bench_api(
         postgres_url=postgres_url,
         profile=profile,
     )
-    results = asyncio.run(
-        run_api_bench(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
-    )
-    out.print(api_table(results))
-    path = write_json(results, out_file or default_out(settings, "api"))
-    out.print(f"results: {path}")
+    _run_bench(run_api_bench, options, settings, api_table, "api", out_file)
 
 
 @bench_app.command("concurrency")
@@ -489,23 +490,14 @@ def bench_concurrency(
     ] = None,
 ) -> None:
     """Ramp concurrent calls until latency or audio continuity degrades; CPU/memory per call."""
-    import asyncio
-
     from thinnest.bench.concurrency import ConcurrencyOptions, run_concurrency_bench
-    from thinnest.bench.latency import default_out
-    from thinnest.bench.report import write_json
     from thinnest.bench.tables import concurrency_table
 
     settings = get_settings()
     options = ConcurrencyOptions(
         stacks=tuple(stack or ("offline", "fixed")), max_calls=max_calls, turns=turns
     )
-    results = asyncio.run(
-        run_concurrency_bench(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
-    )
-    out.print(concurrency_table(results))
-    path = write_json(results, out_file or default_out(settings, "concurrency"))
-    out.print(f"results: {path}")
+    _run_bench(run_concurrency_bench, options, settings, concurrency_table, "concurrency", out_file)
 
 
 @bench_app.command("soak")
@@ -518,21 +510,12 @@ def bench_soak(
     ] = None,
 ) -> None:
     """Short calls one after another; leaked processes, rooms, descriptors or memory."""
-    import asyncio
-
-    from thinnest.bench.latency import default_out
-    from thinnest.bench.report import write_json
     from thinnest.bench.soak import SoakOptions, run_soak_bench
     from thinnest.bench.tables import soak_table
 
     settings = get_settings()
     options = SoakOptions(seconds=seconds, stack=stack, max_calls=max_calls)
-    results = asyncio.run(
-        run_soak_bench(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
-    )
-    out.print(soak_table(results))
-    path = write_json(results, out_file or default_out(settings, "soak"))
-    out.print(f"results: {path}")
+    results = _run_bench(run_soak_bench, options, settings, soak_table, "soak", out_file)
     if not results["pass"]:
         raise typer.Exit(1)
 

@@ -156,20 +156,26 @@ async def test_a_dns_answer_that_changes_after_the_check_is_refused_at_connect(
         return await real_resolve(host, port)
 
     monkeypatch.setattr(tools, "_resolve", rebinding)
-    settings = _settings(tmp_path)
+    with pytest.raises(llm.ToolError, match=r"its address (127\.0\.0\.1|::1) is not public"):
+        await _call_guarded(f"http://localhost:{port}/x", _settings(tmp_path))
+    assert hits == []
+
+
+async def _call_guarded(url: str, settings: Settings) -> str:
+    """One call of an HTTP tool through the tools' guarded client (its record kept)."""
+    from thinnest.engine import tools
+
     calls: list[ToolCallRecord] = []
 
     async def on_call(record: ToolCallRecord) -> None:
         calls.append(record)
 
     async with tools.tool_client(settings) as client:
-        tool = http_function_tool(
-            _tool(f"http://localhost:{port}/x"), settings=settings, client=client, on_call=on_call
-        )
-        with pytest.raises(llm.ToolError, match=r"its address (127\.0\.0\.1|::1) is not public"):
-            await tool({"q": "x"})
-    assert hits == []
-    assert calls[0].error is not None and "not public" in calls[0].error
+        tool = http_function_tool(_tool(url), settings=settings, client=client, on_call=on_call)
+        try:
+            return str(await tool({"q": "x"}))
+        finally:
+            assert len(calls) == 1  # refused or not, the call is reported
 
 
 async def test_the_tools_client_reaches_an_allowed_address(
@@ -177,17 +183,6 @@ async def test_the_tools_client_reaches_an_allowed_address(
 ) -> None:
     """The guarded client is a working client: an allowed network is called, by name."""
     port, hits = loopback_tool_server
-    from thinnest.engine import tools
-
     settings = _settings(tmp_path, tools_allowed_networks=["127.0.0.0/8"])
-    calls: list[ToolCallRecord] = []
-
-    async def on_call(record: ToolCallRecord) -> None:
-        calls.append(record)
-
-    async with tools.tool_client(settings) as client:
-        tool = http_function_tool(
-            _tool(f"http://127.0.0.1:{port}/x"), settings=settings, client=client, on_call=on_call
-        )
-        assert await tool({"q": "x"}) == '{"ok":true}'
+    assert await _call_guarded(f"http://127.0.0.1:{port}/x", settings) == '{"ok":true}'
     assert hits == ['/x {"q":"x"}']
