@@ -129,12 +129,17 @@ async def test_readme_example_talks_while_another_client_stops_reading(
             tmp_path, api, tenant.key, str(agent["id"]), speak(QUESTION)
         )
         assert time.monotonic() - t0 > UNREAD
+        closed_early = (ws.close_code, ws.close_reason)
+        # It hangs up: the gateway must read `end` behind the audio it is still sending.
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(json.dumps({"type": "end"}))
+        await asyncio.wait({reader}, timeout=30)  # its reading ends when the gateway closes
+        hung_up = (ws.close_code, ws.close_reason)
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
-        still_open = ws.close_code is None
         mic.cancel()
         await asyncio.gather(mic, return_exceptions=True)
-    # It went away (closed its socket): the gateway leaves the room, the call ends user_left.
+    # The gateway leaves the room when the client hangs up: the call ends user_left.
 
     # The README example: greeting, the question heard, a spoken answer, call_ended.
     assert code == 0, err[-3000:]
@@ -161,7 +166,10 @@ async def test_readme_example_talks_while_another_client_stops_reading(
         f"client that read nothing for {UNREAD} s: its first second of reading brought "
         f"{backlog_s:.2f} s of audio; {len(events)} events in all; {dropped}"
     )
-    assert still_open, "the gateway closed a client that was only slow"
+    assert closed_early == (None, None), (
+        f"the gateway closed a client that was only slow: {closed_early}"
+    )
+    assert hung_up == (1000, "hung up"), hung_up
     row = await wait_final(database, slow["session_id"], within=60)
     assert row.end_reason == "user_left", row.end_reason
     assert dropped, "the gateway never dropped audio for the slow reader"

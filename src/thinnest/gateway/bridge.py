@@ -142,7 +142,10 @@ class Bridge:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._drained(), FLUSH_TIMEOUT)
             sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(sender, return_exceptions=True), TEARDOWN_STEP
+                )
             return self._close
         finally:
             await self._teardown()
@@ -191,7 +194,10 @@ class Bridge:
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(self.ws.receive(), self.limits.idle_timeout)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancel that
+                    # lands as its awaitable finishes, and the loop would go on after teardown.
+                    async with asyncio.timeout(self.limits.idle_timeout):
+                        message = await self.ws.receive()
                 except TimeoutError:
                     self.close(CloseCode.IDLE, f"no message for {self.limits.idle_timeout:g} s")
                     return
@@ -306,9 +312,12 @@ class Bridge:
                 if self.outbox.audio:
                     wait = self.pacer.delay(time.monotonic(), len(self.outbox.audio))
                     if wait > 0:
-                        # An event arriving meanwhile goes out first.
+                        # An event arriving meanwhile goes out first. (Not wait_for: close()
+                        # wakes this wait as the sender is cancelled, and 3.11's wait_for then
+                        # drops the cancel: a client that hung up stayed connected.)
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), wait)
+                            async with asyncio.timeout(wait):
+                                await self._wake.wait()
                         continue
                     await self.ws.send_bytes(self.outbox.audio.popleft())
                     self.pacer.sent()
