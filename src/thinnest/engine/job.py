@@ -9,13 +9,23 @@ greets, and waits for the call to end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import json
 import shutil
 import string
 import threading
 from typing import Any
 
-from livekit.agents import Agent, AgentSession, APIConnectOptions, JobContext, JobProcess, llm
+from livekit.agents import (
+    Agent,
+    AgentSession,
+    APIConnectOptions,
+    JobContext,
+    JobProcess,
+    llm,
+    tokenize,
+)
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.room_io import RoomOptions
 from livekit.agents.voice.turn import TurnHandlingOptions
@@ -46,24 +56,50 @@ class ProviderCache:
         self.settings = settings
         self._built: dict[str, Any] = {}
 
+    @staticmethod
+    def _key(kind: str, choice: ProviderChoice) -> str:
+        return f"{kind}:{choice.name}:{json.dumps(choice.options, sort_keys=True)}"
+
     def get(self, kind: str, choice: ProviderChoice) -> Any:
-        key = f"{kind}:{choice.name}:{json.dumps(choice.options, sort_keys=True)}"
+        key = self._key(kind, choice)
         if key not in self._built:
             self._built[key] = registry.build(
                 kind, choice.name, choice.options, settings=self.settings
             )
         return self._built[key]
 
-    def for_agent(self, kind: str, config: AgentConfig) -> Any:
-        """The provider object of ``kind`` for an agent (its language applied)."""
+    @staticmethod
+    def choice(kind: str, config: AgentConfig) -> ProviderChoice:
+        """The agent's provider of ``kind``, its language applied."""
         choice: ProviderChoice = getattr(config.providers, kind)
         if kind in ("stt", "tts"):
             choice = with_language(kind, choice, config.language)
-        return self.get(kind, choice)
+        return choice
+
+    def for_agent(self, kind: str, config: AgentConfig) -> Any:
+        """The provider object of ``kind`` for an agent (its language applied)."""
+        return self.get(kind, self.choice(kind, config))
 
     def warm(self, config: AgentConfig) -> None:
         for kind in KINDS:
             self.for_agent(kind, config)
+
+    async def load(self, config: AgentConfig) -> None:
+        """Build the agent's providers this process has not built yet, off the event loop.
+
+        The prewarmed default config finds everything built. Another one (Whisper base, a
+        cloud LLM) has its model files hashed and loaded in a worker thread: on the event
+        loop that stalled the call's audio for seconds. Plugins are imported here first,
+        on the loop's (main) thread, where they must register.
+        """
+        for kind in KINDS:
+            choice = self.choice(kind, config)
+            if self._key(kind, choice) in self._built:
+                continue
+            for module in registry.get(kind, choice.name).plugins:
+                with contextlib.suppress(ImportError):  # the build names the missing extra
+                    importlib.import_module(module)
+            await asyncio.to_thread(self.get, kind, choice)
 
 
 def prewarm(proc: JobProcess) -> None:
@@ -80,6 +116,9 @@ def prewarm(proc: JobProcess) -> None:
     warmer.start()
     warmer.join(60)
     ssl_context()  # the tools' TLS context: loading the CA bundle would stall a call's start
+    # livekit-agents' transcript synchronizer builds its hyphenation table on first use: at
+    # the greeting, 0.15-0.25 s of blocked event loop (logged as such). Built here instead.
+    tokenize.basic.hyphenate_word("prewarm")
     proc.userdata["providers"] = cache
     proc.userdata["database"] = Database(settings.resolved_database_url)
 
@@ -149,6 +188,7 @@ async def entrypoint(ctx: JobContext) -> None:
     store = CallStore(database, meta.session_id)
 
     await ctx.connect()
+    await cache.load(config)
     session: AgentSession = AgentSession(
         stt=cache.for_agent("stt", config),
         llm=cache.for_agent("llm", config),

@@ -31,6 +31,7 @@ PROVIDERS: list[Provider] = [
         whisper.WhisperOptions,
         whisper.build,
         description="offline faster-whisper (base, tiny.en)",
+        plugins=("livekit.plugins.silero",),
     ),
     Provider(
         "stt",
@@ -39,6 +40,7 @@ PROVIDERS: list[Provider] = [
         deepgram.build,
         deepgram.check,
         description="Deepgram streaming STT",
+        plugins=("livekit.plugins.deepgram",),
     ),
     Provider(
         "stt",
@@ -47,6 +49,7 @@ PROVIDERS: list[Provider] = [
         google.build_stt,
         google.check,
         description="Google Cloud Speech STT",
+        plugins=("livekit.plugins.google",),
     ),
     Provider(
         "llm",
@@ -62,6 +65,7 @@ PROVIDERS: list[Provider] = [
         openai.build,
         openai.check,
         description="any OpenAI-compatible chat-completions endpoint",
+        plugins=("livekit.plugins.openai",),
     ),
     Provider(
         "llm",
@@ -70,6 +74,7 @@ PROVIDERS: list[Provider] = [
         google.build_llm,
         google.check,
         description="Google Gemini",
+        plugins=("livekit.plugins.google",),
     ),
     Provider(
         "tts",
@@ -92,6 +97,7 @@ PROVIDERS: list[Provider] = [
         elevenlabs.build,
         elevenlabs.check,
         description="ElevenLabs streaming TTS",
+        plugins=("livekit.plugins.elevenlabs",),
     ),
     Provider(
         "tts",
@@ -100,6 +106,7 @@ PROVIDERS: list[Provider] = [
         cartesia.build,
         cartesia.check,
         description="Cartesia streaming TTS",
+        plugins=("livekit.plugins.cartesia",),
     ),
     Provider(
         "stt",
@@ -122,7 +129,14 @@ PROVIDERS: list[Provider] = [
         fixed.build_tts,
         description="benchmarks/tests only: a tone after a set time to first byte",
     ),
-    Provider("vad", "silero", silero.SileroOptions, silero.build, description="offline Silero VAD"),
+    Provider(
+        "vad",
+        "silero",
+        silero.SileroOptions,
+        silero.build,
+        description="offline Silero VAD",
+        plugins=("livekit.plugins.silero",),
+    ),
     Provider(
         "turn_detection",
         "livekit",

@@ -70,6 +70,10 @@ class Provider:
             settings, say); raises :class:`ConfigError` whose ``field`` is relative to
             the options (``"api_key"``) or ``None``.
         description: one line for listings.
+        plugins: livekit plugin modules the factory imports. A plugin registers itself
+            when imported and refuses to outside the main thread: the voice engine imports
+            these on its main thread and then builds the provider in a worker thread (model
+            files are hashed and loaded there, off the call's event loop).
     """
 
     kind: Kind
@@ -78,6 +82,7 @@ class Provider:
     factory: Callable[[Any, Settings], Any]
     check: Callable[[Any, Settings], None] | None = None
     description: str = ""
+    plugins: tuple[str, ...] = ()
 
 
 _registry: dict[tuple[str, str], Provider] = {}

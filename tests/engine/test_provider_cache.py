@@ -1,0 +1,62 @@
+"""A call whose agent needs providers the job process has not built loads them off its loop."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from thinnest.api.schemas import AgentConfig, ProviderChoice, Providers
+from thinnest.config import Settings
+from thinnest.engine.job import ProviderCache
+from thinnest.providers import registry
+from thinnest.providers.registry import Provider
+
+PLUGIN = "tests.engine.probe_plugin"
+
+
+class _ProbeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+async def test_load_imports_plugins_on_the_loop_and_builds_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built_on: list[threading.Thread] = []
+
+    def factory(_options: Any, _settings: Settings) -> object:
+        # As a livekit plugin would: its module must already be imported (registered).
+        assert PLUGIN in sys.modules
+        built_on.append(threading.current_thread())
+        return object()
+
+    registry.names("tts")  # the built-ins are registered before the probe joins them
+    probe = Provider("tts", "probe", _ProbeOptions, factory, plugins=(PLUGIN,))
+    monkeypatch.setitem(registry._registry, ("tts", "probe"), probe)
+    monkeypatch.delitem(sys.modules, PLUGIN, raising=False)
+    config = AgentConfig(
+        name="not the default",
+        providers=Providers(
+            stt=ProviderChoice(name="whisper", options={"model": "tiny.en"}),
+            llm=ProviderChoice(name="fixed"),
+            tts=ProviderChoice(name="probe"),
+            vad=ProviderChoice(name="silero"),
+            turn_detection=ProviderChoice(name="livekit", options={"mode": "vad"}),
+        ),
+    )
+    cache = ProviderCache(Settings(data_dir=tmp_path))
+    loop_thread = threading.current_thread()
+
+    await cache.load(config)
+
+    assert sys.modules[PLUGIN].IMPORTED_ON is loop_thread
+    assert len(built_on) == 1 and built_on[0] is not loop_thread
+    # The real Whisper model was hashed and loaded there too; the session gets the same objects.
+    stt = cache.for_agent("stt", config)
+    assert type(stt).__name__ == "WhisperSTT"
+    await cache.load(config)  # nothing left to build
+    assert len(built_on) == 1 and cache.for_agent("stt", config) is stt
