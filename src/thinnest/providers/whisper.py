@@ -200,7 +200,7 @@ class WhisperSTT(stt.STT):
         for segment in segments:
             texts.append(segment.text)
             probs.append(min(1.0, math.exp(segment.avg_logprob)))
-        text = "".join(texts).strip()
+        text = _without_repeats("".join(texts).strip())
         return text, (sum(probs) / len(probs)) if probs else 0.0
 
     def _transcribe_window(self, features: Any, language: str) -> tuple[str, float] | None:
@@ -240,13 +240,15 @@ class WhisperSTT(stt.STT):
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
         )[0]
-        tokens = _without_repeats(result.sequences_ids[0])
+        tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         # faster-whisper's own test for a window without speech
         if result.no_speech_prob > 0.6 and avg_logprob < -1.0:
             return "", 0.0
-        text = tokenizer.decode(tokens).strip()
-        if len(tokens) >= budget or get_compression_ratio(text) > 2.4:
+        said = tokenizer.decode(tokens).strip()
+        text = _without_repeats(said)
+        # Out of budget without a repeat to cut, or text that compresses too well: looping.
+        if (text == said and len(tokens) >= budget) or get_compression_ratio(text) > 2.4:
             log.debug("whisper: a looping decode in a short window (%r), decoding 30 s", text)
             return None
         return text, (min(1.0, math.exp(avg_logprob)) if text else 0.0)
@@ -429,19 +431,25 @@ class _WhisperStream(stt.RecognizeStream):
             await vad_stream.aclose()
 
 
-def _without_repeats(tokens: list[int], shortest: int = 3) -> list[int]:
-    """``tokens`` cut to one period where they repeat it (``A B C A B C A B``: ``A B C``).
+def _without_repeats(text: str) -> str:
+    """``text`` cut to one period where its words repeat it (``A B C. A B C. A B``: ``A B C.``).
 
     In a short window Whisper sometimes says the sentence again (and again) after the
-    speech ends; a whole sentence said twice in one breath is far rarer than that.
+    speech ends, often cut off mid-way; a whole sentence said twice in one breath is far
+    rarer than that. Words are compared without case or punctuation (``6 o'clock.`` then
+    ``6 o'clock``), so the first word (no leading space in Whisper's tokens) matches too.
     """
-    n = len(tokens)
-    for period in range(shortest, n // 2 + 1):
-        if n - period >= shortest and all(
-            tokens[i] == tokens[i - period] for i in range(period, n)
-        ):
-            return tokens[:period]
-    return tokens
+    words = text.split()
+    key = [w.strip(".,!?;:\"'").lower() for w in words]
+    n = len(words)
+    for period in range(2, n):
+        # Said again whole (two words or more), or in part (three or more) after its end.
+        whole = n - period >= period
+        if not whole and (n - period < 3 or words[period - 1][-1] not in ".!?"):
+            continue
+        if all(key[i] == key[i - period] for i in range(period, n)):
+            return " ".join(words[:period])
+    return text
 
 
 def _duration(frames: collections.deque[rtc.AudioFrame]) -> float:
