@@ -23,4 +23,10 @@ open("requirements/llama.lock", "w").write(
     + "\n".join(llama).strip() + "\n")
 PY
 rm -f "$tmp"
+# The Pipecat peer of the latency bench lives in its own virtualenv (its pins clash with ours).
+{
+  echo "# Pinned with hashes by scripts/lock.sh from requirements/pipecat.in (the Pipecat peer's .venv-pipecat)."
+  "$UV" pip compile requirements/pipecat.in --generate-hashes --python-version 3.11 \
+    --python-platform x86_64-manylinux_2_28 -q --no-header -o -
+} > requirements/pipecat.lock
 echo "locked: $(grep -c '^[a-z0-9]' requirements/dev.lock) packages + llama-cpp-python"

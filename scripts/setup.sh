@@ -2,7 +2,8 @@
 # Installs whatever is missing for Thinnest on this machine, and nothing twice:
 #   Debian packages, the pinned livekit-server (built with Go into .tools/bin),
 #   a project-local virtualenv (.venv) synced to the hashed lock file.
-# Usage: scripts/setup.sh [--test]   (--test adds what the test suite needs)
+# Usage: scripts/setup.sh [--test|--peers]   (--test adds what the test suite needs, the
+#   benchmark peers included; --peers adds only the Pipecat peer's virtualenv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -78,7 +79,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   say "creating $VENV"
   "$PY" -m venv "$VENV"
 fi
-stamp="$VENV/.synced-$(cat requirements/*.lock pyproject.toml | sha256sum | cut -c1-16)"
+stamp="$VENV/.synced-$(cat requirements/{bootstrap,dev,llama}.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
   say "installing Python dependencies from $LOCK (hash-checked, wheels only)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r requirements/bootstrap.lock
@@ -106,6 +107,19 @@ if [[ ! -f "$stamp" ]]; then
   touch "$stamp"
 fi
 
+# --- The Pipecat peer of the latency bench (--test or --peers): its own virtualenv -----------
+# pipecat-ai pins protobuf and livekit versions that clash with ours, so it cannot share .venv.
+if [[ "${1:-}" == "--test" || "${1:-}" == "--peers" ]]; then
+  PEER_VENV=$ROOT/.venv-pipecat
+  peer_stamp="$PEER_VENV/.synced-$(sha256sum requirements/pipecat.lock | cut -c1-16)"
+  if [[ ! -f "$peer_stamp" ]]; then
+    say "installing the Pipecat peer into $PEER_VENV (hash-checked)"
+    [[ -x "$PEER_VENV/bin/python" ]] || "$PY" -m venv "$PEER_VENV"
+    "$VENV/bin/uv" pip sync -q --python "$PEER_VENV/bin/python" --require-hashes requirements/pipecat.lock
+    rm -f "$PEER_VENV"/.synced-*
+    touch "$peer_stamp"
+  fi
+fi
 # --- Browser assets: livekit-client bundled with esbuild, both pinned in package-lock.json ------
 # Rebuilt when the bundle is missing or its inputs changed (the stamp holds their hash).
 WEB_SRC=$ROOT/clients/web

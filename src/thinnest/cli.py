@@ -428,6 +428,15 @@ def bench_latency(
         list[str] | None, typer.Option(help="offline, fixed (repeatable; default both)")
     ] = None,
     peers: Annotated[bool, typer.Option(help="also run the livekit-agents peer")] = True,
+    pipecat: Annotated[
+        bool | None,
+        typer.Option(
+            help="also run the Pipecat peer (fixed stack); default: when .venv-pipecat exists"
+        ),
+    ] = None,
+    pipecat_python: Annotated[
+        Path | None, typer.Option(help="Python of the Pipecat virtualenv")
+    ] = None,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="JSON file; default <data dir>/bench/")
     ] = None,
@@ -442,6 +451,8 @@ def bench_latency(
         turns_per_call=turns_per_call,
         stacks=tuple(stack or ("offline", "fixed")),
         peers=peers,
+        pipecat=pipecat,
+        pipecat_python=pipecat_python,
     )
     _run_bench(run_latency_bench, options, settings, latency_table, "latency", out_file)
 

@@ -9,6 +9,7 @@ token, TTS time to first audio and the rest, stacked, per system and stack).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ def breakdown_chart(results: dict[str, Any], path: Path) -> Path:
     labels, stacks = [], {key: [] for key, _ in parts}
     for s in results["summaries"]:
         b = s["breakdown_p50_ms"]
-        if b.get("end_of_turn_delay") is None:
+        eot = b.get("end_of_turn_delay")
+        if not isinstance(eot, int | float) or math.isnan(eot):  # no metrics (Pipecat)
             continue
         labels.append(f"{s['system']}\n{s['stack']}")
         for key, _ in parts:

@@ -16,10 +16,12 @@ Stacks (provider sets):
   turn detection: the known floor is the VAD's silence window + those three, and **engine
   overhead = voice-to-voice − floor** (WebRTC both ways included).
 
-Systems: ``thinnest`` (our engine, through ``/voice/start``) and, with ``peers``,
-``livekit-agents`` (``AgentSession`` with default settings, same provider objects). Calls
+Systems: ``thinnest`` (our engine, through ``/voice/start``); with ``peers``,
+``livekit-agents`` (``AgentSession`` with default settings, same provider objects); and
+``pipecat`` (a Pipecat pipeline with the same fixed delays, :mod:`thinnest.bench.pipecat_peer`;
+``fixed`` stack only) when its virtualenv is installed or ``pipecat`` asks for it. Calls
 of every (system, stack) pair are interleaved, so slow spells of this shared machine hit
-them alike, and our p50/p95 are reported as ratios to the peer's.
+them alike, and our p50/p95 are reported as ratios to each peer's.
 """
 
 from __future__ import annotations
@@ -43,9 +45,17 @@ import numpy as np
 from thinnest.bench.corpus import SAMPLE_RATE, load_corpus, utterances
 from thinnest.bench.metrics import percentile
 from thinnest.bench.peer import AGENT_NAME as PEER_AGENT
+from thinnest.bench.pipecat_peer import (
+    SETUP_HINT,
+    PipecatBot,
+    bot_token,
+    find_python,
+    require_python,
+)
 from thinnest.bench.probe import ProbeClient, TurnResult, describe, to_48k
 from thinnest.bench.stack import BenchStack, StackOptions
 from thinnest.config import Settings
+from thinnest.errors import ConfigError
 
 __all__ = ["FIXED_DELAYS", "STACKS", "LatencyOptions", "run_latency_bench", "summarise"]
 
@@ -81,6 +91,9 @@ class LatencyOptions:
         turns_per_call: utterances said in one call (then a new call starts).
         stacks: provider sets, keys of :data:`STACKS`.
         peers: also run the plain livekit-agents peer.
+        pipecat: also run the Pipecat peer (``fixed`` stack): True requires it, None runs
+            it when its virtualenv is installed, False never.
+        pipecat_python: the Python of the Pipecat virtualenv (default ``.venv-pipecat``).
         quiet: seconds of agent silence that end its answer.
         answer_timeout: seconds to wait for an answer before counting the turn lost.
         workdir: where the stack keeps its files (a fresh directory).
@@ -90,6 +103,8 @@ class LatencyOptions:
     turns_per_call: int = 5
     stacks: tuple[str, ...] = ("offline", "fixed")
     peers: bool = True
+    pipecat: bool | None = None
+    pipecat_python: Path | None = None
     quiet: float = 1.5
     answer_timeout: float = 30.0
     workdir: Path | None = None
@@ -156,10 +171,27 @@ def summarise(run: ModeRun) -> dict[str, Any]:
     return result
 
 
+#: RMS of a 10 ms frame below which a clip's tail counts as silence (int16 scale).
+TAIL_SILENCE_RMS = 100.0
+
+
+def trim_tail(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """``pcm`` without its trailing near-silence (10 ms frames under :data:`TAIL_SILENCE_RMS`).
+
+    The synthesised clips end with 0.1-0.45 s of it (median 0.24 s): timed from the end of
+    the file, every answer looked that much faster than from the end of the speech.
+    """
+    frame = rate // 100
+    n = len(pcm) // frame
+    rms = np.sqrt((pcm[: n * frame].astype(np.float64).reshape(n, frame) ** 2).mean(axis=1))
+    loud = np.flatnonzero(rms >= TAIL_SILENCE_RMS)
+    return pcm[: (int(loud[-1]) + 1) * frame] if loud.size else pcm
+
+
 async def _audio(count: int, settings: Settings) -> list[tuple[str, np.ndarray]]:
     items = [dataclasses.replace(u, snr_db=None) for u in utterances(count)]
     corpus = await load_corpus(items, settings.data_dir / "bench" / "speech-corpus", settings)
-    return [(u.text, to_48k(pcm, SAMPLE_RATE)) for u, pcm in corpus]
+    return [(u.text, to_48k(trim_tail(pcm, SAMPLE_RATE), SAMPLE_RATE)) for u, pcm in corpus]
 
 
 async def run_call(
@@ -200,7 +232,16 @@ async def run_latency_bench(
     audio = await _audio(options.count, settings)
     workdir = options.workdir or settings.data_dir / "bench" / f"stack-{int(started)}"
     systems = ["thinnest"] + (["livekit-agents"] if options.peers else [])
-    runs = {(sy, st): ModeRun(sy, st) for st in options.stacks for sy in systems}
+    skipped: dict[str, str] = {}
+    pipecat_python = _pipecat_python(options, skipped)
+    if pipecat_python is not None:
+        systems.append("pipecat")
+    runs = {
+        (sy, st): ModeRun(sy, st)
+        for st in options.stacks
+        for sy in systems
+        if sy != "pipecat" or st == "fixed"
+    }
     stack_opts = StackOptions(workdir=workdir, peer_worker=options.peers)
     progress(f"starting LiveKit, API and workers in {workdir}")
     with BenchStack(stack_opts, settings) as stack:
@@ -218,9 +259,22 @@ async def run_latency_bench(
                 ]
                 for (system, stack_name), run in runs.items():
                     progress(f"{system}/{stack_name}: utterances {chunk[0][0]}-{chunk[-1][0]}")
+                    bot: PipecatBot | None = None
                     try:
                         if system == "thinnest":
                             session = await stack.start_session(http, agents[stack_name])
+                        elif system == "pipecat":
+                            assert pipecat_python is not None
+                            session = await stack.start_peer_session(None)
+                            bot = PipecatBot(pipecat_python, workdir)
+                            await bot.start(
+                                url=stack.livekit_url,
+                                token=bot_token(
+                                    stack.lk_key, stack.lk_secret, session["session_id"], "agent"
+                                ),
+                                delays=FIXED_DELAYS,
+                                greeting=GREETING,
+                            )
                         else:
                             meta = json.dumps(
                                 {
@@ -237,6 +291,9 @@ async def run_latency_bench(
                     except Exception as exc:  # one failed call must not lose the run
                         run.errors.append(repr(exc))
                         progress(f"  call failed: {exc!r}")
+                    finally:
+                        if bot is not None and await bot.finish() != 0:
+                            run.errors.append(f"the Pipecat bot failed: {bot.log_tail(800)}")
     summaries = [summarise(run) for run in runs.values()]
     return {
         "bench": "latency",
@@ -246,11 +303,29 @@ async def run_latency_bench(
         "options": {**dataclasses.asdict(options), "workdir": str(workdir)},
         "fixed_delays_ms": FIXED_DELAYS,
         "summaries": summaries,
+        "skipped": skipped,
         "ratios": ratios(summaries),
         "turns": {
             f"{run.system}/{run.stack}": [describe(t) for t in run.turns] for run in runs.values()
         },
     }
+
+
+def _pipecat_python(options: LatencyOptions, skipped: dict[str, str]) -> Path | None:
+    """The Pipecat peer's Python when it runs; else why not, in ``skipped``."""
+    if options.pipecat is False:
+        return None
+    if "fixed" not in options.stacks:
+        if options.pipecat:
+            raise ConfigError("the Pipecat peer runs only on the fixed stack: add --stack fixed")
+        skipped["pipecat"] = "runs on the fixed stack only (it has no in-process llama.cpp LLM)"
+        return None
+    if options.pipecat:
+        return require_python(options.pipecat_python)
+    python = find_python(options.pipecat_python)
+    if python is None:
+        skipped["pipecat"] = f"not installed: {SETUP_HINT}"
+    return python
 
 
 def ratios(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -224,17 +224,23 @@ class BenchStack:
             raise UnavailableError(f"/voice/start: {resp.status_code} {resp.text[:300]}")
         return dict(resp.json())
 
-    async def start_peer_session(self, agent_name: str, metadata: str = "") -> dict[str, str]:
-        """A room with ``agent_name`` dispatched into it and a user token: what /voice/start
-        does for our engine, done directly for a peer worker."""
+    async def start_peer_session(
+        self, agent_name: str | None, metadata: str = ""
+    ) -> dict[str, str]:
+        """A room with ``agent_name`` dispatched into it (None: no agent; the caller brings
+        its own bot) and a user token: what /voice/start does for our engine, done directly
+        for a peer."""
         from livekit import api
 
         room = f"peer-{secrets.token_hex(6)}"
         async with api.LiveKitAPI(self.livekit_url, self.lk_key, self.lk_secret) as client:
             await client.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=30))
-            await client.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(agent_name=agent_name, room=room, metadata=metadata)
-            )
+            if agent_name is not None:
+                await client.agent_dispatch.create_dispatch(
+                    api.CreateAgentDispatchRequest(
+                        agent_name=agent_name, room=room, metadata=metadata
+                    )
+                )
         token = mint_participant_token(
             api_key=self.lk_key, api_secret=self.lk_secret, room=room, identity="user"
         )

@@ -45,6 +45,8 @@ def latency_table(results: dict[str, Any]) -> Table:
         table.caption = (table.caption or "") + (
             f"{r['stack']}: thinnest/{r['peer']} p50 ×{r['p50']:.2f}, p95 ×{r['p95']:.2f}   "
         )
+    for system, why in results.get("skipped", {}).items():
+        table.caption = (table.caption or "") + f"{system} not run: {why}   "
     return table
 
 
