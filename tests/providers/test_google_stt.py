@@ -404,8 +404,7 @@ async def test_silent_server_is_a_timeout(
     fake_speech: FakeSpeech, tmp_path: Path, offline: None
 ) -> None:
     fake_speech.hang = True
-    # Speech v2: google-cloud-speech retries v1's Recognize on DeadlineExceeded for up to
-    # 5000 s, so with v1 the plugin's timeout bounds each try, not the call.
+    # Speech v2 here; v1 (whose client library retries a deadline) in the test below.
     engine = _build(fake_speech, tmp_path, model="chirp_2", project="thinnest-test")
     try:
         with pytest.raises(APITimeoutError):
@@ -420,12 +419,46 @@ async def test_silent_server_is_a_timeout(
     assert deadline is not None and 0 < deadline <= 1.0
 
 
+async def test_silent_server_is_a_timeout_with_speech_v1_too(
+    fake_speech: FakeSpeech, tmp_path: Path, offline: None
+) -> None:
+    # google-cloud-speech retries v1's Recognize on DeadlineExceeded for up to 5000 s; each
+    # of our attempts is bounded as a whole.
+    fake_speech.hang = True
+    engine = _build(fake_speech, tmp_path)
+    try:
+        with pytest.raises(APIConnectionError) as err:
+            async with asyncio.timeout(60):
+                await engine.recognize(
+                    _frames(0.5),
+                    conn_options=APIConnectOptions(max_retry=1, retry_interval=0.1, timeout=1.0),
+                )
+    finally:
+        await engine.aclose()
+    assert isinstance(err.value.__cause__, APITimeoutError)
+    assert set(fake_speech.calls) == {"v1/Recognize"}
+    assert 2 <= len(fake_speech.calls) <= 3  # two attempts (max_retry=1), none beyond
+
+
+async def test_default_client_dials_google_with_the_key(tmp_path: Path) -> None:
+    engine = registry.build(
+        "stt", "google", {}, settings=make_settings(tmp_path, google_api_key=_KEY)
+    )
+    client = await engine._create_client(5.0)  # the plugin's own factory; connects nothing
+    try:
+        assert client.transport._host.startswith("speech.googleapis.com")
+        assert client.transport._credentials.token == _KEY
+    finally:
+        await client.transport.close()
+        await engine.aclose()
+
+
 def test_endpoint_and_project_options(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, google_api_key=_KEY)
-    # without an endpoint the plugin's own class runs, untouched
-    assert type(registry.build("stt", "google", {}, settings=settings)) is google_plugin.STT
-    custom = registry.build("stt", "google", {"endpoint": "[::1]:9"}, settings=settings)
-    assert isinstance(custom, google_plugin.STT) and type(custom) is not google_plugin.STT
+    # with or without an endpoint, the plugin's class with our two changes
+    for options in ({}, {"endpoint": "[::1]:9"}):
+        built = registry.build("stt", "google", options, settings=settings)
+        assert isinstance(built, google_plugin.STT) and type(built) is not google_plugin.STT
     # our list of Speech v2 models is the plugin's
     assert set(google_provider.V2_MODELS) == set(get_args(SpeechModelsV2))
     with pytest.raises(ConfigError, match="needs 'project'"):

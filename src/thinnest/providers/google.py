@@ -3,13 +3,14 @@
 Both authenticate with ``THINNEST_GOOGLE_API_KEY`` (for Cloud Speech through google-auth's
 API-key credentials, so no service-account file is needed).
 
-The plugin's STT always dials Google's own Speech host; when ``GoogleSTTOptions.endpoint`` is
-set, a minimal subclass (``_endpoint_stt``) replaces only its client factory so that the gRPC
-client dials that endpoint instead. Without ``endpoint`` the plugin's class is used unchanged.
+The plugin's STT always dials Google's own Speech host; a minimal subclass
+(``_thinnest_stt``) replaces its client factory when ``GoogleSTTOptions.endpoint`` is set,
+so that the gRPC client dials that endpoint instead, and bounds each ``recognize`` attempt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 from typing import Any
@@ -101,16 +102,8 @@ def build_stt(options: GoogleSTTOptions, settings: Settings) -> Any:
     if options.project is not None:
         kwargs["project"] = options.project
     credentials = api_key.Credentials(require_key(settings, "google_api_key", "google"))
-    if options.endpoint is not None:
-        return _endpoint_stt(google.STT)(
-            endpoint=options.endpoint,
-            model=options.model,
-            languages=options.languages,
-            location=options.location,
-            credentials=credentials,
-            **kwargs,
-        )
-    return google.STT(
+    return _thinnest_stt(google.STT)(
+        endpoint=options.endpoint,
         model=options.model,
         languages=options.languages,
         location=options.location,
@@ -131,25 +124,45 @@ def is_loopback(endpoint: str) -> bool:
 
 
 @functools.cache
-def _endpoint_stt(base: type) -> type:
-    """A subclass of the plugin's STT whose gRPC client dials ``endpoint``.
+def _thinnest_stt(base: type) -> type:
+    """The plugin's STT with two changes: a gRPC client that can dial ``endpoint``, and a
+    bound on each ``recognize`` attempt.
 
-    The plugin builds its ``SpeechAsyncClient`` in ``_create_client`` from the location alone
-    and offers no endpoint or transport argument, so that one method is replaced; streaming,
-    recognition and error mapping stay the plugin's.
+    - The plugin builds its ``SpeechAsyncClient`` in ``_create_client`` from the location
+      alone and offers no endpoint or transport argument, so with ``endpoint`` set that one
+      method is replaced.
+    - google-cloud-speech's default retry policy for v1 ``Recognize`` retries a
+      ``DeadlineExceeded`` for up to 5000 s: the plugin's timeout bounded each try, not
+      the call, and a silent server held the turn for over an hour. Each attempt is now
+      bounded by ``conn_options.timeout`` as a whole (an ``APITimeoutError``, which
+      livekit-agents retries ``max_retry`` times).
+
+    Streaming, recognition and error mapping otherwise stay the plugin's.
     """
     import grpc
     from google.api_core.client_options import ClientOptions
     from google.cloud.speech_v1 import SpeechAsyncClient as SpeechV1
     from google.cloud.speech_v2 import SpeechAsyncClient as SpeechV2
+    from livekit.agents import APITimeoutError
 
-    class EndpointSTT(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *, endpoint: str, credentials: Any, **kwargs: Any) -> None:
+    class ThinnestSTT(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *, endpoint: str | None, credentials: Any, **kwargs: Any) -> None:
             super().__init__(credentials=credentials, **kwargs)
             self._thinnest_endpoint = endpoint
             self._thinnest_credentials = credentials
 
+        async def _recognize_impl(self, buffer: Any, *, conn_options: Any, **kwargs: Any) -> Any:
+            try:
+                async with asyncio.timeout(conn_options.timeout):
+                    return await super()._recognize_impl(
+                        buffer, conn_options=conn_options, **kwargs
+                    )
+            except TimeoutError:
+                raise APITimeoutError() from None
+
         async def _create_client(self, timeout: float) -> Any:  # noqa: ASYNC109 (plugin's)
+            if self._thinnest_endpoint is None:
+                return await super()._create_client(timeout)
             client_cls = SpeechV2 if self._config.version == 2 else SpeechV1
             if not is_loopback(self._thinnest_endpoint):
                 return client_cls(
@@ -167,8 +180,8 @@ def _endpoint_stt(base: type) -> type:
             )
             return client_cls(transport=transport)
 
-    EndpointSTT.__name__ = EndpointSTT.__qualname__ = f"Endpoint{base.__name__}"
-    return EndpointSTT
+    ThinnestSTT.__name__ = ThinnestSTT.__qualname__ = f"Thinnest{base.__name__}"
+    return ThinnestSTT
 
 
 def build_llm(options: GeminiOptions, settings: Settings) -> Any:
