@@ -154,3 +154,14 @@ async def test_an_interrupted_answer_frees_the_model(models_settings) -> None:
     async with asyncio.timeout(20):  # generation of the story must have stopped
         text, _, _, _ = await _run(model, _ctx(("user", "Say hi.")))
     assert text
+
+
+async def test_batch_threads_read_the_prompt(models_settings) -> None:
+    options = {"temperature": 0.0, "threads": 1, "batch_threads": 2}
+    model = registry.build("llm", "llama", options, settings=models_settings)
+    llama = model._model.llama
+    assert (llama.n_threads, llama.n_threads_batch) == (1, 2)
+    text, _, _, _ = await _run(model, _ctx(("user", "Say hi.")))
+    assert text
+    default = registry.build("llm", "llama", {"threads": 1}, settings=models_settings)
+    assert default._model.llama.n_threads_batch == 1  # 0: the same as threads
