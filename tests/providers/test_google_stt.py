@@ -4,14 +4,15 @@ The plugin's real code path runs through our factory: the google-cloud-speech gR
 the API key as ``x-goog-api-key`` call metadata, ``StreamingRecognize`` (config first, then
 LINEAR16 audio; speech events, interim and final results, billed duration back) and
 ``Recognize`` with its deadline. Refusals (UNAUTHENTICATED, PERMISSION_DENIED) are final
-errors, UNAVAILABLE is retried, and a server that never answers ``Recognize`` is a timeout
-(one that never answers ``StreamingRecognize`` is not: the plugin sets no deadline on streams).
+errors, UNAVAILABLE is retried, a server that never answers ``Recognize`` is a timeout, and
+so is a stream unanswered while loud audio goes in (not one unanswered during silence).
 Messages are (de)serialised with the proto-plus classes of ``google.cloud.speech_v1/v2``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,12 +21,14 @@ from types import ModuleType
 from typing import Any, get_args
 
 import grpc
+import numpy as np
 import pytest
 from google.cloud.speech_v1.types import cloud_speech as v1
 from google.cloud.speech_v2.types import cloud_speech as v2
 from livekit.agents import (
     APIConnectionError,
     APIConnectOptions,
+    APIError,
     APIStatusError,
     APITimeoutError,
     stt,
@@ -55,6 +58,9 @@ class FakeSpeech:
         key: the API key it accepts; any other is UNAUTHENTICATED.
         failures: status codes that the next calls are aborted with, in order.
         hang: never answer (to prove the client's deadline).
+        mute: read a stream's audio to its end but never answer it.
+        chatty: answer an interim result to every 0.5 s of a stream's audio (as Google does
+            while someone speaks), not only to the first.
         calls: the gRPC methods called (``v1/StreamingRecognize``, ...).
         keys: the ``x-goog-api-key`` of each call.
         deadlines: seconds left before each call's deadline when it arrived (None: none).
@@ -67,6 +73,8 @@ class FakeSpeech:
     key: str = _KEY
     failures: list[grpc.StatusCode] = field(default_factory=list)
     hang: bool = False
+    mute: bool = False
+    chatty: bool = False
     calls: list[str] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
     deadlines: list[float | None] = field(default_factory=list)
@@ -164,9 +172,15 @@ def _speech_service(api: ModuleType, state: FakeSpeech) -> grpc.GenericRpcHandle
             audio = request.audio_content if api is v1 else request.audio
             call_bytes += len(audio)
             state.audio_bytes += len(audio)
+            if state.mute:
+                continue
             if call_bytes >= 16000 and call_bytes - len(audio) < 16000:  # 0.5 s of 16 kHz
                 yield _event(api, "SPEECH_ACTIVITY_BEGIN")
                 yield _result(api, "Hello", final=False)
+            elif state.chatty and call_bytes // 16000 > (call_bytes - len(audio)) // 16000:
+                yield _result(api, "Hello", final=False)
+        if state.mute:
+            await asyncio.Event().wait()
         # the client half-closed: the utterance is over
         yield _result(api, _FINAL, final=True)
         yield _event(api, "SPEECH_ACTIVITY_END", billed=call_bytes / 32000)
@@ -225,8 +239,11 @@ def _build(fake: FakeSpeech, tmp_path: Path, key: str = _KEY, **options: Any) ->
     )
 
 
-def _frames(seconds: float) -> list[rtc.AudioFrame]:
-    return [rtc.AudioFrame(bytes(640), 16000, 1, 320) for _ in range(int(seconds * 50))]
+def _frames(seconds: float, *, loud: bool = False) -> list[rtc.AudioFrame]:
+    """20 ms frames of 16 kHz audio: silence, or a 440 Hz tone at about -21 dBFS."""
+    tone = (3000 * np.sin(2 * np.pi * 440 * np.arange(320) / 16000)).astype(np.int16)
+    data = tone.tobytes() if loud else bytes(640)
+    return [rtc.AudioFrame(data, 16000, 1, 320) for _ in range(int(seconds * 50))]
 
 
 async def _transcribe(engine: stt.STT, seconds: float, opts: APIConnectOptions) -> list[Any]:
@@ -438,6 +455,78 @@ async def test_silent_server_is_a_timeout_with_speech_v1_too(
     assert isinstance(err.value.__cause__, APITimeoutError)
     assert set(fake_speech.calls) == {"v1/Recognize"}
     assert 2 <= len(fake_speech.calls) <= 3  # two attempts (max_retry=1), none beyond
+
+
+async def _events_for(engine: stt.STT, frames: list[rtc.AudioFrame], wait: float) -> list[Any]:
+    """Push ``frames`` into a stream (input left open) and collect its events for ``wait`` s."""
+    stream = engine.stream(conn_options=APIConnectOptions(max_retry=0, timeout=1.0))
+    for frame in frames:
+        stream.push_frame(frame)
+    events: list[Any] = []
+
+    async def collect() -> None:
+        async for event in stream:
+            events.append(event)
+
+    try:
+        async with asyncio.timeout(wait):
+            await collect()
+    except TimeoutError:
+        pass
+    except APIError as exc:
+        events.append(exc)
+    finally:
+        await stream.aclose()
+    return events
+
+
+async def test_stream_unanswered_while_the_user_speaks_is_a_timeout(
+    fake_speech: FakeSpeech, tmp_path: Path, offline: None
+) -> None:
+    # the plugin sets no deadline on streams: without the watch this waits forever
+    fake_speech.mute = True
+    engine = _build(fake_speech, tmp_path)
+    errors: list[stt.STTError] = []
+    engine.on("error", errors.append)
+    started = time.monotonic()
+    try:
+        events = await _events_for(engine, _frames(3.0, loud=True), wait=20.0)
+    finally:
+        await engine.aclose()
+    assert events and isinstance(events[-1], APITimeoutError), events
+    assert 1.0 <= time.monotonic() - started < 10.0
+    assert [e.error.__class__ for e in errors] == [APITimeoutError]
+    assert fake_speech.calls == ["v1/StreamingRecognize"]
+    assert fake_speech.audio_bytes == 3 * 32000
+
+
+async def test_stream_unanswered_during_silence_goes_on(
+    fake_speech: FakeSpeech, tmp_path: Path, offline: None
+) -> None:
+    # Google says nothing while nobody speaks: that is not a stall
+    fake_speech.mute = True
+    engine = _build(fake_speech, tmp_path)
+    try:
+        events = await _events_for(engine, _frames(3.0), wait=3.0)
+    finally:
+        await engine.aclose()
+    assert events == []
+    assert fake_speech.calls == ["v1/StreamingRecognize"]
+
+
+async def test_a_stream_that_answers_speech_is_not_stalled(
+    fake_speech: FakeSpeech, tmp_path: Path, offline: None
+) -> None:
+    fake_speech.chatty = True
+    engine = _build(fake_speech, tmp_path)
+    try:
+        events = await _events_for(engine, _frames(3.0, loud=True), wait=3.0)
+    finally:
+        await engine.aclose()
+    kinds = [getattr(e, "type", e) for e in events]
+    assert stt.SpeechEventType.INTERIM_TRANSCRIPT in kinds
+    assert not [e for e in events if isinstance(e, APIError)]
+    assert fake_speech.calls == ["v1/StreamingRecognize"]
 
 
 async def test_default_client_dials_google_with_the_key(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ API-key credentials, so no service-account file is needed).
 
 The plugin's STT always dials Google's own Speech host; a minimal subclass
 (``_thinnest_stt``) replaces its client factory when ``GoogleSTTOptions.endpoint`` is set,
-so that the gRPC client dials that endpoint instead, and bounds each ``recognize`` attempt.
+so that the gRPC client dials that endpoint instead, bounds each ``recognize`` attempt, and
+watches each stream (:class:`_WatchedClient`): a server that answers nothing to seconds of
+loud audio is a timeout, which livekit-agents answers with a new stream.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import time
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from thinnest.config import Settings
@@ -34,6 +39,15 @@ __all__ = [
 
 V2_MODELS = ("telephony", "chirp_2", "chirp_3")
 """Models that the plugin serves through Speech v2 (its ``SpeechModelsV2``)."""
+
+#: A stream that has sent this much loud audio (seconds) and heard nothing back for the
+#: connection timeout is stalled. Google answers speech with interim results within a
+#: second or so; during silence it says nothing, so silence alone never counts.
+STALL_LOUD_SECONDS = 2.0
+#: RMS (16-bit samples) from which a request's audio counts as loud: about -40 dBFS, well
+#: under speech at a normal level and over the hiss of a quiet line.
+LOUD_RMS = 330.0
+_POLL = 0.25  # seconds between checks while a stream waits for a response
 
 
 class GoogleSTTOptions(BaseModel):
@@ -125,12 +139,15 @@ def is_loopback(endpoint: str) -> bool:
 
 @functools.cache
 def _thinnest_stt(base: type) -> type:
-    """The plugin's STT with two changes: a gRPC client that can dial ``endpoint``, and a
-    bound on each ``recognize`` attempt.
+    """The plugin's STT with three changes: a gRPC client that can dial ``endpoint``, watched
+    streams, and a bound on each ``recognize`` attempt.
 
     - The plugin builds its ``SpeechAsyncClient`` in ``_create_client`` from the location
       alone and offers no endpoint or transport argument, so with ``endpoint`` set that one
       method is replaced.
+    - Each client is a :class:`_WatchedClient`: google-cloud-speech sets no deadline on
+      ``StreamingRecognize`` (a stream lasts minutes), so a server that stopped answering
+      held the call's STT forever.
     - google-cloud-speech's default retry policy for v1 ``Recognize`` retries a
       ``DeadlineExceeded`` for up to 5000 s: the plugin's timeout bounded each try, not
       the call, and a silent server held the turn for over an hour. Each attempt is now
@@ -161,6 +178,10 @@ def _thinnest_stt(base: type) -> type:
                 raise APITimeoutError() from None
 
         async def _create_client(self, timeout: float) -> Any:  # noqa: ASYNC109 (plugin's)
+            client = await self._thinnest_client(timeout)
+            return _WatchedClient(client, timeout=timeout, sample_rate=self._config.sample_rate)
+
+        async def _thinnest_client(self, timeout: float) -> Any:  # noqa: ASYNC109
             if self._thinnest_endpoint is None:
                 return await super()._create_client(timeout)
             client_cls = SpeechV2 if self._config.version == 2 else SpeechV1
@@ -182,6 +203,101 @@ def _thinnest_stt(base: type) -> type:
 
     ThinnestSTT.__name__ = ThinnestSTT.__qualname__ = f"Thinnest{base.__name__}"
     return ThinnestSTT
+
+
+class _WatchedClient:
+    """A Speech client whose streams end with ``DeadlineExceeded`` once stalled.
+
+    Stalled: :data:`STALL_LOUD_SECONDS` of loud audio sent and no response for ``timeout``
+    seconds (the connection timeout of the stream that made the client) since the first of
+    it. The plugin turns ``DeadlineExceeded`` into ``APITimeoutError``; livekit-agents logs it
+    and opens a new stream (an attempt that lasted longer than the timeout does not use up
+    the retry budget, so a server that recovers is used again).
+    """
+
+    def __init__(self, client: Any, *, timeout: float, sample_rate: int) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._sample_rate = sample_rate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def streaming_recognize(self, *, requests: AsyncIterator[Any], **kwargs: Any) -> Any:
+        watch = _StreamWatch(self._timeout, self._sample_rate)
+        call = await self._client.streaming_recognize(requests=watch.sent(requests), **kwargs)
+        return _WatchedCall(call, watch)
+
+
+class _StreamWatch:
+    """What one stream sent (loud audio) and when it last heard from the server."""
+
+    def __init__(self, timeout: float, sample_rate: int) -> None:
+        self.timeout = timeout
+        self._sample_rate = sample_rate
+        self._loud = 0.0  # seconds of loud audio since the last response
+        self._since: float | None = None  # when the first of it was sent
+
+    async def sent(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for request in requests:
+            audio = getattr(request, "audio_content", b"") or getattr(request, "audio", b"")
+            if audio:
+                samples = np.frombuffer(audio[: len(audio) // 2 * 2], dtype=np.int16)
+                if samples.size and np.sqrt(np.mean(samples.astype(np.float32) ** 2)) >= LOUD_RMS:
+                    self._since = self._since or time.monotonic()
+                    self._loud += samples.size / self._sample_rate
+            yield request
+
+    def heard(self) -> None:
+        self._loud, self._since = 0.0, None
+
+    def stalled(self) -> bool:
+        return (
+            self._since is not None
+            and self._loud >= STALL_LOUD_SECONDS
+            and time.monotonic() - self._since >= self.timeout
+        )
+
+
+class _WatchedCall:
+    """The streaming call, iterated under a :class:`_StreamWatch`."""
+
+    def __init__(self, call: Any, watch: _StreamWatch) -> None:
+        self._call = call
+        self._watch = watch
+
+    def __getattr__(self, name: str) -> Any:  # cancel(), code(), ...
+        return getattr(self._call, name)
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        from google.api_core.exceptions import DeadlineExceeded
+
+        responses: AsyncIterable[Any] = self._call
+        iterator = aiter(responses)
+        read: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                # one read at a time, never cancelled while waiting: cancelling a read of a
+                # gRPC aio call would end the call
+                read = read or asyncio.ensure_future(anext(iterator))
+                done, _ = await asyncio.wait({read}, timeout=_POLL)
+                if not done:
+                    if self._watch.stalled():
+                        raise DeadlineExceeded(
+                            f"Google Speech answered nothing for {self._watch.timeout:g} s "
+                            f"of a stream with {STALL_LOUD_SECONDS:g} s of loud audio"
+                        )
+                    continue
+                try:
+                    response = read.result()
+                except StopAsyncIteration:
+                    return
+                read = None
+                self._watch.heard()
+                yield response
+        finally:
+            if read is not None and not read.done():
+                read.cancel()
 
 
 def build_llm(options: GeminiOptions, settings: Settings) -> Any:
