@@ -327,6 +327,21 @@ def test_whisper_auto_picks_the_fast_model_for_english(models_settings, language
     assert engine.model == model
 
 
+@pytest.mark.parametrize(
+    ("options", "beams"),
+    [
+        ({}, 5),  # auto: tiny.en for English, with 5 beams
+        ({"model": "base"}, 1),  # base is 3x slower per beam: greedy
+        ({"language": "de"}, 1),  # auto: base for German
+        ({"model": "base", "beam_size": 3}, 3),
+        ({"beam_size": 1}, 1),
+    ],
+)
+def test_whisper_beams_follow_the_model(models_settings, options, beams) -> None:
+    opts = registry.validate("stt", "whisper", options, settings=models_settings)
+    assert opts.resolved_beam_size == beams
+
+
 def test_piper_cuts_the_first_clause_only() -> None:
     from thinnest.providers.piper import split_first_clause
 

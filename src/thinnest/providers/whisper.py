@@ -72,7 +72,11 @@ class WhisperOptions(BaseModel):
             two to three times faster), or ``auto``: ``tiny.en`` for English, else ``base``
             (on two cores base puts 1-2 s between the end of speech and the text).
         language: ISO 639-1 code of the spoken language; ``tiny.en`` only knows ``en``.
-        beam_size: 1 is greedy decoding (fastest); larger trades latency for accuracy.
+        beam_size: beams of the decodes that make final transcripts (interim ones are always
+            greedy); 1 is greedy, 0 (auto) is 5 for ``tiny.en`` and 1 for ``base``. Measured
+            by ``thinnest bench speech`` on 2 cores: tiny.en 14.5 % WER greedy, 9.4 % with 5
+            beams, the final still 16 ms after the end of speech (p50); base 10.3 % greedy,
+            7.9 % with 5 beams but 487 ms instead of 86 ms.
         threads: CPU threads per transcription; 0 means one per available core.
         streaming: cut utterances with a built-in VAD and transcribe ahead (see above).
         end_silence: seconds of silence that end an utterance (its final transcript); the
@@ -92,7 +96,7 @@ class WhisperOptions(BaseModel):
 
     model: Literal["auto", "base", "tiny.en"] = "auto"
     language: str = Field("en", min_length=2, max_length=3, pattern="^[a-z]+$")
-    beam_size: int = Field(1, ge=1, le=5)
+    beam_size: int = Field(0, ge=0, le=5)
     threads: int = Field(0, ge=0, le=64)
     streaming: bool = True
     end_silence: float = Field(0.4, ge=0.1, le=3.0)
@@ -107,6 +111,13 @@ class WhisperOptions(BaseModel):
         if self.model == "auto":
             return "tiny.en" if self.language == "en" else "base"
         return self.model
+
+    @property
+    def resolved_beam_size(self) -> int:
+        """The beams ``beam_size`` stands for with this model."""
+        if self.beam_size:
+            return self.beam_size
+        return 5 if self.resolved_model == "tiny.en" else 1
 
     @model_validator(mode="after")
     def _preflight_before_the_end(self) -> WhisperOptions:
@@ -177,21 +188,30 @@ class WhisperSTT(stt.STT):
     def provider(self) -> str:
         return "faster-whisper"
 
-    def transcribe(self, audio: Any, language: str | None = None) -> tuple[str, float]:
+    def transcribe(
+        self, audio: Any, language: str | None = None, *, final: bool = True
+    ) -> tuple[str, float]:
         """Transcribe 16 kHz mono float32 samples synchronously.
+
+        Args:
+            audio: the samples.
+            language: the spoken language, default the option's.
+            final: decode with ``beam_size`` beams; False (an interim transcript): greedy.
 
         Returns:
             The text and the mean probability of its segments (0 when empty).
         """
         language = language or self._opts.language
+        beams = self._opts.resolved_beam_size if final else 1
         if self._opts.window == "fit" and len(audio) // HOP + FIT_MARGIN < FULL_WINDOW:
-            fitted = self._transcribe_window(self._model.feature_extractor(audio), language)
+            features = self._model.feature_extractor(audio)
+            fitted = self._transcribe_window(features, language, beams)
             if fitted is not None:
                 return fitted
         segments, _info = self._model.transcribe(
             audio,
             language=language,
-            beam_size=self._opts.beam_size,
+            beam_size=beams,
             condition_on_previous_text=False,
             without_timestamps=True,
             vad_filter=False,
@@ -203,7 +223,9 @@ class WhisperSTT(stt.STT):
         text = _without_repeats("".join(texts).strip())
         return text, (sum(probs) / len(probs)) if probs else 0.0
 
-    def _transcribe_window(self, features: Any, language: str) -> tuple[str, float] | None:
+    def _transcribe_window(
+        self, features: Any, language: str, beams: int
+    ) -> tuple[str, float] | None:
         """One greedy (or beam) decode of an utterance in a window of its own length.
 
         The encoder's cost grows with its window: a 3 s sentence padded to 30 s spends most
@@ -233,7 +255,7 @@ class WhisperSTT(stt.STT):
         result = model.model.generate(
             model.encode(padded),
             [prompt],
-            beam_size=self._opts.beam_size,
+            beam_size=beams,
             max_length=len(prompt) + budget,
             return_scores=True,
             return_no_speech_prob=True,
@@ -311,18 +333,21 @@ class _WhisperStream(stt.RecognizeStream):
         self._vad = vad
         self._language = language
 
-    async def _transcribe(self, frames: list[rtc.AudioFrame]) -> str:
+    async def _transcribe(self, frames: list[rtc.AudioFrame], final: bool) -> str:
         audio = to_mono_float32(frames, SAMPLE_RATE)
         if not audio.size:
             return ""
         try:
-            text, _ = await asyncio.to_thread(self._whisper.transcribe, audio, self._language)
+            text, _ = await asyncio.to_thread(
+                self._whisper.transcribe, audio, self._language, final=final
+            )
         except Exception as exc:
             raise ProviderError(f"whisper failed: {exc}", retryable=False) from exc
         return text
 
-    def _spawn(self, frames: list[rtc.AudioFrame]) -> asyncio.Task[str]:
-        task = asyncio.create_task(self._transcribe(frames))
+    def _spawn(self, frames: list[rtc.AudioFrame], *, final: bool = True) -> asyncio.Task[str]:
+        """Transcribe ``frames`` in a task: ``final`` with the option's beams, else greedy."""
+        task = asyncio.create_task(self._transcribe(frames, final))
         # A preflight or interim transcript may be dropped unread: never leave its error
         # unretrieved (the final transcription of the same audio reports it).
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -356,9 +381,9 @@ class _WhisperStream(stt.RecognizeStream):
             # only queue up and delay the final transcript behind it.
             running: asyncio.Task[str] | None = None
 
-            def speculate() -> asyncio.Task[str]:
+            def speculate(final: bool) -> asyncio.Task[str]:
                 nonlocal running
-                running = self._spawn(list(speech))
+                running = self._spawn(list(speech), final=final)
                 return running
 
             def send_interim() -> None:
@@ -389,7 +414,7 @@ class _WhisperStream(stt.RecognizeStream):
                         and idle
                         and ev.raw_accumulated_silence >= opts.preflight_silence
                     ):
-                        preflight = speculate()
+                        preflight = speculate(True)
                     send_interim()
                     if (
                         opts.interim_results
@@ -399,7 +424,7 @@ class _WhisperStream(stt.RecognizeStream):
                         and ev.speech_duration - interim_at >= opts.interim_interval
                     ):
                         interim_at = ev.speech_duration
-                        interim = speculate()
+                        interim = speculate(False)
                 elif ev.type == VADEventType.START_OF_SPEECH:
                     speaking, speech, preflight, interim, interim_at = (
                         True,
