@@ -163,5 +163,28 @@ async def test_batch_threads_read_the_prompt(models_settings) -> None:
     assert (llama.n_threads, llama.n_threads_batch) == (1, 2)
     text, _, _, _ = await _run(model, _ctx(("user", "Say hi.")))
     assert text
-    default = registry.build("llm", "llama", {"threads": 1}, settings=models_settings)
-    assert default._model.llama.n_threads_batch == 1  # 0: the same as threads
+
+
+async def test_auto_batch_threads_take_the_idle_cores(
+    models_settings, tmp_path, monkeypatch
+) -> None:
+    # The sampler reads a /proc/stat written here: first both cores idle, then both busy.
+    from thinnest.providers import _cpuidle
+
+    from .test_cpuidle import _stat, _wait_until
+
+    stat = tmp_path / "stat"
+    _stat(stat, {0: (100, 100), 1: (100, 100)})
+    sampler = _cpuidle.IdleSampler(path=str(stat), cpus={0, 1})
+    monkeypatch.setattr(_cpuidle, "_sampler", sampler)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1})
+    model = registry.build("llm", "llama", {"threads": 1}, settings=models_settings)
+    llama = model._model.llama
+    _stat(stat, {0: (100, 200), 1: (100, 200)})
+    assert _wait_until(lambda: sampler.idle_cores() == 2)
+    text, _, _, _ = await _run(model, _ctx(("user", "Say hi.")))
+    assert text and (llama.n_threads, llama.n_threads_batch) == (1, 2)
+    _stat(stat, {0: (200, 200), 1: (200, 200)})
+    assert _wait_until(lambda: sampler.idle_cores() == 0)
+    text, _, _, _ = await _run(model, _ctx(("user", "Say bye.")))
+    assert text and (llama.n_threads, llama.n_threads_batch) == (1, 1)

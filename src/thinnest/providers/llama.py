@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from thinnest.config import Settings
 from thinnest.errors import ProviderError
-from thinnest.providers import _toolcalls, models
+from thinnest.providers import _cpuidle, _toolcalls, models
 from thinnest.providers._extras import require
 from thinnest.providers._threads import iterate_in_thread
 
@@ -66,10 +66,11 @@ class LlamaOptions(BaseModel):
         max_tokens: cap on one answer's length.
         context_tokens: the context window; older turns are dropped to fit.
         threads: CPU threads; 0 uses all cores but one (the rest of the pipeline needs it).
-        batch_threads: CPU threads that read the prompt (the time to the first token); 0 is
-            ``threads``. On 2 cores, 2 made the first token come in 160 ms instead of 298 ms
-            with the other core idle, but in 562 ms instead of 335 ms with it busy: worth
-            it where the STT, turn model and other calls leave cores free.
+        batch_threads: CPU threads that read the prompt (the time to the first token); 0
+            (auto): as many as cores are idle when the prompt comes, at least ``threads``.
+            On 2 cores, 2 threads made the first token come in 160 ms instead of 298 ms with
+            the other core idle, but in 562 ms instead of 335 ms with it busy (llama.cpp's
+            threads wait for each other), hence the choice per prompt.
         seed: sampling seed, for reproducible answers.
     """
 
@@ -100,7 +101,7 @@ def _load(path: str, context_tokens: int, threads: int, batch_threads: int = 0) 
         model_path=path,
         n_ctx=context_tokens,
         n_threads=n_threads,
-        n_threads_batch=batch_threads or n_threads,
+        n_threads_batch=batch_threads or n_threads,  # auto: set per prompt, see generate()
         n_batch=512,
         verbose=False,
     )
@@ -232,6 +233,13 @@ class LlamaLLM(llm.LLM):
         """Stream the completion of ``prompt`` as text pieces (blocking; one per token)."""
         opts = self._opts
         with self._model.lock:
+            if not opts.batch_threads:
+                llama = self._model.llama
+                free = _cpuidle.idle_cores() or 0
+                batch = max(llama.n_threads, min(free, len(os.sched_getaffinity(0))))
+                if batch != llama.n_threads_batch:
+                    llama._ctx.set_n_threads(llama.n_threads, batch)
+                    llama.n_threads_batch = llama.context_params.n_threads_batch = batch
             chunks: Iterator[Any] = self._model.llama.create_completion(  # type: ignore[assignment]
                 prompt,
                 max_tokens=opts.max_tokens,
