@@ -23,6 +23,7 @@ import functools
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,22 @@ class _Model:
     def __init__(self, llama: Llama) -> None:
         self.llama = llama
         self.lock = threading.Lock()
+        self.busy_until = 0.0  # time.monotonic() when its last generation ended
+
+    def size_batch_threads(self) -> None:
+        """Read the next prompt with as many threads as cores are free (``batch_threads`` 0).
+
+        Free: idle over the sampler's last period, or busy only with this model's own
+        previous generation (a prompt that follows an answer at once).
+        """
+        llama = self.llama
+        free = _cpuidle.idle_cores() or 0
+        if time.monotonic() - self.busy_until < 2 * _cpuidle.PERIOD:
+            free += llama.n_threads
+        batch = max(llama.n_threads, min(free, len(os.sched_getaffinity(0))))
+        if batch != llama.n_threads_batch:
+            llama._ctx.set_n_threads(llama.n_threads, batch)
+            llama.n_threads_batch = llama.context_params.n_threads_batch = batch
 
 
 @functools.lru_cache(maxsize=2)
@@ -234,12 +251,7 @@ class LlamaLLM(llm.LLM):
         opts = self._opts
         with self._model.lock:
             if not opts.batch_threads:
-                llama = self._model.llama
-                free = _cpuidle.idle_cores() or 0
-                batch = max(llama.n_threads, min(free, len(os.sched_getaffinity(0))))
-                if batch != llama.n_threads_batch:
-                    llama._ctx.set_n_threads(llama.n_threads, batch)
-                    llama.n_threads_batch = llama.context_params.n_threads_batch = batch
+                self._model.size_batch_threads()
             chunks: Iterator[Any] = self._model.llama.create_completion(  # type: ignore[assignment]
                 prompt,
                 max_tokens=opts.max_tokens,
@@ -248,8 +260,11 @@ class LlamaLLM(llm.LLM):
                 stop=_STOP,
                 stream=True,
             )
-            for chunk in chunks:
-                yield chunk["choices"][0]["text"]
+            try:
+                for chunk in chunks:
+                    yield chunk["choices"][0]["text"]
+            finally:
+                self._model.busy_until = time.monotonic()
 
 
 class _LlamaStream(llm.LLMStream):
