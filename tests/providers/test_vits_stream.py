@@ -41,11 +41,15 @@ def voice(models_settings):
 
 
 def test_windows_cover_every_frame_once_with_context() -> None:
-    for frames in (1, 19, 20, 21, 80, 81, 279):
+    for frames in (1, 19, 20, 21, 80, 81, 279, 2000):
         cuts = windows(frames)
         kept = [i for w in cuts for i in range(w.start, w.end)]
         assert kept == list(range(frames))
         assert cuts[0].end == min(frames, 20)
+        sizes = [w.end - w.start for w in cuts]
+        schedule = [20, 40, 80, 160] + [240] * len(sizes)  # doubling, then the largest
+        assert sizes[:-1] == schedule[: len(sizes) - 1]
+        assert 0 < sizes[-1] <= schedule[len(sizes) - 1]
         for w in cuts:
             assert w.lo == max(0, w.start - CONTEXT) and w.hi == min(frames, w.end + CONTEXT)
 

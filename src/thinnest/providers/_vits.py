@@ -43,7 +43,10 @@ CONTEXT = 12
 #: from the one-pass audio by < 1e-5).
 FLOW_CONTEXT = 16
 _FIRST = 20  # frames (~0.23 s at 22.05 kHz) in the first window
-_NEXT = 60  # frames per later window: few windows, each ready long before it is needed
+# Each later window doubles, up to this: few windows (each costs 2 x CONTEXT frames more),
+# and each is decoded while the audio before it plays (a window takes ~1/8 of its duration
+# on one core, plus the flow of the whole sentence before the second one).
+_LARGEST = 240
 _DECODER = "/dec/"  # node-name prefixes of piper's (PyTorch) export
 _FLOW = "/flow/"
 
@@ -59,18 +62,19 @@ class Window:
 
 
 def windows(
-    frames: int, *, first: int = _FIRST, size: int = _NEXT, context: int = CONTEXT
+    frames: int, *, first: int = _FIRST, largest: int = _LARGEST, context: int = CONTEXT
 ) -> list[Window]:
-    """Cut ``frames`` latent frames into decode windows: a short first one, then ``size``.
+    """Cut ``frames`` latent frames into decode windows: ``first`` frames, then each twice
+    the one before, up to ``largest``.
 
     Each window keeps ``context`` frames of its neighbours (fewer at the ends).
     """
     cuts: list[Window] = []
-    start = 0
+    start, size = 0, first
     while start < frames:
-        end = min(frames, start + (first if not cuts else size))
+        end = min(frames, start + size)
         cuts.append(Window(max(0, start - context), start, end, min(frames, end + context)))
-        start = end
+        start, size = end, min(largest, 2 * size)
     return cuts
 
 
