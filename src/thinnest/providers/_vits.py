@@ -187,6 +187,8 @@ class StreamingVits:
         """Audio of one sentence, one float array per :func:`windows` window."""
         prior = self._prior.run(None, feeds)
         frames = prior[0].shape[-1]
+        if frames == 0:
+            return
         plan = windows(frames, **cuts)
         if self._flow is None:
             latent = prior[0]
