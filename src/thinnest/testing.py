@@ -33,11 +33,13 @@ def weather_rule(messages: list[dict[str, Any]]) -> Answer:
     text = str(last.get("content") or "").lower()
     # "whether" and a bare city: what a small STT makes of "weather" now and then.
     if any(word in text for word in ("weather", "whether", "paris")):
-        match = re.search(r"\bin ([a-z]+)", text)
-        return {
-            "name": "get_weather",
-            "arguments": {"city": (match.group(1) if match else "unknown").title()},
-        }
+        match = re.search(r"\bin\W+([a-z]+)", text)
+        city = match.group(1) if match else ("paris" if "paris" in text else None)
+        if city is None:
+            # A question cut short (a turn ended at a pause before "in Paris"): ask, as a
+            # real model would; the rest of the sentence comes as the next turn.
+            return "Which city?"
+        return {"name": "get_weather", "arguments": {"city": city.title()}}
     if "bye" in text:
         return {"name": "end_call", "arguments": {"goodbye": "Goodbye, have a nice day!"}}
     return "I am a scripted assistant."

@@ -108,7 +108,13 @@ async def test_http_tool_then_end_call(
         await asyncio.sleep(2)
         await client.play_wav(speak("What is the weather in Paris?"))
         call = await client.next_event(120, type="tool_call", name="get_weather")
-        assert call["arguments"]["city"].lower().startswith("paris")
+        heard = [
+            m["content"]
+            for r in scripted_llm.requests
+            for m in r["messages"]
+            if m["role"] == "user"
+        ]
+        assert call["arguments"]["city"].lower().startswith("paris"), f"the LLM was told: {heard}"
         assert "error" not in call
         reply = await client.next_event(120, type="transcript", role="agent")
         assert reply["text"].strip()

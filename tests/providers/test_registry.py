@@ -114,7 +114,7 @@ def test_validate_fills_defaults(settings) -> None:
     assert opts.model_dump() == {
         "model": "auto",
         "language": "en",
-        "beam_size": 1,
+        "beam_size": 0,
         "threads": 0,
         "streaming": True,
         "end_silence": 0.4,

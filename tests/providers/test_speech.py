@@ -330,10 +330,9 @@ def test_whisper_auto_picks_the_fast_model_for_english(models_settings, language
 @pytest.mark.parametrize(
     ("options", "beams"),
     [
-        ({}, 1),  # greedy by default
-        ({"beam_size": 0}, 5),  # auto: tiny.en for English, with 5 beams
-        ({"model": "base", "beam_size": 0}, 1),  # base is 3x slower per beam: greedy
-        ({"language": "de", "beam_size": 0}, 1),  # auto: base for German
+        ({}, 5),  # auto: tiny.en for English, with 5 beams
+        ({"model": "base"}, 1),  # base is 3x slower per beam: greedy
+        ({"language": "de"}, 1),  # auto: base for German
         ({"model": "base", "beam_size": 3}, 3),
         ({"beam_size": 1}, 1),
     ],
