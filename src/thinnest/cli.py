@@ -366,7 +366,10 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("speech")
 def bench_speech(
-    count: Annotated[int, typer.Option(help="spoken utterances for the STT measures")] = 32,
+    count: Annotated[
+        int | None,
+        typer.Option(help="spoken utterances for the STT measures [default: all 112]"),
+    ] = None,
     quick: Annotated[bool, typer.Option(help="a small, fast run (4 utterances)")] = False,
     stt: Annotated[
         list[str] | None,
@@ -389,7 +392,7 @@ def bench_speech(
     from thinnest.bench.speech import SpeechBenchOptions, default_out, run_speech_bench
 
     settings = get_settings()
-    chosen: dict[str, Any] = {"count": 4 if quick and count == 32 else count}
+    chosen: dict[str, Any] = {} if count is None else {"count": count}
     for key, value in (("stt_models", stt), ("tts", tts), ("llm", llm)):
         if value:
             chosen[key] = tuple(value)

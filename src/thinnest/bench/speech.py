@@ -34,7 +34,14 @@ import numpy as np
 from livekit.agents import llm, stt
 
 from livekit import rtc
-from thinnest.bench.corpus import SAMPLE_RATE, TEXTS, Utterance, load_corpus, utterances
+from thinnest.bench.corpus import (
+    FULL_SET,
+    SAMPLE_RATE,
+    TEXTS,
+    Utterance,
+    load_corpus,
+    utterances,
+)
 from thinnest.bench.metrics import edit_distance, normalise, summary, word_error_rate
 from thinnest.config import Settings
 from thinnest.errors import ConfigError, ProviderError
@@ -75,7 +82,8 @@ class SpeechBenchOptions:
     """What the speech benchmark runs.
 
     Attributes:
-        count: spoken utterances for the STT measures (the first ``count`` of the fixed set).
+        count: spoken utterances for the STT measures (the first ``count`` of the fixed set;
+            by default all of it, each text in each voice).
         stt_models: whisper models to measure: ``tiny.en``, ``base``, or ``MODEL:full`` for
             the model with Whisper's full 30 s encoder window (the ``window`` option).
         tts: TTS providers to measure.
@@ -87,7 +95,7 @@ class SpeechBenchOptions:
             ``<data_dir>/bench/speech-corpus``.
     """
 
-    count: int = 32
+    count: int = FULL_SET
     stt_models: tuple[str, ...] = ("tiny.en", "base")
     tts: tuple[str, ...] = ("piper", "espeak")
     tts_sentences: int = 12
