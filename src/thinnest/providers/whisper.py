@@ -74,9 +74,10 @@ class WhisperOptions(BaseModel):
         language: ISO 639-1 code of the spoken language; ``tiny.en`` only knows ``en``.
         beam_size: beams of the decodes that make final transcripts (interim ones are always
             greedy); 1 is greedy, 0 (auto) is 5 for ``tiny.en`` and 1 for ``base``. Measured
-            by ``thinnest bench speech`` on 2 cores: tiny.en 14.5 % WER greedy, 9.4 % with 5
-            beams, the final still 16 ms after the end of speech (p50); base 10.3 % greedy,
-            7.9 % with 5 beams but 487 ms instead of 86 ms.
+            by ``thinnest bench speech`` on 2 cores, 112 utterances: tiny.en 16.7 % WER
+            greedy, 10.3 % with 5 beams (11.0 % with 8), the final still 15 ms after the end
+            of speech (p50); base 14.4 % greedy (on the first 32: 10.3 % greedy, 7.9 % with
+            5 beams but 487 ms instead of 86 ms).
         threads: CPU threads per transcription; 0 means one per available core.
         streaming: cut utterances with a built-in VAD and transcribe ahead (see above).
         end_silence: seconds of silence that end an utterance (its final transcript); the
