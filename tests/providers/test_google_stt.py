@@ -58,6 +58,8 @@ class FakeSpeech:
         failures: status codes that the next calls are aborted with, in order.
         hang: never answer (to prove the client's deadline).
         mute: read a stream's audio to its end but never answer it.
+        refuse_at_once: refuse a streaming call without reading its audio first, as a real
+            server refuses a live stream (the client is still writing when the status comes).
         chatty: answer an interim result to every 0.5 s of a stream's audio (as Google does
             while someone speaks), not only to the first.
         calls: the gRPC methods called (``v1/StreamingRecognize``, ...).
@@ -73,6 +75,7 @@ class FakeSpeech:
     failures: list[grpc.StatusCode] = field(default_factory=list)
     hang: bool = False
     mute: bool = False
+    refuse_at_once: bool = False
     chatty: bool = False
     calls: list[str] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
@@ -89,10 +92,10 @@ class FakeSpeech:
     ) -> None:
         """Record the call, then refuse, stall or let it through as configured.
 
-        A refused streaming call is first read to its end: when the server ends a call while
-        the client is still writing, grpcio's aio client reports the status (always for
-        UNAVAILABLE, about half the time for UNAUTHENTICATED) as INTERNAL "Internal error
-        from Core", which the plugin maps to a retryable 500.
+        A refused streaming call is first read to its end, unless ``refuse_at_once``: then
+        the client is still writing when the status comes, which grpcio's aio client alone
+        reports as INTERNAL "Internal error from Core" about half the time (the provider's
+        ``_ServerStatusFirst`` keeps the server's status).
         """
         self.calls.append(method)
         self.deadlines.append(context.time_remaining())
@@ -105,7 +108,7 @@ class FakeSpeech:
         elif key != self.key:
             code, details = grpc.StatusCode.UNAUTHENTICATED, "API key not valid."
         if code is not None:
-            if requests is not None:
+            if requests is not None and not self.refuse_at_once:
                 async for _ in requests:
                     pass
             await context.abort(code, details)
@@ -367,6 +370,7 @@ async def test_recognize_sends_the_whole_buffer(
     assert deadline is not None and 0 < deadline <= 10.0  # conn_options.timeout on the wire
 
 
+@pytest.mark.parametrize("at_once", [False, True], ids=["after-the-audio", "while-writing"])
 @pytest.mark.parametrize(
     ("key", "failure", "status"),
     [("wrong", None, 401), (_KEY, grpc.StatusCode.PERMISSION_DENIED, 403)],
@@ -379,7 +383,9 @@ async def test_refusal_is_a_final_error(
     key: str,
     failure: grpc.StatusCode | None,
     status: int,
+    at_once: bool,
 ) -> None:
+    fake_speech.refuse_at_once = at_once
     if failure is not None:
         fake_speech.failures.append(failure)
     engine = _build(fake_speech, tmp_path, key=key)
@@ -399,9 +405,11 @@ async def test_refusal_is_a_final_error(
     assert [e.recoverable for e in errors] == [False]
 
 
+@pytest.mark.parametrize("at_once", [False, True], ids=["after-the-audio", "while-writing"])
 async def test_unavailable_is_retried(
-    fake_speech: FakeSpeech, tmp_path: Path, offline: None
+    fake_speech: FakeSpeech, tmp_path: Path, offline: None, at_once: bool
 ) -> None:
+    fake_speech.refuse_at_once = at_once
     fake_speech.failures.append(grpc.StatusCode.UNAVAILABLE)
     engine = _build(fake_speech, tmp_path)
     errors: list[stt.STTError] = []

@@ -48,6 +48,8 @@ STALL_LOUD_SECONDS = 2.0
 #: under speech at a normal level and over the hiss of a quiet line.
 LOUD_RMS = 330.0
 _POLL = 0.25  # seconds between checks while a stream waits for a response
+#: Seconds a stream whose write failed waits for the server's status (see _ServerStatusFirst).
+STATUS_GRACE = 1.0
 
 
 class GoogleSTTOptions(BaseModel):
@@ -226,7 +228,50 @@ class _WatchedClient:
     async def streaming_recognize(self, *, requests: AsyncIterator[Any], **kwargs: Any) -> Any:
         watch = _StreamWatch(self._timeout, self._sample_rate)
         call = await self._client.streaming_recognize(requests=watch.sent(requests), **kwargs)
+        _keep_server_status(call)
         return _WatchedCall(call, watch)
+
+
+def _keep_server_status(call: Any) -> None:
+    """Give a streaming call's grpcio core a :class:`_ServerStatusFirst` (where it has one:
+    ``call`` is google-api-core's wrapper of a ``grpc.aio`` call)."""
+    aio_call = getattr(call, "_call", None)
+    core = getattr(aio_call, "_cython_call", None)
+    if core is not None and not isinstance(core, _ServerStatusFirst):
+        aio_call._cython_call = _ServerStatusFirst(core)  # type: ignore[union-attr]
+
+
+class _ServerStatusFirst:
+    """The core of a gRPC aio stream, keeping the status the server sent over grpcio's own.
+
+    When a write fails because the server has just ended the stream (a refusal: bad key, no
+    permission, unavailable), grpcio's asyncio client (1.85) marks the call INTERNAL
+    "Internal error from Core", over the status the server sent if that came first
+    (grpc/grpc issue 36066). The plugin then reports a retryable 500 instead of the refusal.
+    A live audio stream is always writing when a refusal comes, so this happened to about
+    half of them. Here grpcio's internal error only stands when the server's status does not
+    come within :data:`STATUS_GRACE` seconds (a write refused for a local reason).
+    """
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+        self._internal: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._core, name)
+
+    def set_internal_error(self, message: str) -> None:
+        if not self._core.done():  # done: the server's status is in, and it stays
+            self._internal = message
+
+    async def status(self) -> Any:
+        if self._internal is not None and not self._core.done():
+            try:
+                async with asyncio.timeout(STATUS_GRACE):
+                    await asyncio.shield(self._core.status())
+            except TimeoutError:
+                self._core.set_internal_error(self._internal)
+        return await self._core.status()
 
 
 class _StreamWatch:
