@@ -368,7 +368,9 @@ app.add_typer(bench_app, name="bench")
 def bench_speech(
     count: Annotated[
         int | None,
-        typer.Option(help="spoken utterances for the STT measures [default: all 112]"),
+        typer.Option(
+            help="spoken utterances for the STT measures (default: every text in every voice)"
+        ),
     ] = None,
     quick: Annotated[bool, typer.Option(help="a small, fast run (4 utterances)")] = False,
     stt: Annotated[
