@@ -379,6 +379,13 @@ def bench_speech(
             help="whisper model, repeatable (default tiny.en, base); MODEL:full for the 30 s window"
         ),
     ] = None,
+    stt_context: Annotated[
+        str | None,
+        typer.Option(
+            help="what the agent said before each utterance, given to Whisper "
+            "(default: the default greeting; '' for none)"
+        ),
+    ] = None,
     tts: Annotated[
         list[str] | None, typer.Option(help="TTS provider, repeatable (default piper, espeak)")
     ] = None,
@@ -395,6 +402,8 @@ def bench_speech(
 
     settings = get_settings()
     chosen: dict[str, Any] = {} if count is None else {"count": count}
+    if stt_context is not None:
+        chosen["stt_context"] = stt_context
     for key, value in (("stt_models", stt), ("tts", tts), ("llm", llm)):
         if value:
             chosen[key] = tuple(value)

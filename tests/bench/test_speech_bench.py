@@ -17,17 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from thinnest.api.schemas import DEFAULT_GREETING
 from thinnest.bench.corpus import add_noise, load_corpus, utterances
-from thinnest.bench.metrics import normalise, percentile, word_error_rate
+from thinnest.bench.metrics import normalise, percentile, rate_interval, word_error_rate
 from thinnest.config import Settings
 
 pytestmark = pytest.mark.integration
 
 
-def _bench(data_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
+def _bench(data_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     args = ["bench", "speech", "--quick", "--count", "2", "--stt", "tiny.en", "--tts", "espeak"]
     return subprocess.run(
-        [sys.executable, "-m", "thinnest", *args, "--out", str(out)],
+        [sys.executable, "-m", "thinnest", *args, *extra, "--out", str(out)],
         env={**os.environ, "THINNEST_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"},
         capture_output=True,
         text=True,
@@ -44,7 +45,10 @@ def test_bench_speech_prints_the_table_and_writes_sane_json(tmp_path: Path) -> N
     assert {"stt", "tts", "llm", "checks", "corpus", "machine", "options"} <= results.keys()
     assert len(results["corpus"]) == 2
     [stt] = results["stt"]
+    assert stt["context"] == DEFAULT_GREETING  # what each utterance could be answering
     assert 0.0 <= stt["wer"]["corpus"] <= 1.0
+    low, high = stt["wer"]["corpus_ci95"]
+    assert low <= stt["wer"]["corpus"] <= high
     assert stt["wer"]["corpus"] <= 0.3  # two clear-ish utterances: whisper gets most words
     assert stt["latency_ms"]["p50"] > 0 and stt["latency_ms"]["n"] >= 1
     assert [item["reference"] for item in stt["items"]] == [u.text for u in utterances(2)]
@@ -69,6 +73,26 @@ def test_bench_speech_prints_the_table_and_writes_sane_json(tmp_path: Path) -> N
     again = asyncio.run(load_corpus(utterances(2), tmp_path / "bench" / "speech-corpus", settings))
     assert [p.stat().st_mtime_ns for p in cached] == mtimes  # the utterances were reused
     assert [u for u, _ in again] == utterances(2) and all(pcm.size > 16000 for _, pcm in again)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--llm", "fixed"], "unknown option 'temperature' of llm provider 'fixed'"),
+        (["--stt", "tiny.en:wide"], "invalid option 'window' of stt provider 'whisper'"),
+        (["--tts", "nope"], "unknown tts provider 'nope'"),
+    ],
+    ids=["llm-without-temperature", "bad-window", "unknown-tts"],
+)
+def test_bench_speech_refuses_a_bad_provider_before_running(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    proc = _bench(tmp_path, tmp_path / "out.json", *extra)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "synthesising" not in proc.stderr  # refused before any utterance or model
+    assert not (tmp_path / "out.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -99,3 +123,15 @@ def test_corpus_is_fixed_varied_and_noise_is_reproducible() -> None:
     assert np.array_equal(noisy, add_noise(tone, 10.0, seed=3))
     snr = 10 * np.log10(np.mean(tone.astype(float) ** 2) / np.var(noisy.astype(float) - tone))
     assert 9.0 < snr < 11.0
+
+
+def test_rate_interval_shows_how_much_the_corpus_decides() -> None:
+    # 20 utterances of 10 words: half heard perfectly, half with 2 errors -> 10 %
+    errors, words = [0, 2] * 10, [10] * 20
+    low, high = rate_interval(errors, words)
+    assert low < 0.10 < high and (low, high) == rate_interval(errors, words)
+    assert 0.04 < low and high < 0.16  # resampling 20 utterances moves the rate by points
+    wide = rate_interval(errors[:4], words[:4])
+    assert wide[0] < low and wide[1] > high  # fewer utterances, less known
+    assert rate_interval([1] * 8, [10] * 8) == pytest.approx((0.1, 0.1))  # no spread, no doubt
+    assert all(math.isnan(x) for x in rate_interval([], []))

@@ -122,6 +122,8 @@ def test_validate_fills_defaults(settings) -> None:
         "interim_results": True,
         "interim_interval": 0.7,
         "window": "fit",
+        "prompt": "",
+        "context": True,
     }
     # a validated model goes through validate/build again unchanged
     assert registry.validate("stt", "whisper", opts, settings=settings) == opts

@@ -21,6 +21,10 @@ _TOOL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 RESERVED_TOOL_NAMES = frozenset({"end_call"})
 
 
+#: What an agent says first unless its config says otherwise.
+DEFAULT_GREETING = "Hello! How can I help you today?"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,7 +91,7 @@ class AgentConfig(_Strict):
         min_length=1,
         max_length=20000,
     )
-    greeting: str | None = Field("Hello! How can I help you today?", max_length=1000)
+    greeting: str | None = Field(DEFAULT_GREETING, max_length=1000)
     closing_message: str = Field(
         "We are out of time for this call. Goodbye!",
         max_length=1000,

@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from thinnest.api.schemas import DEFAULT_GREETING
 from thinnest.bench.corpus import SAMPLE_RATE, load_corpus, utterances
 from thinnest.bench.metrics import percentile
 from thinnest.bench.peer import AGENT_NAME as PEER_AGENT
@@ -78,7 +79,7 @@ STACKS: dict[str, dict[str, Any]] = {
         "turn_detection": {"name": "livekit", "options": {"mode": "vad"}},
     },
 }
-GREETING = "Hello! How can I help you today?"
+GREETING = DEFAULT_GREETING
 INSTRUCTIONS = "You are a helpful, concise voice assistant. Answer in one or two short sentences."
 
 

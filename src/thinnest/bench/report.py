@@ -37,7 +37,8 @@ def speech_table(results: dict[str, Any]) -> Table:
         results: what :func:`thinnest.bench.speech.run_speech_bench` returned.
 
     Returns:
-        A rich table; WER shows the corpus WER in its own column as well.
+        A rich table; WER shows the corpus WER in its own column as well, with its 95 %
+        interval (utterances resampled) in brackets.
     """
     checks = {(c["provider"], c["metric"]): c for c in results["checks"]}
     table = Table(title=f"thinnest bench speech ({len(results['corpus'])} utterances)")
@@ -52,6 +53,9 @@ def speech_table(results: dict[str, Any]) -> Table:
                 goal = f"≤ {_fmt(check['goal'], unit, scale)} {check['statistic']}"
                 passed = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
             overall = _fmt(stats.get("corpus"), unit, scale) if "corpus" in stats else ""
+            if stats.get("corpus_ci95"):  # the corpus rate's 95 % interval
+                low, high = stats["corpus_ci95"]
+                overall += f" ({low * scale:.1f}–{high * scale:.1f})"
             table.add_row(
                 entry["provider"],
                 f"{label}{f' ({unit})' if unit == 'ms' else ''}",

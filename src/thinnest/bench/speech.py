@@ -34,6 +34,7 @@ import numpy as np
 from livekit.agents import llm, stt
 
 from livekit import rtc
+from thinnest.api.schemas import DEFAULT_GREETING
 from thinnest.bench.corpus import (
     FULL_SET,
     SAMPLE_RATE,
@@ -42,7 +43,13 @@ from thinnest.bench.corpus import (
     load_corpus,
     utterances,
 )
-from thinnest.bench.metrics import edit_distance, normalise, summary, word_error_rate
+from thinnest.bench.metrics import (
+    edit_distance,
+    normalise,
+    rate_interval,
+    summary,
+    word_error_rate,
+)
 from thinnest.config import Settings
 from thinnest.errors import ConfigError, ProviderError
 from thinnest.providers import registry
@@ -86,6 +93,9 @@ class SpeechBenchOptions:
             by default all of it, each text in each voice).
         stt_models: whisper models to measure: ``tiny.en``, ``base``, or ``MODEL:full`` for
             the model with Whisper's full 30 s encoder window (the ``window`` option).
+        stt_context: what the agent said before each utterance (the STT's ``context``): by
+            default the default agent's greeting, as each utterance could answer it; ``""``
+            for none.
         tts: TTS providers to measure.
         tts_sentences: sentences each TTS speaks.
         llm: LLM providers to measure.
@@ -97,6 +107,7 @@ class SpeechBenchOptions:
 
     count: int = FULL_SET
     stt_models: tuple[str, ...] = ("tiny.en", "base")
+    stt_context: str = DEFAULT_GREETING
     tts: tuple[str, ...] = ("piper", "espeak")
     tts_sentences: int = 12
     llm: tuple[str, ...] = ("llama",)
@@ -178,22 +189,23 @@ async def _stream_once(engine: stt.STT, pcm: np.ndarray) -> tuple[str, float | N
 
 
 async def _bench_stt(
-    model: str, corpus: list[tuple[Utterance, np.ndarray]], settings: Settings
+    model: str, corpus: list[tuple[Utterance, np.ndarray]], context: str, settings: Settings
 ) -> dict[str, Any]:
     name, _, window = model.partition(":")
-    options = {"model": name, "window": window} if window else {"model": name}
-    engine = registry.build("stt", "whisper", options, settings=settings)
+    engine = registry.build("stt", "whisper", _stt_options(model), settings=settings).for_call()
+    engine.set_context(context)
     await _stream_once(engine, corpus[0][1])  # load the model, warm the caches
     items: list[dict[str, Any]] = []
     wers: list[float] = []
     latencies: list[float] = []
     after_end: list[float] = []
-    errors = words = 0
+    errors: list[int] = []
+    words: list[int] = []
     for utt, pcm in corpus:
         text, latency, tail = await _stream_once(engine, pcm)
         ref = normalise(utt.text)
-        errors += edit_distance(ref, normalise(text))
-        words += len(ref)
+        errors.append(edit_distance(ref, normalise(text)))
+        words.append(len(ref))
         wers.append(word_error_rate(utt.text, text))
         if latency is not None and tail is not None:
             latencies.append(latency * 1000)
@@ -210,8 +222,15 @@ async def _bench_stt(
         )
     await engine.aclose()
     return {
-        "provider": f"whisper {name}" + (f" ({window} window)" if window else ""),
-        "wer": {"corpus": errors / max(1, words), **summary(wers)},
+        "provider": f"whisper {name}"
+        + (f" ({window} window)" if window else "")
+        + ("" if context else " (no context)"),
+        "context": context,
+        "wer": {
+            "corpus": sum(errors) / max(1, sum(words)),
+            "corpus_ci95": list(rate_interval(errors, words)),
+            **summary(wers),
+        },
         "mean_wer_by_condition": {
             cond: sum(i["wer"] for i in sel) / len(sel)
             for cond, sel in (
@@ -252,9 +271,18 @@ async def _bench_tts(name: str, sentences: list[str], settings: Settings) -> dic
     return {"provider": name, "first_audio_ms": summary(first_audio), "rtf": summary(rtf)}
 
 
+def _stt_options(model: str) -> dict[str, Any]:
+    """Whisper's options for a ``MODEL[:WINDOW]`` of ``stt_models``."""
+    name, _, window = model.partition(":")
+    return {"model": name, "window": window} if window else {"model": name}
+
+
+def _llm_options(max_tokens: int) -> dict[str, Any]:
+    return {"temperature": 0.0, "max_tokens": max_tokens}
+
+
 async def _bench_llm(name: str, prompts: list[str], max_tokens: int, settings: Settings) -> Any:
-    options = {"temperature": 0.0, "max_tokens": max_tokens}
-    model = registry.build("llm", name, options, settings=settings)
+    model = registry.build("llm", name, _llm_options(max_tokens), settings=settings)
 
     async def ask(prompt: str) -> tuple[float, float]:
         ctx = llm.ChatContext()
@@ -324,6 +352,13 @@ async def run_speech_bench(
     """
     if options.count < 1:
         raise ConfigError("the speech benchmark needs at least one utterance", field="count")
+    # every provider's options first: a typo must not wait for minutes of STT to surface
+    for model in options.stt_models:
+        registry.validate("stt", "whisper", _stt_options(model), settings=settings)
+    for name in options.tts:
+        registry.validate("tts", name, {}, settings=settings)
+    for name in options.llm:
+        registry.validate("llm", name, _llm_options(options.llm_max_tokens), settings=settings)
     say = progress or (lambda _msg: None)
     cache_dir = options.cache_dir or settings.data_dir / "bench" / "speech-corpus"
     started = time.perf_counter()
@@ -332,7 +367,7 @@ async def run_speech_bench(
     results: dict[str, Any] = {"stt": [], "tts": [], "llm": []}
     for model in options.stt_models:
         say(f"STT whisper {model}")
-        results["stt"].append(await _bench_stt(model, corpus, settings))
+        results["stt"].append(await _bench_stt(model, corpus, options.stt_context, settings))
     sentences = [TEXTS[i % len(TEXTS)] for i in range(options.tts_sentences)]
     for name in options.tts:
         say(f"TTS {name}")

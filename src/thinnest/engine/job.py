@@ -40,7 +40,7 @@ from thinnest.engine.persistence import CallStore
 from thinnest.engine.tools import end_call_tool, http_function_tool, ssl_context, tool_client
 from thinnest.errors import ConfigError
 from thinnest.log import logger
-from thinnest.providers import registry
+from thinnest.providers import ConversationAware, registry
 from thinnest.store.db import Database
 
 log = logger.getChild("engine")
@@ -189,8 +189,11 @@ async def entrypoint(ctx: JobContext) -> None:
 
     await ctx.connect()
     await cache.load(config)
+    speech_to_text = cache.for_agent("stt", config)
+    if isinstance(speech_to_text, ConversationAware):
+        speech_to_text = speech_to_text.for_call()
     session: AgentSession = AgentSession(
-        stt=cache.for_agent("stt", config),
+        stt=speech_to_text,
         llm=cache.for_agent("llm", config),
         tts=cache.for_agent("tts", config),
         vad=cache.for_agent("vad", config),

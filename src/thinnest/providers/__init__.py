@@ -6,6 +6,14 @@ See :mod:`thinnest.providers.registry` for the API (``validate``, ``build``, ``n
 
 from __future__ import annotations
 
-from thinnest.providers.registry import DEFAULTS, KINDS, Provider, build, names, validate
+from thinnest.providers.registry import (
+    DEFAULTS,
+    KINDS,
+    ConversationAware,
+    Provider,
+    build,
+    names,
+    validate,
+)
 
-__all__ = ["DEFAULTS", "KINDS", "Provider", "build", "names", "validate"]
+__all__ = ["DEFAULTS", "KINDS", "ConversationAware", "Provider", "build", "names", "validate"]

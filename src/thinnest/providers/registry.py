@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import pydantic
 from pydantic import BaseModel
@@ -55,6 +55,18 @@ DEFAULTS: dict[Kind, str] = {
     "vad": "silero",
     "turn_detection": "livekit",
 }
+
+
+@runtime_checkable
+class ConversationAware(Protocol):
+    """A provider that keeps state from a call's conversation (the whisper STT's context).
+
+    The engine builds each provider once per process and shares it among calls: such a
+    provider hands each call its own view, so one call's words never steer another's.
+    """
+
+    def for_call(self) -> Any:
+        """This provider for one call, with its own conversation state."""
 
 
 @dataclass(frozen=True)

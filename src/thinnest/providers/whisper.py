@@ -35,7 +35,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm, stt
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, aio, is_given
 from livekit.agents.vad import VADEventType
@@ -51,6 +51,7 @@ from thinnest.providers._extras import require
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
+    from livekit.agents.voice.events import ConversationItemAddedEvent
 
 __all__ = ["WhisperOptions", "WhisperSTT", "build"]
 
@@ -60,6 +61,7 @@ FULL_WINDOW = 3000  # mel frames in Whisper's 30 s encoder window
 HOP = 160  # samples per mel frame (10 ms)
 FIT_MARGIN = 100  # frames of silence after the speech in a ``fit`` window
 TOKENS_PER_SECOND = 8  # far above any speaking rate: a decode that reaches it is looping
+PROMPT_TOKENS = 96  # the most tokens of prompt and context one decode is given (Whisper: 223)
 log = logger.getChild("providers.whisper")
 _MODEL_DIRS = {"base": "whisper-base", "tiny.en": "whisper-tiny.en"}
 
@@ -91,6 +93,13 @@ class WhisperOptions(BaseModel):
             a second (five to eight times faster for a short sentence than the 30 s window
             Whisper was trained on; accuracy: ``thinnest bench speech --stt tiny.en:full``
             compares); ``full`` always pads to 30 s, as faster-whisper does.
+        prompt: text Whisper reads as if it had been said just before each utterance: names
+            and terms it should spell your way ("Thinnest, LiveKit, Dr. Okafor"), in the
+            style you want (punctuated sentences); empty for none.
+        context: in a call, also give Whisper what the agent said last (its greeting, then
+            each reply; the last ``PROMPT_TOKENS`` tokens with ``prompt``), as Whisper's
+            own long-form decoding conditions on the text before. Measured by ``thinnest
+            bench speech`` (112 utterances, tiny.en): see docs/benchmarks.md.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -105,6 +114,8 @@ class WhisperOptions(BaseModel):
     interim_results: bool = True
     interim_interval: float = Field(0.7, ge=0.3, le=10.0)
     window: Literal["fit", "full"] = "fit"
+    prompt: str = Field("", max_length=1000)
+    context: bool = True
 
     @property
     def resolved_model(self) -> Literal["base", "tiny.en"]:
@@ -148,6 +159,12 @@ def _load(path: str, threads: int) -> WhisperModel:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _encode(model: WhisperModel, text: str) -> tuple[int, ...]:
+    """``text`` as Whisper tokens, with the leading space of a word that follows others."""
+    return tuple(model.hf_tokenizer.encode(" " + text, add_special_tokens=False).ids)
+
+
 class WhisperSTT(stt.STT):
     """faster-whisper as a livekit-agents ``stt.STT`` (non-streaming)."""
 
@@ -165,10 +182,13 @@ class WhisperSTT(stt.STT):
             capabilities=stt.STTCapabilities(
                 streaming=options.streaming,
                 interim_results=options.streaming and options.interim_results,
+                # the agent session then hands us each conversation item it adds
+                chat_context=options.context,
             )
         )
         self._opts = options
         self._vad: Any = None
+        self._context = ""
         path = models.prepare(_MODEL_DIRS[options.resolved_model], settings=settings)
         self._model = _load(str(path), options.threads)
         if options.streaming:
@@ -176,6 +196,35 @@ class WhisperSTT(stt.STT):
             # the ONNX session blocks the event loop for 0.1-0.2 s. Missing, stream() says so.
             with contextlib.suppress(ConfigError):
                 self._vad = self._load_vad()
+
+    def for_call(self) -> WhisperSTT:
+        """A view of this STT for one call: the same model and VAD, its own context.
+
+        The engine shares one loaded STT among the calls of a process; what the agent said
+        in one call must not steer the transcripts of another.
+        """
+        view = WhisperSTT.__new__(WhisperSTT)
+        stt.STT.__init__(view, capabilities=self.capabilities)
+        view._opts, view._vad, view._model = self._opts, self._vad, self._model
+        view._context = ""
+        return view
+
+    def set_context(self, agent_text: str) -> None:
+        """Condition the next utterances on what the agent just said (option ``context``)."""
+        if self._opts.context:
+            self._context = " ".join(agent_text.split())
+
+    def _push_conversation_item(self, ev: ConversationItemAddedEvent) -> None:
+        # livekit-agents' hook for an STT with the ``chat_context`` capability: every item
+        # the session adds (the greeting, each reply as far as it was spoken, the user's).
+        item = ev.item
+        if isinstance(item, llm.ChatMessage) and item.role == "assistant" and item.text_content:
+            self.set_context(item.text_content)
+
+    def _prompt_tokens(self) -> list[int]:
+        """The option's prompt and the agent's last words, as Whisper tokens (may be [])."""
+        text = " ".join(t for t in (self._opts.prompt.strip(), self._context) if t)
+        return list(_encode(self._model, text)[-PROMPT_TOKENS:]) if text else []
 
     def _load_vad(self) -> Any:
         silero = require("livekit.plugins.silero", extra="offline", provider="whisper")
@@ -204,9 +253,21 @@ class WhisperSTT(stt.STT):
         """
         language = language or self._opts.language
         beams = self._opts.resolved_beam_size if final else 1
+        context = self._prompt_tokens()
+        text, confidence = self._decode(audio, language, beams, context)
+        spoken = _key(text)
+        if context and spoken and _within(spoken, _key(self._model.hf_tokenizer.decode(context))):
+            # Whisper copies its prompt when the audio gives it little to go on (a hum, a
+            # cough): words that are all the agent's own are decoded again without them.
+            text, confidence = self._decode(audio, language, beams, [])
+        return text, confidence
+
+    def _decode(
+        self, audio: Any, language: str, beams: int, context: list[int]
+    ) -> tuple[str, float]:
         if self._opts.window == "fit" and len(audio) // HOP + FIT_MARGIN < FULL_WINDOW:
             features = self._model.feature_extractor(audio)
-            fitted = self._transcribe_window(features, language, beams)
+            fitted = self._transcribe_window(features, language, beams, context)
             if fitted is not None:
                 return fitted
         segments, _info = self._model.transcribe(
@@ -214,6 +275,7 @@ class WhisperSTT(stt.STT):
             language=language,
             beam_size=beams,
             condition_on_previous_text=False,
+            initial_prompt=context or None,
             without_timestamps=True,
             vad_filter=False,
         )
@@ -225,7 +287,7 @@ class WhisperSTT(stt.STT):
         return text, (sum(probs) / len(probs)) if probs else 0.0
 
     def _transcribe_window(
-        self, features: Any, language: str, beams: int
+        self, features: Any, language: str, beams: int, context: list[int]
     ) -> tuple[str, float] | None:
         """One greedy (or beam) decode of an utterance in a window of its own length.
 
@@ -251,7 +313,9 @@ class WhisperSTT(stt.STT):
             task="transcribe",
             language=language if model.model.is_multilingual else None,
         )
-        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        # Whisper's layout for text said before the window: <|startofprev|> text <|sot|>...
+        before = [tokenizer.sot_prev, *context] if context else []
+        prompt = [*before, *tokenizer.sot_sequence, tokenizer.no_timestamps]
         budget = 16 + TOKENS_PER_SECOND * features.shape[-1] // 100
         result = model.model.generate(
             model.encode(padded),
@@ -457,6 +521,17 @@ class _WhisperStream(stt.RecognizeStream):
             await vad_stream.aclose()
 
 
+def _key(text: str) -> list[str]:
+    """The words of ``text`` as compared: lower case, no punctuation around them."""
+    return [k for k in (w.strip(".,!?;:\"'").lower() for w in text.split()) if k]
+
+
+def _within(words: list[str], other: list[str]) -> bool:
+    """Whether ``words`` occur together, in order, in ``other``."""
+    n = len(words)
+    return any(other[i : i + n] == words for i in range(len(other) - n + 1))
+
+
 def _without_repeats(text: str) -> str:
     """``text`` cut to one period where its words repeat it (``A B C. A B C. A B``: ``A B C.``).
 
@@ -466,7 +541,7 @@ def _without_repeats(text: str) -> str:
     ``6 o'clock``), so the first word (no leading space in Whisper's tokens) matches too.
     """
     words = text.split()
-    key = [w.strip(".,!?;:\"'").lower() for w in words]
+    key = [w.strip(".,!?;:\"'").lower() for w in words]  # one per word, even "..."
     n = len(words)
     for period in range(2, n):
         # Said again whole (two words or more), or in part (three or more) after its end.
