@@ -89,3 +89,25 @@ async def test_greets_listens_and_answers_then_ends_at_max_duration(
     roles = [t.role for t in row.turns]
     assert roles[:3] == ["agent", "user", "agent"]
     assert heard(row.turns[1].text), row.turns[1].text
+
+
+@pytest.mark.parametrize("context", [True, False], ids=["context", "no-context"])
+async def test_the_caller_is_heard_with_the_names_the_agent_said(
+    worker: Worker, tenant: Tenant, speak, context: bool
+) -> None:
+    # The session hands the greeting to the call's STT, which then spells the name the
+    # agent's way; without it Whisper writes its own spelling (Jackson).
+    agent = tenant.create_agent(
+        greeting="Our advisers today are Jaxon and Maddisyn. Who would you like?",
+        instructions="You are a receptionist. Answer in one short sentence.",
+        max_duration=40,
+        providers={"stt": {"name": "whisper", "options": {"context": context}}},
+    )
+    started = await _start(tenant, agent)
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        await client.next_event(90, type="transcript", role="agent")
+        await asyncio.sleep(4.5)  # let the greeting play out: it is in the context once said
+        await client.play_wav(speak("I want to talk to Jaxon.", speed=160))
+        user = await client.next_event(60, type="transcript", role="user", final=True)
+        assert heard(user["text"], "I want to talk to", at_least=0.8), user["text"]
+        assert ("jaxon" in user["text"].lower()) is context, user["text"]
