@@ -8,6 +8,8 @@ call's view keeps its own.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from livekit.agents import llm
@@ -25,14 +27,17 @@ SAID = "I want to talk to Jaxon."
 HINT = "Our advisers today are Jaxon and Maddisyn."
 
 
-@pytest.fixture(scope="module")
-def jaxon(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    """SAID at 16 kHz as float32, with the silence around it a VAD would keep."""
-    speech = espeak(SAID, tmp_path_factory.mktemp("context") / "jaxon.wav")
-    frames = speech.frames(16000)
+def _spoken(text: str, path: Path) -> np.ndarray:
+    """``text`` at 16 kHz as float32, with the silence around it a VAD would keep."""
+    frames = espeak(text, path).frames(16000)
     pcm = np.concatenate([f.data for f in frames]).astype(np.float32) / 32768
     pad = np.zeros(8000, np.float32)
     return np.concatenate([pad, pcm, pad])
+
+
+@pytest.fixture(scope="module")
+def jaxon(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    return _spoken(SAID, tmp_path_factory.mktemp("context") / "jaxon.wav")
 
 
 def _build(settings, **options) -> WhisperSTT:
@@ -85,6 +90,16 @@ def test_context_off_ignores_the_agent(models_settings, jaxon) -> None:
     call = engine.for_call()
     call.set_context(HINT)
     assert "jaxon" not in _says(call, jaxon)
+
+
+def test_a_name_said_alone_keeps_the_agents_spelling(models_settings, tmp_path: Path) -> None:
+    # All its words are the agent's own, as in a copied prompt; but without the context
+    # Whisper still hears words there (its own spelling), so the caller did say them.
+    audio = _spoken("Maddisyn.", tmp_path / "name.wav")
+    call = _build(models_settings).for_call()
+    assert "maddisyn" not in _says(call, audio)
+    call.set_context(HINT)
+    assert _says(call, audio) == ["maddisyn"]
 
 
 def test_a_hum_does_not_become_the_agents_words(models_settings) -> None:

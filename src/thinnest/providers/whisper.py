@@ -257,9 +257,13 @@ class WhisperSTT(stt.STT):
         text, confidence = self._decode(audio, language, beams, context)
         spoken = _key(text)
         if context and spoken and _within(spoken, _key(self._model.hf_tokenizer.decode(context))):
-            # Whisper copies its prompt when the audio gives it little to go on (a hum, a
-            # cough): words that are all the agent's own are decoded again without them.
-            text, confidence = self._decode(audio, language, beams, [])
+            # Whisper copies its prompt when the audio gives it nothing to read (a hum, a
+            # cough). Words that are all the agent's own are checked without the context:
+            # no words then means no speech; any words mean the caller said them ("Maddisyn."
+            # after "Jaxon or Maddisyn?"), and the context's spelling stands.
+            alone, _ = self._decode(audio, language, beams, [])
+            if not _key(alone):
+                return "", 0.0
         return text, confidence
 
     def _decode(
