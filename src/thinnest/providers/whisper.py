@@ -221,10 +221,9 @@ class WhisperSTT(stt.STT):
         if isinstance(item, llm.ChatMessage) and item.role == "assistant" and item.text_content:
             self.set_context(item.text_content)
 
-    def _prompt_tokens(self) -> list[int]:
-        """The option's prompt and the agent's last words, as Whisper tokens (may be [])."""
-        text = " ".join(t for t in (self._opts.prompt.strip(), self._context) if t)
-        return list(_encode(self._model, text)[-PROMPT_TOKENS:]) if text else []
+    def _hint(self) -> str:
+        """The option's prompt and the agent's last words ("" for none)."""
+        return " ".join(t for t in (self._opts.prompt.strip(), self._context) if t)
 
     def _load_vad(self) -> Any:
         silero = require("livekit.plugins.silero", extra="offline", provider="whisper")
@@ -253,10 +252,11 @@ class WhisperSTT(stt.STT):
         """
         language = language or self._opts.language
         beams = self._opts.resolved_beam_size if final else 1
-        context = self._prompt_tokens()
+        hint = self._hint()
+        context = list(_encode(self._model, hint)[-PROMPT_TOKENS:]) if hint else []
         text, confidence = self._decode(audio, language, beams, context)
         spoken = _key(text)
-        if context and spoken and _within(spoken, _key(self._model.hf_tokenizer.decode(context))):
+        if context and spoken and _within(spoken, _key(hint)):
             # Whisper copies its prompt when the audio gives it nothing to read (a hum, a
             # cough). Words that are all the agent's own are checked without the context:
             # no words then means no speech; any words mean the caller said them ("Maddisyn."
@@ -525,9 +525,14 @@ class _WhisperStream(stt.RecognizeStream):
             await vad_stream.aclose()
 
 
+def _bare(word: str) -> str:
+    """A word as compared: lower case, no punctuation around it ("" for "...")."""
+    return word.strip(".,!?;:\"'").lower()
+
+
 def _key(text: str) -> list[str]:
-    """The words of ``text`` as compared: lower case, no punctuation around them."""
-    return [k for k in (w.strip(".,!?;:\"'").lower() for w in text.split()) if k]
+    """The words of ``text`` as compared (:func:`_bare`), punctuation-only ones left out."""
+    return [k for k in map(_bare, text.split()) if k]
 
 
 def _within(words: list[str], other: list[str]) -> bool:
@@ -548,7 +553,7 @@ def _without_repeats(text: str) -> str:
     text that is one word over and over is that word once.
     """
     words = text.split()
-    key = [w.strip(".,!?;:\"'").lower() for w in words]  # one per word, even "..."
+    key = [_bare(w) for w in words]  # one per word, even "..."
     n = len(words)
     if n > 1 and key[0] and key.count(key[0]) == n:
         return words[0].rstrip(",;:")
