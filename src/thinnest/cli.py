@@ -471,6 +471,30 @@ def bench_latency(
     _run_bench(run_latency_bench, options, settings, latency_table, "latency", out_file)
 
 
+@bench_app.command("turn")
+def bench_turn(
+    count: Annotated[
+        int | None, typer.Option(help="utterances of the speech corpus (its clean ones are used)")
+    ] = None,
+    detector: Annotated[
+        list[str] | None,
+        typer.Option(help="turn detection provider, repeatable (default livekit, transcript)"),
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="JSON file; default <data dir>/bench/")
+    ] = None,
+) -> None:
+    """How each turn detector judges finished sentences and pauses inside them."""
+    from thinnest.bench.tables import turn_table
+    from thinnest.bench.turn import TurnBenchOptions, run_turn_bench
+
+    chosen: dict[str, Any] = {} if count is None else {"count": count}
+    if detector:
+        chosen["detectors"] = tuple(detector)
+    options = TurnBenchOptions(**chosen)
+    _run_bench(run_turn_bench, options, get_settings(), turn_table, "turn", out_file)
+
+
 @bench_app.command("api")
 def bench_api(
     requests: Annotated[int, typer.Option(help="requests per database (at most)")] = 1000,

@@ -31,7 +31,7 @@ def test_every_default_is_registered() -> None:
         "llm": "llama",
         "tts": "piper",
         "vad": "silero",
-        "turn_detection": "livekit",
+        "turn_detection": "transcript",
     }
 
 
@@ -40,7 +40,7 @@ def test_lists_builtin_names_per_kind() -> None:
     assert registry.names("llm") == ["fixed", "gemini", "llama", "openai"]
     assert registry.names("tts") == ["cartesia", "elevenlabs", "espeak", "fixed", "piper"]
     assert registry.names("vad") == ["silero"]
-    assert registry.names("turn_detection") == ["livekit"]
+    assert registry.names("turn_detection") == ["livekit", "transcript"]
     assert registry.names("nonsense") == []
 
 

@@ -41,7 +41,7 @@ class Providers(_Strict):
     llm: ProviderChoice = ProviderChoice(name="llama")
     tts: ProviderChoice = ProviderChoice(name="piper")
     vad: ProviderChoice = ProviderChoice(name="silero")
-    turn_detection: ProviderChoice = ProviderChoice(name="livekit")
+    turn_detection: ProviderChoice = ProviderChoice(name="transcript")
 
 
 class HttpTool(_Strict):

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-__all__ = ["api_table", "concurrency_table", "latency_table", "soak_table"]
+__all__ = ["api_table", "concurrency_table", "latency_table", "soak_table", "turn_table"]
 
 
 def _ms(value: Any) -> str:
@@ -151,4 +151,27 @@ def soak_table(results: dict[str, Any]) -> Table:
         table.add_row(*(str(cell) for cell in row))
     verdict = "pass" if results["pass"] else "FAIL: " + "; ".join(results["problems"])
     table.caption = f"call p50 {results['call_s']['p50']:.1f} s; {verdict}"
+    return table
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part}/{whole} ({100 * part / max(whole, 1):.0f} %)"
+
+
+def turn_table(results: dict[str, Any]) -> Table:
+    delays = results["endpointing_ms"]
+    table = Table(
+        title="thinnest bench turn: finished sentences and pauses inside them",
+        caption=f"held: judged unfinished, waits up to {delays['max']:.0f} ms instead of "
+        f"{delays['min']:.0f} ms after the speech",
+    )
+    for name in ("detector", "finished sentences held", "pauses held", "wait after a sentence"):
+        table.add_column(name, justify="left" if name == "detector" else "right")
+    for name, r in results["detectors"].items():
+        table.add_row(
+            name,
+            _share(r["ends_held"], r["ends"]),
+            _share(r["pauses_held"], r["pauses"]),
+            f"{_ms(r['wait_after_end_ms'])} ms",
+        )
     return table

@@ -144,4 +144,11 @@ PROVIDERS: list[Provider] = [
         turn.build,
         description="offline LiveKit end-of-turn model (v1-mini), or VAD only",
     ),
+    Provider(
+        "turn_detection",
+        "transcript",
+        turn.TranscriptTurnOptions,
+        turn.build_transcript,
+        description="offline: a turn ends with a sentence's end in the transcript (.?!)",
+    ),
 ]

@@ -53,7 +53,7 @@ DEFAULTS: dict[Kind, str] = {
     "llm": "llama",
     "tts": "piper",
     "vad": "silero",
-    "turn_detection": "livekit",
+    "turn_detection": "transcript",
 }
 
 
