@@ -33,7 +33,7 @@ from livekit.agents.voice.turn import TurnHandlingOptions
 from livekit import rtc
 from thinnest.api.schemas import AgentConfig, ProviderChoice
 from thinnest.config import Settings, get_settings
-from thinnest.engine import priority, protocol
+from thinnest.engine import clauses, priority, protocol
 from thinnest.engine.call import Call
 from thinnest.engine.metadata import DispatchMetadata
 from thinnest.engine.persistence import CallStore
@@ -55,6 +55,7 @@ class ProviderCache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._built: dict[str, Any] = {}
+        self._spoken: dict[str, Any] = {}
 
     @staticmethod
     def _key(kind: str, choice: ProviderChoice) -> str:
@@ -79,6 +80,14 @@ class ProviderCache:
     def for_agent(self, kind: str, config: AgentConfig) -> Any:
         """The provider object of ``kind`` for an agent (its language applied)."""
         return self.get(kind, self.choice(kind, config))
+
+    def tts_for_session(self, config: AgentConfig) -> Any:
+        """The agent's TTS as the session gets it: one sentence at a time, the first
+        clause of a reply on its own (:mod:`thinnest.engine.clauses`); built once."""
+        key = self._key("tts", self.choice("tts", config))
+        if key not in self._spoken:
+            self._spoken[key] = clauses.for_session(self.for_agent("tts", config))
+        return self._spoken[key]
 
     def warm(self, config: AgentConfig) -> None:
         for kind in KINDS:
@@ -195,7 +204,7 @@ async def entrypoint(ctx: JobContext) -> None:
     session: AgentSession = AgentSession(
         stt=speech_to_text,
         llm=cache.for_agent("llm", config),
-        tts=cache.for_agent("tts", config),
+        tts=cache.tts_for_session(config),
         vad=cache.for_agent("vad", config),
         turn_handling=turn_handling(settings, cache.for_agent("turn_detection", config)),
         user_away_timeout=None,
