@@ -13,7 +13,7 @@ import time
 import pytest
 from livekit.agents import llm
 
-from thinnest.providers import registry
+from thinnest.providers import Prefillable, registry
 from thinnest.providers.llama import render_prompt
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("offline")]
@@ -188,3 +188,22 @@ async def test_auto_batch_threads_take_the_idle_cores(
     assert _wait_until(lambda: sampler.idle_cores() == 0)
     text, _, _, _ = await _run(model, _ctx(("user", "Say bye.")))
     assert text and (llama.n_threads, llama.n_threads_batch) == (1, 1)
+
+
+async def test_prefill_reads_the_prompt_into_the_cache(model) -> None:
+    # What the engine does while the greeting plays: the caller's first question then finds
+    # the instructions and tools already read.
+    nonce = secrets.token_hex(4)
+    instructions = f"You are the front desk of hotel {nonce}. Be brief."
+    ctx = _ctx(("system", instructions), ("assistant", "Hello! How can I help you today?"))
+    assert isinstance(model, Prefillable)
+    await model.prefill(ctx, [get_weather])
+    head, turns = render_prompt(ctx, [get_weather])
+    llama = model._model.llama
+    read = tuple(llama.tokenize((head + "".join(turns)).encode(), special=True))
+    assert any(key[: len(read)] == read for key in llama.cache.cache_state)
+    assert nonce in llama.detokenize(list(llama.input_ids[: llama.n_tokens])).decode()
+    # the answer that follows shares that beginning and is a normal answer
+    ctx.add_message(role="user", content="What is the weather in Paris?")
+    text, calls, _, _ = await _run(model, ctx, [get_weather])
+    assert calls or text

@@ -28,6 +28,7 @@ from livekit.agents import (
 )
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.room_io import RoomOptions
+from livekit.agents.voice.speech_handle import SpeechHandle
 from livekit.agents.voice.turn import TurnHandlingOptions
 
 from livekit import rtc
@@ -40,7 +41,7 @@ from thinnest.engine.persistence import CallStore
 from thinnest.engine.tools import end_call_tool, http_function_tool, ssl_context, tool_client
 from thinnest.errors import ConfigError
 from thinnest.log import logger
-from thinnest.providers import ConversationAware, registry
+from thinnest.providers import ConversationAware, Prefillable, registry
 from thinnest.store.db import Database
 
 log = logger.getChild("engine")
@@ -162,6 +163,30 @@ async def _warm_llm(model: llm.LLM, instructions: str) -> None:
         log.info("LLM warm-up skipped: %r", exc)
 
 
+async def _prefill(
+    model: Any, instructions: str, tools: list[llm.Tool], greeting: SpeechHandle | None
+) -> None:
+    """Have a local LLM read this agent's prompt while the caller hears the greeting.
+
+    The prewarm read the default agent's; another agent's instructions and tools would
+    otherwise be read at the caller's first question (≈ 1.4 s of the first answer on 2
+    cores). It waits for the greeting to be heard, so its synthesis has the cores first.
+    """
+    if not isinstance(model, Prefillable):
+        return
+    ctx = llm.ChatContext()
+    ctx.add_message(role="system", content=instructions)
+    if greeting is not None:
+        await greeting.wait_for_playout()
+        for item in greeting.chat_items:  # the greeting as far as it was heard
+            if item.type == "message":
+                ctx.add_message(role="assistant", content=item.text_content or "")
+    try:
+        await model.prefill(ctx, tools)
+    except Exception as exc:  # only a head start: the answer reads the prompt anyway
+        log.info("LLM prefill skipped: %r", exc)
+
+
 async def _ignore(_record: object) -> None:
     return None
 
@@ -227,7 +252,8 @@ async def entrypoint(ctx: JobContext) -> None:
             lambda goodbye: call.request_end("agent_ended", say=goodbye), call.on_tool_call
         )
     )
-    agent = Agent(instructions=render_instructions(config, meta.context), tools=tools)
+    instructions = render_instructions(config, meta.context)
+    agent = Agent(instructions=instructions, tools=tools)
 
     async def cleanup(reason: str) -> None:
         # A job shut down for any other cause (its room was closed under it) ends here.
@@ -265,9 +291,10 @@ async def entrypoint(ctx: JobContext) -> None:
         record=record,
         room_options=RoomOptions(participant_identity=USER_IDENTITY, close_on_disconnect=True),
     )
-    if config.greeting:
-        session.say(config.greeting, allow_interruptions=True)
+    greeting = session.say(config.greeting, allow_interruptions=True) if config.greeting else None
+    prefill = asyncio.create_task(_prefill(session.llm, instructions, tools, greeting))
     await call.ended.wait()
+    prefill.cancel()
     await session.aclose()
     ctx.delete_room()
     ctx.shutdown(call.reason or "ended")

@@ -10,10 +10,20 @@ from thinnest.providers.registry import (
     DEFAULTS,
     KINDS,
     ConversationAware,
+    Prefillable,
     Provider,
     build,
     names,
     validate,
 )
 
-__all__ = ["DEFAULTS", "KINDS", "ConversationAware", "Provider", "build", "names", "validate"]
+__all__ = [
+    "DEFAULTS",
+    "KINDS",
+    "ConversationAware",
+    "Prefillable",
+    "Provider",
+    "build",
+    "names",
+    "validate",
+]

@@ -19,6 +19,7 @@ contexts are not thread-safe): concurrent calls in one worker process take turns
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -246,7 +247,22 @@ class LlamaLLM(llm.LLM):
                 return prompt, count
             turns = turns[1:]
 
-    def generate(self, prompt: str) -> Iterator[str]:
+    async def prefill(self, chat_ctx: llm.ChatContext, tools: Sequence[llm.Tool] = ()) -> None:
+        """Read the prompt of ``chat_ctx`` (instructions, tools, turns) into the prompt cache.
+
+        One token is generated and dropped: llama.cpp keeps the state of the prompt, so the
+        next answer that shares its beginning reads only what is new.
+        """
+        head, turns = render_prompt(chat_ctx, list(tools))
+        prompt, _tokens = self.fit_prompt(head, turns)
+
+        def read() -> None:
+            for _piece in self.generate(prompt, max_tokens=1):
+                pass
+
+        await asyncio.to_thread(read)
+
+    def generate(self, prompt: str, *, max_tokens: int | None = None) -> Iterator[str]:
         """Stream the completion of ``prompt`` as text pieces (blocking; one per token)."""
         opts = self._opts
         with self._model.lock:
@@ -254,7 +270,7 @@ class LlamaLLM(llm.LLM):
                 self._model.size_batch_threads()
             chunks: Iterator[Any] = self._model.llama.create_completion(  # type: ignore[assignment]
                 prompt,
-                max_tokens=opts.max_tokens,
+                max_tokens=max_tokens or opts.max_tokens,
                 temperature=opts.temperature,
                 seed=opts.seed,
                 stop=_STOP,

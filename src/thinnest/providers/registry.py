@@ -69,6 +69,16 @@ class ConversationAware(Protocol):
         """This provider for one call, with its own conversation state."""
 
 
+@runtime_checkable
+class Prefillable(Protocol):
+    """An LLM that can read a call's fixed prompt ahead of its first answer (the local
+    llama: its prompt cache then holds the instructions and tools, so the first answer
+    does not pay for reading them). A cloud LLM would be billed for it: it has none."""
+
+    async def prefill(self, chat_ctx: Any, tools: Any) -> None:
+        """Read the prompt of ``chat_ctx`` with ``tools`` described, writing nothing."""
+
+
 @dataclass(frozen=True)
 class Provider:
     """One registered provider.
