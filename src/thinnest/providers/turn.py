@@ -3,11 +3,12 @@
 ``transcript`` (the default) reads the punctuation of the user's transcript: a turn whose
 text ends a sentence (``.``, ``?``, ``!``) is over after ``endpointing_min_delay``; text that
 breaks off ("Can you tell me the opening hours of", "I want to ref-", "so...") holds the turn
-open up to ``endpointing_max_delay``. Whisper, Deepgram and Google all punctuate by default
-(Whisper leaves a sentence cut at a pause unpunctuated); with an STT that writes no
-punctuation every turn would wait the maximum, so choose ``livekit`` there.
-Measured by ``thinnest bench turn`` (docs/benchmarks.md): on the speech corpus it ends 97 %
-of finished sentences at once, where the audio model below doubted two in three.
+open up to ``endpointing_max_delay``. Whisper, Deepgram and Google all punctuate by default;
+with an STT that writes no punctuation every turn would wait the maximum, so choose
+``livekit`` there. Measured by ``thinnest bench turn`` (docs/benchmarks.md): on the speech
+corpus it ends 97 % of finished sentences at once, where the audio model below held two in
+three open; it holds a third of the pauses inside sentences (Whisper writes the rest as
+sentences of their own, "I need to change.", and there the turn ends as on silence alone).
 
 ``livekit``: LiveKit's audio end-of-turn model, run locally.
 
@@ -15,8 +16,9 @@ livekit-agents' ``inference.TurnDetector`` with ``version="v1-mini"`` runs the
 ``turn-detector-v1-mini`` model of ``livekit-local-inference`` (a dependency of
 livekit-agents; the weights are compiled into its native module, about 108 MB, so nothing
 is downloaded). It listens to the user's audio and tells the session whether a pause ends
-the turn, so the agent answers sooner after a finished sentence and waits longer after a
-pause mid-thought. The ``livekit-plugins-turn-detector`` text models are not used: they
+the turn, meant to answer sooner after a finished sentence and wait longer after a pause
+mid-thought; on our synthetic voices and three human recordings it barely told them apart
+(``thinnest bench turn``). The ``livekit-plugins-turn-detector`` text models are not used: they
 download their weights at run time.
 
 The model is under the LiveKit Model License: use it only with LiveKit Agents (which this
