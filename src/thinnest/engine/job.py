@@ -119,8 +119,8 @@ def prewarm(proc: JobProcess) -> None:
     cache = ProviderCache(settings)
     default = AgentConfig(name="default")
     cache.warm(default)
-    # A first generation fills the LLM's prompt cache with the default system prompt and
-    # tools, so a call's first answer does not pay for evaluating them (seconds on 2 cores).
+    # Reading the default system prompt and tools fills the LLM's prompt cache (the local
+    # llama reads it without answering), so a first answer does not pay for it (seconds).
     llm_obj = cache.get("llm", default.providers.llm)
     warmer = threading.Thread(target=lambda: asyncio.run(_warm_llm(llm_obj, default.instructions)))
     warmer.start()
@@ -155,8 +155,12 @@ async def _warm_llm(model: llm.LLM, instructions: str) -> None:
     ctx = llm.ChatContext()
     ctx.add_message(role="system", content=instructions)
     ctx.add_message(role="user", content="Hello?")
+    tools = [end_call_tool(lambda _g: None, _ignore)]
     try:
-        async with model.chat(chat_ctx=ctx, tools=[end_call_tool(lambda _g: None, _ignore)]) as s:
+        if isinstance(model, Prefillable):  # reading the prompt is the warm-up; no answer
+            await model.prefill(ctx, tools)
+            return
+        async with model.chat(chat_ctx=ctx, tools=tools) as s:
             async for _chunk in s:
                 pass
     except Exception as exc:  # a cloud LLM without network, say: warming is optional
