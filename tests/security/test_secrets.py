@@ -5,9 +5,14 @@ the request limits (body size, per-key rate limit with Retry-After)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import logging
+import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +21,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
+from websockets.exceptions import ConnectionClosed
 
+from livekit import api as lkapi
 from livekit import rtc
 from tests.conftest import RunningApi, Tenant, free_port, make_settings, start_api
 from tests.security.conftest import NO_WORKER_AGENT, new_owner
@@ -89,6 +96,9 @@ async def test_livekit_enforces_the_token_lifetime_by_its_issue_time(
     clock skew, so the margins are two minutes either side of ``TOKEN_TTL``."""
     opts = livekit_server.options
     room = f"session_ttl_{secrets.token_hex(3)}"
+    # LiveKit creates no room on join (auto_create off): the room exists first, as the API's.
+    async with lkapi.LiveKitAPI(opts.url, opts.api_key, opts.api_secret) as client:
+        await client.room.create_room(lkapi.CreateRoomRequest(name=room, empty_timeout=60))
 
     def minted(age: float) -> str:
         return mint_participant_token(
@@ -213,6 +223,117 @@ async def test_no_secret_reaches_a_log_line(
     assert len(caplog.records) > 5, "expected the calls above to log something"
     for secret in seen:
         assert secret not in logged
+
+
+async def _talk_over_the_gateway(api_url: str, session_id: str, token: str) -> None:
+    """Open the session's ``websocket_url`` with ``?token=`` (as the README shows), get
+    ``ready``, hang up; then a handshake the gateway refuses (a token of another session)."""
+    from websockets.asyncio.client import connect
+
+    ws_base = api_url.replace("http", "ws", 1)
+    async with connect(
+        f"{ws_base}/ws/{session_id}?token={token}&sample_rate=16000", open_timeout=30
+    ) as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        while json.loads(await asyncio.wait_for(ws.recv(), 60)).get("type") != "ready":
+            pass
+        await ws.send(json.dumps({"type": "end"}))
+    async with connect(f"{ws_base}/ws/session_other?token={token}", open_timeout=30) as ws:
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+
+
+def _assert_nothing_secret(logged: str, *secrets_: str) -> None:
+    for secret in secrets_:
+        assert secret not in logged
+        if secret.count(".") == 2:  # a JWT: not its signature alone either
+            assert secret.rsplit(".", 1)[1] not in logged
+
+
+async def test_a_token_in_a_websocket_url_is_not_logged_in_process(
+    caplog: pytest.LogCaptureFixture, security_api: RunningApi, database: Database
+) -> None:
+    """uvicorn logs each handshake with its query string at INFO, through its own
+    non-propagating ``uvicorn`` logger: capture that logger too, at every level."""
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="uvicorn.error")
+    uvicorn_logger = logging.getLogger("uvicorn")
+    uvicorn_logger.addHandler(caplog.handler)
+    owner = new_owner(security_api, database)
+    try:
+        with owner.http:
+            agent = owner.create_agent()
+            started = owner.http.post("/voice/start", json={"agent_id": agent["id"]}).json()
+        await _talk_over_the_gateway(security_api.url, started["session_id"], started["token"])
+    finally:
+        uvicorn_logger.removeHandler(caplog.handler)
+    handshakes = [r.getMessage() for r in caplog.records if "WebSocket /ws/" in r.getMessage()]
+    assert handshakes, "expected uvicorn to log the handshakes"
+    assert all("token=[redacted]" in line for line in handshakes), handshakes
+    _assert_nothing_secret(caplog.text, started["token"], owner.key)
+
+
+# ``thinnest serve`` at DEBUG starts the app and imports the providers for the agent check.
+@pytest.mark.timeout(400)
+def test_thinnest_serve_logs_no_token_nor_key(
+    livekit_server: LiveKitDevServer, database: Database, database_url: str, tmp_path: Path
+) -> None:
+    """The API as deployed, ``thinnest serve`` with its own logging, at DEBUG: a session
+    started, its WebSocket opened with ``?token=`` and refused with it; then its log is read."""
+    port = free_port()
+    opts = livekit_server.options
+    env = {
+        **os.environ,
+        "THINNEST_DATA_DIR": str(tmp_path),
+        "THINNEST_DATABASE_URL": database_url,
+        "THINNEST_API_PORT": str(port),
+        "THINNEST_LIVEKIT_URL": opts.url,
+        "THINNEST_LIVEKIT_API_KEY": opts.api_key,
+        "THINNEST_LIVEKIT_API_SECRET": opts.api_secret,
+        "THINNEST_AGENT_NAME": NO_WORKER_AGENT,
+        "THINNEST_REQUIRE_WORKER": "false",
+        "THINNEST_LOG_LEVEL": "DEBUG",
+    }
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "thinnest", "serve"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "thinnest serve did not answer /healthz"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        with database.session() as db:
+            owner = keys.get_or_create_owner(db, f"owner-{secrets.token_hex(4)}")
+            _row, key = keys.create_key(db, owner)
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=180
+        ) as http:
+            agent = http.post("/agents", json={"name": "logged"}).json()
+            started = http.post("/voice/start", json={"agent_id": agent["id"]}).json()
+            # A token in a plain request's query string too (the access log is off; were it
+            # on, it must not print one either).
+            http.get(f"/healthz?token={started['token']}")
+        asyncio.run(_talk_over_the_gateway(base, started["session_id"], started["token"]))
+        time.sleep(1)  # the gateway logs the close after the socket has closed
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    logged = log_path.read_text()
+    assert "WebSocket /ws/" in logged, logged[-3000:]  # the handshake is logged …
+    _assert_nothing_secret(logged, started["token"], key, opts.api_secret)  # … not the token
 
 
 # --- request limits (the declared-size and LiveKit-down cases are in tests/api) -----------------
