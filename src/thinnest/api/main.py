@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from thinnest import __version__
-from thinnest.api import backstop, errors
+from thinnest.api import backstop, docs, errors
 from thinnest.api.limits import BodySizeLimit, RateLimiter
 from thinnest.api.publishable import PublishableLimits, VoiceStartCors
 from thinnest.api.routes import agents, health, keys, livekit, sessions, voice, web
@@ -21,7 +21,8 @@ from thinnest.store.db import Database
 
 DESCRIPTION = """Start real-time voice sessions with AI agents.
 
-Authenticate with `Authorization: Bearer <api_key>` (create one with `thinnest keys create`).
+Authenticate with `Authorization: Bearer <api_key>` (create one with
+`thinnest keys create --owner NAME`, or `POST /keys`).
 Errors are `{"error": {"code": "...", "message": "...", "field": "..."}}`.
 """
 
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # docs.install serves /docs and /redoc with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
@@ -62,5 +65,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     for module in (health, voice, sessions, agents, keys, livekit):
         app.include_router(module.router)
     web.install(app)
+    docs.install(app)
     app.include_router(gateway.router)
     return app
