@@ -25,6 +25,10 @@ def test_token_is_room_scoped_and_lives_600_seconds() -> None:
     video = claims["video"]
     assert video["room"] == "session_a"
     assert video["roomJoin"] is True
+    # The microphone, labelled or not (the documented snippets publish without a source);
+    # never the camera or the screen (tests/livekit/test_publish_grants.py, on the server).
+    assert sorted(video["canPublishSources"]) == ["microphone", "unknown"]
+    assert video["canPublishData"] is True and video["canSubscribe"] is True
     for admin in ("roomAdmin", "roomCreate", "roomList", "roomRecord", "agent", "hidden"):
         assert admin not in video
 

@@ -1,4 +1,11 @@
-"""Participant tokens: HS256 JWTs scoped to one room, valid exactly ``TOKEN_TTL`` seconds."""
+"""Participant tokens: HS256 JWTs scoped to one room, valid exactly ``TOKEN_TTL`` seconds.
+
+What a caller may publish: ``CALLER_SOURCES``. A track published with no options (the browser's
+``publishTrack(mediaStreamTrack)``, Python's ``publish_track(track)``: the documented client
+snippets) has the source ``unknown``; LiveKit checks the publish grant against the source only,
+never the kind, so ``unknown`` is allowed too. The camera and the screen (video and audio) stay
+refused. What the engine does with a track of no source is in docs/security.md.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +15,21 @@ import jwt
 from livekit.api.access_token import Claims, VideoGrants
 
 TOKEN_TTL = 600
+#: The track sources a caller may publish: the microphone, and a track published without a
+#: source (LiveKit's ``unknown``), which is how the documented snippets publish the microphone.
+CALLER_SOURCES = ("microphone", "unknown")
 
 
 def participant_grants(room: str) -> VideoGrants:
-    """What a caller may do: join this room, publish its microphone and data, subscribe."""
+    """What a caller may do: join this room, publish its microphone (``CALLER_SOURCES``) and
+    data, subscribe."""
     return VideoGrants(
         room_join=True,
         room=room,
         can_publish=True,
         can_subscribe=True,
         can_publish_data=True,
-        can_publish_sources=["microphone"],
+        can_publish_sources=list(CALLER_SOURCES),
         can_update_own_metadata=False,
     )
 
