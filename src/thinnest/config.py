@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     tools_allow_private: bool = False
     """let HTTP tools call loopback, private, link-local and other non-public addresses (off:
     the SSRF guard; turn on only where agents' tool URLs are trusted)"""
+    tools_allow_loopback: bool | None = None
+    """let HTTP tools call loopback addresses (a developer's tool server on localhost);
+    default: on when `env` is `dev` (which runs on loopback only), off otherwise"""
     tools_allowed_networks: list[str] = Field(default_factory=list)
     """JSON list of hosts and CIDRs HTTP tools may call even though they are not public, such
     as `["10.1.2.0/24", "tools.internal"]`"""
@@ -203,6 +206,12 @@ class Settings(BaseSettings):
     @property
     def resolved_web_demo(self) -> bool:
         return self.env == "dev" if self.web_demo is None else self.web_demo
+
+    @property
+    def resolved_tools_allow_loopback(self) -> bool:
+        if self.tools_allow_loopback is None:
+            return self.env == "dev"
+        return self.tools_allow_loopback
 
     @property
     def resolved_recordings_dir(self) -> Path:

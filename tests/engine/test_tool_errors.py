@@ -95,12 +95,24 @@ async def test_failing_tools_raise_a_tool_error_for_the_llm(
             )  # type: ignore[arg-type]
 
 
-async def test_a_loopback_tool_is_refused_by_default(endpoint: str, tmp_path: object) -> None:
+async def test_a_loopback_tool_is_refused_in_production(endpoint: str, tmp_path: object) -> None:
+    production = Settings(
+        data_dir=tmp_path,  # type: ignore[arg-type]
+        env="production",
+        livekit_api_key="APIprod",
+        livekit_api_secret=SecretStr("p" * 40),
+    )
     async with httpx.AsyncClient() as client:
         with pytest.raises(llm.ToolError, match="not public"):
-            await call_http_tool(
-                _tool(f"{endpoint}/ok"), {}, settings=Settings(data_dir=tmp_path), client=client
-            )  # type: ignore[arg-type]
+            await call_http_tool(_tool(f"{endpoint}/ok"), {}, settings=production, client=client)
+        # dev (loopback only) lets a developer's tool server on localhost be called
+        text = await call_http_tool(
+            _tool(f"{endpoint}/ok"),
+            {"q": 1},
+            settings=Settings(data_dir=tmp_path, env="dev"),  # type: ignore[arg-type]
+            client=client,
+        )
+    assert json.loads(text)["echo"] == {"q": 1}
 
 
 async def test_unreachable_tool_and_missing_secret(tmp_path: object) -> None:

@@ -4,6 +4,7 @@ the LLM gets an error text instead."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from livekit.agents import llm
 
 from thinnest.api.schemas import HttpTool
 from thinnest.config import Settings
+from thinnest.engine.destinations import destination
 from thinnest.engine.tools import ToolCallRecord, check_destination, http_function_tool
 
 pytestmark = pytest.mark.unit
@@ -23,6 +25,8 @@ def _tool(url: str) -> HttpTool:
 
 
 def _settings(tmp_path: Path, **fields: object) -> Settings:
+    """The guard as production has it (dev lets tools call loopback: see the dev tests)."""
+    fields = {"tools_allow_loopback": False, **fields}
     return Settings(data_dir=tmp_path, **fields)  # type: ignore[arg-type]
 
 
@@ -47,6 +51,45 @@ def _settings(tmp_path: Path, **fields: object) -> Settings:
 )
 async def test_non_public_destinations_are_refused_by_default(url: str, tmp_path: Path) -> None:
     with pytest.raises(llm.ToolError, match="not public"):
+        await check_destination(_tool(url), _settings(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("url", "inner"),
+    [
+        pytest.param("http://[::7f00:1]/x", "127.0.0.1", id="v4-compatible-loopback"),
+        pytest.param("http://[::a00:1]/x", "10.0.0.1", id="v4-compatible-private"),
+        pytest.param("http://[64:ff9b::7f00:1]/x", "127.0.0.1", id="nat64-loopback"),
+        pytest.param("http://[64:ff9b::a9fe:a9fe]/x", "169.254.169.254", id="nat64-metadata"),
+        pytest.param("http://[2002:7f00:1::]/x", "127.0.0.1", id="6to4-loopback"),
+        pytest.param("http://[2002:c0a8:101::1]/x", "192.168.1.1", id="6to4-private"),
+        pytest.param("http://[::ffff:0:7f00:1]/x", "127.0.0.1", id="v4-translated-loopback"),
+        # Teredo: server 65.54.227.120, client 127.0.0.1 stored XOR-ed (0x80fffffe).
+        pytest.param(
+            "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x", "127.0.0.1", id="teredo-loopback"
+        ),
+        pytest.param("http://[2001:0:4136:e378::f5ff:fffe]/x", "10.0.0.1", id="teredo-private"),
+    ],
+)
+async def test_ipv6_forms_of_a_non_public_ipv4_address_are_refused(
+    url: str, inner: str, tmp_path: Path
+) -> None:
+    """The guard judges where the packets go: the IPv4 address an IPv6 address carries."""
+    tool = _tool(url)
+    host = (tool.url.host or "").strip("[]")
+    assert str(destination(ipaddress.ip_address(host))) == inner
+    with pytest.raises(llm.ToolError, match="not public"):
+        await check_destination(tool, _settings(tmp_path))
+
+
+async def test_nat64_local_use_prefix_is_never_public(tmp_path: Path) -> None:
+    # 64:ff9b:1::/48 (RFC 8215) is a site's own translator, whatever address follows.
+    with pytest.raises(llm.ToolError, match="not public"):
+        await check_destination(_tool("http://[64:ff9b:1::5db8:d822]/x"), _settings(tmp_path))
+
+
+async def test_ipv6_forms_of_a_public_ipv4_address_pass(tmp_path: Path) -> None:
+    for url in ("http://[2002:5db8:d822::1]/x", "http://[64:ff9b::5db8:d822]/x"):
         await check_destination(_tool(url), _settings(tmp_path))
 
 
@@ -185,4 +228,57 @@ async def test_the_tools_client_reaches_an_allowed_address(
     port, hits = loopback_tool_server
     settings = _settings(tmp_path, tools_allowed_networks=["127.0.0.0/8"])
     assert await _call_guarded(f"http://127.0.0.1:{port}/x", settings) == '{"ok":true}'
+    assert hits == ['/x {"q":"x"}']
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://127.0.0.1:9/x", id="loopback"),
+        pytest.param("http://localhost:9/x", id="localhost-name"),
+        pytest.param("http://[::1]:9/x", id="loopback-v6"),
+        pytest.param("http://[::ffff:127.0.0.1]:9/x", id="v4-mapped-loopback"),
+    ],
+)
+async def test_dev_lets_tools_call_loopback_and_production_does_not(
+    url: str, tmp_path: Path
+) -> None:
+    """A developer's tool server runs on localhost: in dev the guard lets loopback through."""
+    await check_destination(_tool(url), Settings(data_dir=tmp_path, env="dev"))
+    production = {
+        "env": "production",
+        "livekit_api_key": "APIprod",
+        "livekit_api_secret": "p" * 40,
+    }
+    with pytest.raises(llm.ToolError, match="not public"):
+        await check_destination(_tool(url), Settings(data_dir=tmp_path, **production))  # type: ignore[arg-type]
+    # The setting decides, either way.
+    await check_destination(
+        _tool(url),
+        Settings(data_dir=tmp_path, tools_allow_loopback=True, **production),  # type: ignore[arg-type]
+    )
+    with pytest.raises(llm.ToolError, match="not public"):
+        await check_destination(_tool(url), Settings(data_dir=tmp_path, tools_allow_loopback=False))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://10.1.2.3/x", id="private"),
+        pytest.param("http://169.254.169.254/latest/meta-data", id="cloud-metadata"),
+        pytest.param("http://[fd00::1]/x", id="unique-local-v6"),
+    ],
+)
+async def test_dev_still_refuses_private_addresses(url: str, tmp_path: Path) -> None:
+    with pytest.raises(llm.ToolError, match="not public"):
+        await check_destination(_tool(url), Settings(data_dir=tmp_path, env="dev"))
+
+
+async def test_in_dev_the_tools_client_reaches_a_tool_server_on_localhost(
+    tmp_path: Path, loopback_tool_server
+) -> None:
+    """The guarded client a call uses, in dev, with no setting: the tool server is called."""
+    port, hits = loopback_tool_server
+    settings = Settings(data_dir=tmp_path, env="dev")
+    assert await _call_guarded(f"http://localhost:{port}/x", settings) == '{"ok":true}'
     assert hits == ['/x {"q":"x"}']

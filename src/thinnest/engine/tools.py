@@ -4,8 +4,10 @@ A tool never crashes a call: errors, timeouts and non-JSON answers go back to th
 ``ToolError`` text, and every call is reported (name, arguments, result, error, duration).
 
 SSRF guard: before each request the tool's host is resolved and every address checked; a
-loopback, private, link-local or otherwise non-public one is refused (a ``ToolError``) unless
-``Settings.tools_allow_private`` is on or ``Settings.tools_allowed_networks`` names it. The
+loopback, private, link-local or otherwise non-public one (an IPv6 address judged by the IPv4
+address it carries, see :mod:`thinnest.engine.destinations`) is refused (a ``ToolError``)
+unless the settings allow it: ``tools_allow_private``, ``tools_allow_loopback`` (on by
+default in dev) or ``tools_allowed_networks``. The
 client from :func:`tool_client` checks again where the connection is made: it resolves the
 host once, checks every address and connects to a checked one, so a DNS answer that changes
 between the check and the request (DNS rebinding) cannot lead it to a private address.
@@ -31,6 +33,7 @@ from livekit.agents import llm
 
 from thinnest.api.schemas import HttpTool
 from thinnest.config import Settings
+from thinnest.engine.destinations import Address, refused_address
 
 #: Longest tool result handed back to the LLM (characters); the rest is cut.
 MAX_RESULT_CHARS = 4000
@@ -63,44 +66,16 @@ def resolve_headers(headers: dict[str, str], settings: Settings) -> dict[str, st
     return {k: _SECRET.sub(sub, v) for k, v in headers.items()}
 
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _is_public(ip: Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-def _allowed(host: str, ip: Address, networks: list[str]) -> bool:
-    for entry in networks:
-        try:
-            if ip in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:  # not a network: a host name
-            if entry.strip().lower().rstrip(".") == host:
-                return True
-    return False
-
-
-async def _resolve(host: str, port: int) -> list[Address]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]) for i in infos))
-
-
-def _refused(host: str, addresses: list[Address], settings: Settings) -> Address | None:
-    """The first address of ``host`` that the guard refuses, if any."""
-    for ip in addresses:
-        if not _is_public(ip) and not _allowed(host, ip, settings.tools_allowed_networks):
-            return ip
-    return None
-
-
 def _refusal_text(name: str, ip: Address) -> str:
     return (
         f"{name} was not called: its address {ip} is not public (loopback, private or "
         "link-local) and THINNEST_TOOLS_ALLOW_PRIVATE is off"
     )
+
+
+async def _resolve(host: str, port: int) -> list[Address]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]) for i in infos))
 
 
 async def check_destination(spec: HttpTool, settings: Settings) -> None:
@@ -113,7 +88,7 @@ async def check_destination(spec: HttpTool, settings: Settings) -> None:
         addresses = await _resolve(host, port)
     except (OSError, UnicodeError) as exc:
         raise llm.ToolError(f"{spec.name} could not be reached: cannot resolve its host") from exc
-    refused = _refused(host, addresses, settings)
+    refused = refused_address(host, addresses, settings)
     if refused is not None:
         raise llm.ToolError(_refusal_text(spec.name, refused))
 
@@ -149,7 +124,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
         except (OSError, UnicodeError) as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}") from exc
-        refused = _refused(name, addresses, self._settings)
+        refused = refused_address(name, addresses, self._settings)
         if refused is not None:
             raise DestinationRefused(refused)
         # TLS still checks the certificate against the host name (httpcore passes it on).
