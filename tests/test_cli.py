@@ -69,6 +69,12 @@ def test_agents_commands(tmp_path: Path) -> None:
             ["agents", "create", "x", "--max-duration", "0"], "max_duration", id="bad-agent"
         ),
         pytest.param(["keys", "revoke", "key_nope"], "no API key", id="unknown-key"),
+        # The message holds a pattern with [a-z], which rich would read as markup and drop.
+        pytest.param(
+            ["agents", "create", "x", "--language", "english"],
+            "language: String should match pattern '^[a-z]{2,3}",
+            id="brackets-in-the-message",
+        ),
     ],
 )
 def test_errors_are_one_clear_line_without_traceback(

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError as PydanticValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from thinnest import __version__
@@ -96,7 +97,7 @@ def worker() -> None:
 def call(
     agent: Annotated[str, typer.Option(help="agent id or name")] = "default",
     wav: Annotated[
-        Path | None, typer.Option(help="16-bit mono WAV to say after the greeting")
+        Path | None, typer.Option(help="16-bit PCM WAV (mono, any rate) to say after the greeting")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="save the agent's audio to this WAV")] = None,
     api_key: Annotated[
@@ -110,29 +111,44 @@ def call(
     ] = 3.0,
     max_seconds: Annotated[float, typer.Option(help="hang up after this long in any case")] = 120,
 ) -> None:
-    """Call an agent: print the live transcript, say a WAV, save what the agent says."""
+    """Call an agent: print the live transcript, say a WAV, save what the agent says.
+
+    Exits when the call ends; exit code 1 when no agent answered (or the call failed).
+    """
     import asyncio
 
-    from thinnest.calls import run_call
+    from thinnest.calls import check_out, check_wav, run_call
 
+    # Everything the call needs is checked before a session is started for it.
+    if wav is not None:
+        check_wav(wav)
+    if out is not None:
+        check_out(out)
     settings = get_settings()
     key = api_key or settings.dev_credentials().get("api_key")
     if not key:
         raise ValidationError(
             "no API key: pass --api-key (or run `thinnest dev` first)", field="api_key"
         )
-    code = asyncio.run(
-        run_call(
-            api_url or settings.resolved_public_base_url,
-            key,
-            agent,
-            wav=wav,
-            out=out,
-            hang_up_after=hang_up_after,
-            max_seconds=max_seconds,
-            print_line=out_line,
+    try:
+        code = asyncio.run(
+            run_call(
+                api_url or settings.resolved_public_base_url,
+                key,
+                agent,
+                wav=wav,
+                out=out,
+                hang_up_after=hang_up_after,
+                max_seconds=max_seconds,
+                print_line=out_line,
+            )
         )
-    )
+    except ThinnestError as exc:
+        print_error(exc)
+        code = 1
+    except KeyboardInterrupt:
+        err.print("hung up (Ctrl-C)")
+        code = 130
     # The call is over and its output written. Leave without the interpreter's teardown:
     # livekit's native threads can abort the process while it unwinds (seen in CI).
     sys.stdout.flush()
@@ -151,7 +167,7 @@ def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
         out.print(f"  [bold]Demo page     {base}/demo[/]   (open it, press Call, talk)")
     out.print(f"  API           {base}   (OpenAPI docs: {base}/docs)")
     out.print(f"  LiveKit       {settings.resolved_public_livekit_url}")
-    out.print(f"  data dir      {settings.data_dir.resolve()}")
+    out.print(f"  data dir      {escape(str(settings.data_dir.resolve()))}")
     out.print(f"  agent id      {ident.agent_id}")
     out.print(f"  API key       {ident.api_key}\n")
     out.print("Start a session:")
@@ -186,7 +202,9 @@ def backup(
     from thinnest.store.backup import backup as backup_database
 
     result = backup_database(get_settings().resolved_database_url, path, overwrite=force)
-    out.print(f"backed up {result.tables} tables, {result.bytes} bytes, to {result.path}")
+    out.print(
+        f"backed up {result.tables} tables, {result.bytes} bytes, to {result.path}", markup=False
+    )
 
 
 # --- keys -----------------------------------------------------------------------------------
@@ -236,12 +254,14 @@ def keys_create(
             )
             err.print(
                 f"created publishable key {row.id} for owner {owner!r}: agents "
-                f"{', '.join(row.allowed_agents)}; origins {', '.join(row.allowed_origins)}"
+                f"{', '.join(row.allowed_agents)}; origins {', '.join(row.allowed_origins)}",
+                markup=False,
             )
         else:
             row, plaintext = keys_store.create_key(db, owner_row, name=name)
             err.print(
-                f"created key {row.id} for owner {owner!r}; store it now, it is not shown again:"
+                f"created key {row.id} for owner {owner!r}; store it now, it is not shown again:",
+                markup=False,
             )
     out.print(plaintext)
 
@@ -255,10 +275,10 @@ def keys_list(owner: Annotated[str | None, typer.Option(help="only this owner's"
         for k in keys_store.list_keys(db, owner_id):
             table.add_row(
                 k.id,
-                k.owner.name,
+                escape(k.owner.name),
                 k.kind,
                 k.prefix + "…",
-                k.name,
+                escape(k.name),
                 k.created_at.isoformat(timespec="seconds"),
                 k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
             )
@@ -329,8 +349,8 @@ def agents_list(owner: OwnerOpt = DEFAULT_OWNER) -> None:
         for a in agents_store.list_agents(db, keys_store.get_owner(db, owner).id):
             table.add_row(
                 a.id,
-                a.name,
-                a.config.get("language", ""),
+                escape(a.name),
+                escape(str(a.config.get("language") or "")),
                 str(a.config.get("max_duration", "")),
                 str(len(a.config.get("tools", []))),
             )
@@ -408,12 +428,14 @@ def bench_speech(
         if value:
             chosen[key] = tuple(value)
     options = SpeechBenchOptions.quick(**chosen) if quick else SpeechBenchOptions(**chosen)
-    results = asyncio.run(
-        run_speech_bench(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
-    )
+    results = asyncio.run(run_speech_bench(options, settings, progress=_progress))
     out.print(speech_table(results))
     path = write_json(results, out_file or default_out(settings))
-    out.print(f"results: {path}")
+    out.print(f"results: {path}", markup=False)
+
+
+def _progress(msg: str) -> None:
+    err.print(f"[dim]{escape(msg)}[/]")
 
 
 def _run_bench(
@@ -425,12 +447,10 @@ def _run_bench(
     from thinnest.bench.latency import default_out
     from thinnest.bench.report import write_json
 
-    results: dict[str, Any] = asyncio.run(
-        run(options, settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
-    )
+    results: dict[str, Any] = asyncio.run(run(options, settings, progress=_progress))
     out.print(table(results))
     path = write_json(results, out_file or default_out(settings, name))
-    out.print(f"results: {path}")
+    out.print(f"results: {path}", markup=False)
     return results
 
 
@@ -569,11 +589,16 @@ def bench_soak(
         raise typer.Exit(1)
 
 
+def print_error(exc: ThinnestError) -> None:
+    """One line on stderr; the message is text, never rich markup (it may hold ``[a-z]``)."""
+    where = f" ({escape(exc.field)})" if exc.field else ""
+    err.print(f"[red]error{where}:[/] {escape(exc.message)}")
+
+
 def main() -> None:
     """Entry point: a ``ThinnestError`` is one line on stderr and exit code 1, never a traceback."""
     try:
         app()
     except ThinnestError as exc:
-        where = f" ({exc.field})" if exc.field else ""
-        err.print(f"[red]error{where}:[/] {exc.message}")
+        print_error(exc)
         sys.exit(1)
