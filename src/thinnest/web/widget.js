@@ -24,6 +24,7 @@
       connect: "Could not connect the call (the network may block it). Try again, or from another network.",
       lost: "The call was disconnected. Press the button to call again.",
       busy: "Too many calls right now. Try again in a minute.",
+      unavailable: "Voice calls are not available on this website right now.",
       noAgent: "The assistant did not answer. Please try again later." },
     de: { call: "Sprachanruf starten", end: "Sprachanruf beenden", connecting: "Verbinde…",
       listening: "Hört zu", thinking: "Denkt nach…", speaking: "Spricht", ended: "Anruf beendet",
@@ -33,6 +34,7 @@
       connect: "Der Anruf konnte nicht verbunden werden (Netzwerk blockiert?).",
       lost: "Die Verbindung wurde getrennt. Drücken Sie den Knopf für einen neuen Anruf.",
       busy: "Gerade zu viele Anrufe. Bitte gleich noch einmal.",
+      unavailable: "Sprachanrufe sind auf dieser Website gerade nicht verfügbar.",
       noAgent: "Der Assistent hat nicht geantwortet. Bitte später erneut versuchen." },
   };
   var t = TEXT[lang] || TEXT.en;
@@ -127,8 +129,11 @@
         return resp.json().catch(function () { return {}; }).then(function (body) {
           if (resp.ok) return body;
           var e = body.error || {};
-          // The server's own sentence says what is wrong (origin, agent, key) and what to do.
-          throw { shown: resp.status === 429 ? t.busy : e.message || "HTTP " + resp.status, code: e.code };
+          // The server's sentence (origin, agent or key wrong, and the command that fixes it)
+          // is for the site's developer, in the console; a visitor gets a short one.
+          if (window.console) console.error("Thinnest widget: " + (e.message || "HTTP " + resp.status) + (e.code ? " (" + e.code + ")" : ""));
+          var busy = resp.status === 429 || resp.status === 503;
+          throw { shown: busy ? t.busy : resp.status >= 500 ? t.network : t.unavailable, code: e.code };
         });
       })
       .then(function (session) {
