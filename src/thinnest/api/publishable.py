@@ -49,8 +49,9 @@ def check_origin(request: Request, key: ApiKey) -> None:
         where = f"this website ({origin})" if origin else "a request without an Origin header"
         raise ForbiddenError(
             f"{where} may not use this publishable key: its allowed origins are "
-            f"{', '.join(key.allowed_origins)}. Register the site's origin with "
-            "`thinnest keys create --publishable --agent NAME --origin …`",
+            f"{', '.join(key.allowed_origins)}. Create a key for the site's origin with "
+            "`thinnest keys create --owner OWNER --publishable --agent NAME "
+            f"--origin {origin or 'https://…'}`",
             code="origin_not_allowed",
             field="origin",
         )
