@@ -8,6 +8,26 @@
   const $ = (id) => document.getElementById(id);
   const TOPIC = "thinnest";
   const NO_AGENT_AFTER_MS = 20000;
+  // Why a call ended (call_ended.reason), in words.
+  const END_REASONS = {
+    user_left: "you hung up",
+    agent_ended: "the agent ended the call",
+    max_duration: "the call reached its time limit (max_duration)",
+    ended_by_api: "it was ended through the API",
+    no_show: "the call was not joined in time",
+    room_closed: "the call's room was closed",
+    error: "something went wrong in the voice engine (see the worker's log)",
+  };
+  // Why LiveKit disconnected the page without a call_ended, in words.
+  const DISCONNECTS = {
+    ROOM_DELETED: "the call's room was closed",
+    PARTICIPANT_REMOVED: "this page was removed from the call",
+    DUPLICATE_IDENTITY: "the same session was joined from another tab or device",
+    SERVER_SHUTDOWN: "the LiveKit server shut down",
+    JOIN_FAILURE: "the room could not be joined",
+    SIGNAL_CLOSE: "the connection to LiveKit was lost",
+    STATE_MISMATCH: "the connection to LiveKit was lost",
+  };
 
   // What the page saw, for people debugging and for the browser tests.
   const demo = (window.thinnestDemo = {
@@ -26,6 +46,7 @@
   let meters = [];
   let agentTimer = null;
   let ended = false;
+  let hungUp = false;
   const items = new Map();
   let turn = null;
   let turns = 0;
@@ -51,6 +72,19 @@
     demo.agentState = state;
     $("agent-state").textContent = state;
     $("agent-state").dataset.state = state;
+  }
+
+  function resetAgentState() {
+    demo.agentState = "";
+    $("agent-state").textContent = "–";
+    $("agent-state").dataset.state = "";
+  }
+
+  function showEnded(reasonText, code) {
+    const el = $("call-ended");
+    el.textContent = `Call ended: ${reasonText}.`;
+    el.dataset.reason = code;
+    el.hidden = false;
   }
 
   async function api(path, body) {
@@ -177,10 +211,8 @@
         break;
       case "call_ended": {
         ended = true;
-        const el = $("call-ended");
-        el.textContent = `Call ended (${msg.reason}) after ${Number(msg.duration).toFixed(1)} s`;
-        el.dataset.reason = msg.reason;
-        el.hidden = false;
+        const why = END_REASONS[msg.reason] || `reason ${msg.reason}`;
+        showEnded(`${why}, after ${Number(msg.duration).toFixed(1)} s`, msg.reason);
         setTimeout(() => room && room.disconnect(), 1000);
         break;
       }
@@ -191,6 +223,7 @@
   async function call() {
     problem("");
     ended = false;
+    hungUp = false;
     items.clear();
     turn = null;
     $("transcript").replaceChildren();
@@ -255,8 +288,11 @@
       .on(LK.RoomEvent.Reconnecting, () => problem("Connection lost, reconnecting…"))
       .on(LK.RoomEvent.Reconnected, () => problem(""))
       .on(LK.RoomEvent.Disconnected, (reason) => {
-        if (!ended && demo.status === "connected") {
-          problem(`The call was disconnected (${LK.DisconnectReason[reason] || reason}).`);
+        if (!ended && hungUp) {
+          showEnded("you hung up", "user_left");
+        } else if (!ended && demo.status === "connected") {
+          const name = LK.DisconnectReason[reason];
+          problem(`The call was disconnected: ${DISCONNECTS[name] || "the connection was lost"}.`);
         }
         cleanup();
         setStatus("ended");
@@ -295,6 +331,7 @@
 
   async function hangUp() {
     $("hangup").disabled = true;
+    hungUp = true;
     if (session && !ended) {
       // The API asks the engine to end: it sends call_ended before the room closes.
       await api(`/demo/session/${encodeURIComponent(session.session_id)}/end`, {}).catch((err) =>
@@ -312,6 +349,8 @@
     if (micTrack) micTrack.stop();
     micTrack = null;
     document.querySelectorAll("#agent-audio").forEach((el) => el.remove());
+    $("unmute-audio").hidden = true;
+    resetAgentState();
     room = null;
   }
 
