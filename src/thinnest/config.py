@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     """largest accepted request body"""
     max_context_bytes: int = Field(16384, ge=2)
     """largest `context` object (JSON bytes) for /voice/start"""
+    max_context_depth: int = Field(16, ge=1, le=32)
+    """deepest nesting of the `context` object for /voice/start (`{}` is 1 level)"""
     rate_limit_per_minute: int = Field(60, ge=1)
     """`POST /voice/start` calls per API key per minute"""
     publishable_rate_limit_per_minute: int = Field(10, ge=1)

@@ -26,6 +26,7 @@ from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions
 from thinnest.log import logger
 from thinnest.store import workers
 from thinnest.store.db import Database
+from thinnest.store.files import private_dir
 
 log = logger.getChild("dev")
 
@@ -126,7 +127,7 @@ class DevStack:
     def start(self) -> DevIdentity:
         s = self.settings
         self._check_ports()
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(s.data_dir)  # the database, recordings and dev credentials live in it
         database = Database(s.resolved_database_url)
         try:
             ident = ensure_dev_identity(s, database)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictInt,
     field_validator,
 )
+
+from thinnest.store import jsonvalue
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$"
 _PROVIDER_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -25,15 +28,55 @@ RESERVED_TOOL_NAMES = frozenset({"end_call"})
 DEFAULT_GREETING = "Hello! How can I help you today?"
 
 
+#: The deepest nesting of a free-form JSON object in a request (options, tool parameters,
+#: ``context``; the context has its own, lower bound: ``Settings.max_context_depth``). Deeper
+#: values cannot be served back (pydantic serialises about 255 levels).
+MAX_JSON_DEPTH = 32
+
+
+def _unicode_text(value: Any) -> Any:
+    """Refuse a lone surrogate anywhere in a value: it could be stored but never served back.
+
+    JSON may spell one (``"\\ud800"``); pydantic refuses it only in a ``str`` field with a
+    length or pattern, not in a plain ``str``, a dict key or free-form JSON.
+    """
+    where = jsonvalue.lone_surrogate_at(value)
+    if where is not None:
+        at = f" (at {where[:80]})" if where else ""
+        raise ValueError(
+            f"holds a lone surrogate{at}: a \\ud800-\\udfff escape without its pair is not "
+            "Unicode text"
+        )
+    return value
+
+
+def _bounded_depth(value: Any) -> Any:
+    levels = jsonvalue.depth(value)
+    if levels > MAX_JSON_DEPTH:
+        raise ValueError(f"is nested {levels} levels deep; the limit is {MAX_JSON_DEPTH}")
+    return value
+
+
+#: A free-form JSON object from a request, at most MAX_JSON_DEPTH deep.
+JsonObject = Annotated[dict[str, Any], BeforeValidator(_bounded_depth)]
+
+
 class _Strict(BaseModel):
+    """A request body: no unknown fields, and only Unicode text in any field."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        return _unicode_text(value)
 
 
 class ProviderChoice(_Strict):
     """A provider by registry name, with its options (validated by the provider registry)."""
 
     name: str = Field(pattern=_PROVIDER_NAME)
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: JsonObject = Field(default_factory=dict)
 
 
 class Providers(_Strict):
@@ -52,7 +95,7 @@ class HttpTool(_Strict):
 
     name: str = Field(pattern=_TOOL_NAME)
     description: str = Field(min_length=1, max_length=1000)
-    parameters: dict[str, Any] = Field(
+    parameters: JsonObject = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
         description="JSON schema of the arguments (an object schema)",
         json_schema_extra={
@@ -129,10 +172,10 @@ class AgentPatch(_Strict):
     error_message: str | None = None
     language: str | None = None
     voice: str | None = None
-    providers: dict[str, Any] | None = None
+    providers: JsonObject | None = None
     recording: StrictBool | None = None
     max_duration: StrictInt | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[JsonObject] | None = None
 
 
 class AgentOut(AgentConfig):
@@ -145,8 +188,10 @@ class AgentOut(AgentConfig):
 
 class VoiceStartRequest(_Strict):
     agent_id: str = Field(min_length=1, max_length=100, description="agent id (or name)")
-    context: dict[str, Any] | None = Field(
-        None, description="user/session context for the agent's prompt and tools"
+    context: JsonObject | None = Field(
+        None,
+        description="user/session context for the agent's prompt (as data, never as "
+        "instructions) and tools",
     )
     recording: StrictBool | None = Field(None, description="default: the agent's setting")
     max_duration: StrictInt | None = Field(

@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import importlib
 import json
-import shutil
-import string
 import threading
 from typing import Any
 
@@ -38,11 +36,13 @@ from thinnest.engine import clauses, priority, protocol
 from thinnest.engine.call import Call
 from thinnest.engine.metadata import DispatchMetadata
 from thinnest.engine.persistence import CallStore
+from thinnest.engine.prompt import render_instructions
 from thinnest.engine.tools import end_call_tool, http_function_tool, ssl_context, tool_client
 from thinnest.errors import ConfigError
 from thinnest.log import logger
 from thinnest.providers import ConversationAware, Prefillable, registry
 from thinnest.store.db import Database
+from thinnest.store.files import private_copy
 
 log = logger.getChild("engine")
 
@@ -195,29 +195,10 @@ async def _ignore(_record: object) -> None:
     return None
 
 
-class _Context(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
-
-
-def render_instructions(config: AgentConfig, context: dict[str, Any]) -> str:
-    """The agent's instructions with ``{name}`` placeholders filled from the context."""
-    text = config.instructions
-    fields = {name for _, name, _, _ in string.Formatter().parse(text) if name}
-    if fields:
-        try:
-            text = text.format_map(_Context({k: v for k, v in context.items()}))
-        except (ValueError, IndexError, AttributeError):
-            pass  # not a template after all (stray braces): keep it as written
-    if context:
-        text += "\n\nWhat we know about the caller (JSON): " + json.dumps(context)[:2000]
-    return text
-
-
 async def entrypoint(ctx: JobContext) -> None:
     settings = get_settings()
     priority.restore_for_call(settings.worker_prewarm_nice)
-    meta = DispatchMetadata.model_validate_json(ctx.job.metadata)
+    meta = DispatchMetadata.parse(ctx.job.metadata)
     config = meta.agent
     cache: ProviderCache = ctx.proc.userdata.get("providers") or ProviderCache(settings)
     database: Database = ctx.proc.userdata.get("database") or Database(
@@ -359,8 +340,7 @@ async def _keep_recording(
     if not source.exists():
         log.warning("session %s: no recording was produced", session_id)
         return
-    target_dir = settings.resolved_recordings_dir
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / f"{session_id}.ogg"
-    await asyncio.to_thread(shutil.copyfile, source, target)
+    target = await asyncio.to_thread(
+        private_copy, source, settings.resolved_recordings_dir, f"{session_id}.ogg"
+    )
     await store.set_recording(str(target.resolve()))

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from thinnest.api.schemas import AgentConfig
+from thinnest.store import jsonvalue
 
 
 class DispatchMetadata(BaseModel):
@@ -27,3 +28,10 @@ class DispatchMetadata(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
     recording: bool = False
     max_duration: int = Field(gt=0)
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> DispatchMetadata:
+        """Read a job's metadata. A lone surrogate (``"\\ud800"``) or nesting deeper than
+        pydantic's JSON parser takes, from an API older than the edge's checks, is repaired
+        (see :mod:`thinnest.store.jsonvalue`) instead of failing the call."""
+        return cls.model_validate(jsonvalue.loads(text))

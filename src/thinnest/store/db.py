@@ -13,17 +13,24 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from thinnest.errors import UnavailableError
+from thinnest.store import jsonvalue
+from thinnest.store.files import private_file
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine; a SQLite file gets its directory, WAL mode and a busy timeout."""
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    """Create an engine; a SQLite file gets its private directory and file, WAL mode and a
+    busy timeout. JSON columns go through :mod:`thinnest.store.jsonvalue` both ways."""
+    kwargs: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "json_serializer": jsonvalue.dumps,
+        "json_deserializer": jsonvalue.loads,
+    }
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
+        path = url.split(":///", 1)[-1].split("?", 1)[0]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(path))
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 15}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):

@@ -24,7 +24,7 @@ from thinnest.errors import UnavailableError, ValidationError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.livekit.tokens import mint_participant_token
 from thinnest.log import logger
-from thinnest.store import agents, keys, sessions, workers
+from thinnest.store import agents, jsonvalue, keys, sessions, workers
 from thinnest.store.db import Database
 from thinnest.store.models import ApiKey
 
@@ -61,6 +61,11 @@ def _check_request(body: VoiceStartRequest, settings: Settings) -> dict[str, Any
     if size > settings.max_context_bytes:
         raise ValidationError(
             f"context is {size} bytes of JSON; the limit is {settings.max_context_bytes}",
+            field="context",
+        )
+    if (levels := jsonvalue.depth(context)) > settings.max_context_depth:
+        raise ValidationError(
+            f"context is nested {levels} levels deep; the limit is {settings.max_context_depth}",
             field="context",
         )
     if body.max_duration is not None and body.max_duration > settings.max_call_duration:
