@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     """seconds a session room waits for its first participant"""
     room_departure_timeout: int = Field(20, ge=0)
     """seconds a room lives on after the last participant left"""
+    no_show_timeout: float = Field(30.0, gt=0)
+    """seconds the voice engine waits for the caller to join before it ends the session as
+    `no_show` and frees its slot; below `room_empty_timeout`, so the engine, not LiveKit,
+    ends an unjoined session"""
+    no_capacity_retry_after: int = Field(10, ge=1)
+    """`Retry-After` seconds of a `503 no_capacity` answer (every worker's slots are taken)"""
 
     sweep_interval: float = Field(30.0, gt=0)
     """seconds between checks for active sessions whose room is gone (the backstop)"""
@@ -173,6 +179,11 @@ class Settings(BaseSettings):
             raise ValueError("endpointing_max_delay must not be below endpointing_min_delay")
         if self.default_max_duration > self.max_call_duration:
             raise ValueError("default_max_duration must not exceed max_call_duration")
+        if self.no_show_timeout >= self.room_empty_timeout:
+            raise ValueError(
+                "no_show_timeout must be below room_empty_timeout (LiveKit would close the "
+                "room under the engine and the session would end as an error)"
+            )
         if self.env == "dev" and (self.livekit_api_key is None or self.livekit_api_secret is None):
             creds = self.dev_credentials()
             if creds:

@@ -92,7 +92,21 @@ class RateLimitError(ThinnestError):
 
 
 class UnavailableError(ThinnestError):
+    """A dependency (LiveKit, a voice engine worker) cannot take the request now;
+    ``retry_after``, when known, says after how many seconds to try again."""
+
     code = "unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, field=field, code=code)
+        self.retry_after = retry_after
 
 
 class ProviderError(ThinnestError):

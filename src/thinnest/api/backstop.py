@@ -1,8 +1,9 @@
 """The API's backstop: sessions whose voice engine died are finalised, never left active.
 
 Two paths: LiveKit's webhooks (an agent left a session's room while the session was still
-active: the engine died; a room finished with the session still active), and a sweeper that
-finds active sessions whose room is gone (a webhook that never came).
+active: the engine died; a room finished with the session still active; a room of an ended
+session opened again), and a sweeper that finds active sessions whose room is gone (a webhook
+that never came).
 """
 
 from __future__ import annotations
@@ -69,10 +70,28 @@ async def on_webhook(event: api.WebhookEvent, database: Database, livekit: LiveK
         await engine_lost(
             database, livekit, room, "the voice engine left the room before the call ended"
         )
+    elif event.event in ("room_started", "participant_joined") and await run_in_threadpool(
+        _is_over, database, room
+    ):
+        # A LiveKit that creates rooms on join (`room.auto_create`, on by default): an ended
+        # session's token, valid for minutes more, opened its room again. Close it.
+        log.warning("session %s is over: its room was opened again and is closed", room)
+        try:
+            await livekit.delete_room(room)
+        except ThinnestError:
+            pass  # LiveKit is unreachable: the room empties out by itself
     elif event.event == "room_finished":
         await run_in_threadpool(
             _finalize, database, room, status="ended", reason="room_closed", error=None
         )
+
+
+def _is_over(database: Database, session_id: str) -> bool:
+    with database.session() as db:
+        try:
+            return sessions.get_session(db, session_id).status in sessions.FINAL_STATUSES
+        except ThinnestError:
+            return False
 
 
 def _stale_sessions(database: Database) -> list[str]:

@@ -47,7 +47,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "conflicts with what exists (e.g. an agent name in use)"),
         (422, "invalid request; `error.field` names the field"),
         (429, "rate limit exceeded; see Retry-After"),
-        (503, "LiveKit or another dependency is unreachable"),
+        (
+            503,
+            "LiveKit or a voice engine worker is unreachable, or every worker is busy "
+            "(`no_capacity`; see Retry-After)",
+        ),
     ]
 }
 
@@ -83,7 +87,7 @@ async def _thinnest_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ThinnestError)
     status = status_for(exc)
     headers = None
-    if isinstance(exc, RateLimitError):
+    if isinstance(exc, RateLimitError | UnavailableError) and exc.retry_after is not None:
         headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
     if isinstance(exc, AuthError):
         headers = {"WWW-Authenticate": "Bearer"}

@@ -171,7 +171,7 @@ class Call:
         reason = {
             events.CloseReason.PARTICIPANT_DISCONNECTED: "user_left",
             events.CloseReason.ERROR: "error",
-        }.get(ev.reason, self.reason or "ended_by_api")
+        }.get(ev.reason, self.reason or "room_closed")  # the job shut down: the room closed
         self.request_end(reason)
 
     async def on_tool_call(self, record: ToolCallRecord) -> None:

@@ -26,6 +26,20 @@ REASONS = (
 )
 
 
+#: Reasons the API may give in an end control message; any other reads as ``ended_by_api``.
+CONTROL_REASONS = ("ended_by_api", "user_left")
+
+
+def end_reason(control: bytes) -> str:
+    """The reason of an end control message (``{"type": "end", "reason": ...}``): the API's
+    end route says ``ended_by_api``, a caller's own hang-up through the API ``user_left``."""
+    try:
+        reason = json.loads(control).get("reason")
+    except (ValueError, AttributeError):
+        return "ended_by_api"
+    return reason if reason in CONTROL_REASONS else "ended_by_api"
+
+
 def transcript(
     role: str, text: str, *, final: bool, item_id: str | None = None, interrupted: bool = False
 ) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import secrets
 import signal
@@ -24,6 +25,9 @@ from thinnest.store import workers
 from thinnest.store.db import Database
 
 log = logger.getChild("engine")
+
+#: Seconds between looks at the worker's count of calls (a change is reported at once).
+_LOAD_POLL = 0.25
 
 
 def build_server(
@@ -65,27 +69,35 @@ async def _heartbeat(server: AgentServer, settings: Settings, worker_id: str) ->
         "max_jobs": settings.worker_max_jobs,
     }
 
-    def beat() -> None:
+    def beat(active: int) -> None:
         with database.session() as db:
-            workers.heartbeat(db, worker_id, active_jobs=len(server.active_jobs), **fields)
+            workers.heartbeat(db, worker_id, active_jobs=active, **fields)
 
     def forget() -> None:
         with database.session() as db:
             workers.forget(db, worker_id)
 
     announced = False
+    reported: int | None = None
     try:
         while True:
+            active = len(server.active_jobs)
             try:
-                await asyncio.to_thread(beat)
+                await asyncio.to_thread(beat, active)
             except Exception as exc:  # the database is busy or not migrated yet: next time
                 log.warning("worker heartbeat failed: %r", exc)
             else:
+                reported = active
                 if not announced:
                     # Only now does the API count this worker (`no_worker` until then).
                     log.info("worker live: first heartbeat stored as %s", worker_id)
                     announced = True
-            await asyncio.sleep(settings.worker_heartbeat_interval)
+            # A call taken or ended is reported at once (the API counts free slots from
+            # these rows), an unchanged count every `worker_heartbeat_interval`.
+            for _ in range(max(1, math.ceil(settings.worker_heartbeat_interval / _LOAD_POLL))):
+                await asyncio.sleep(_LOAD_POLL)
+                if len(server.active_jobs) != reported:
+                    break
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(forget)

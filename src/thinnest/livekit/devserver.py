@@ -69,6 +69,9 @@ class LiveKitServerOptions:
         udp_port_start / udp_port_end: the UDP range for media.
         host: the address it binds and advertises (loopback).
         webhook_urls: URLs LiveKit posts room events to.
+        auto_create: whether a join creates a missing room. Off: the API creates each
+            session's room, and an ended session's token (valid for minutes more) must not
+            open its room again.
     """
 
     api_key: str
@@ -79,6 +82,7 @@ class LiveKitServerOptions:
     udp_port_end: int = 50200
     host: str = "127.0.0.1"
     webhook_urls: tuple[str, ...] = field(default_factory=tuple)
+    auto_create: bool = False
 
     @property
     def url(self) -> str:
@@ -97,6 +101,8 @@ class LiveKitServerOptions:
             "  enable_loopback_candidate: true",
             "keys:",
             f"  {self.api_key}: {self.api_secret}",
+            "room:",
+            f"  auto_create: {'true' if self.auto_create else 'false'}",
             "logging:",
             "  level: info",
         ]

@@ -1,13 +1,13 @@
-"""Worker heartbeats: who is alive to take calls for an agent name."""
+"""Worker heartbeats: who is alive to take calls for an agent name, and how many more."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from thinnest.store.models import Worker, utcnow
+from thinnest.store.models import CallSession, Worker, utcnow
 
 
 def heartbeat(db: Session, worker_id: str, **fields: object) -> None:
@@ -31,3 +31,20 @@ def live_workers(db: Session, agent_name: str, *, within: float) -> list[Worker]
     return list(
         db.scalars(select(Worker).where(Worker.agent_name == agent_name, Worker.last_seen >= since))
     )
+
+
+def free_slots(workers: list[Worker], db: Session) -> int:
+    """Calls the ``workers`` can still take: each one's free slots as it last reported them
+    (``max_jobs - active_jobs``; a worker reports within a fraction of a second of a change),
+    less the sessions started since the newest report (dispatched, not yet counted by any
+    worker)."""
+    if not workers:
+        return 0
+    free = sum(max(0, w.max_jobs - w.active_jobs) for w in workers)
+    newest = max(w.last_seen for w in workers)
+    pending = db.scalar(
+        select(func.count())
+        .select_from(CallSession)
+        .where(CallSession.status.in_(("starting", "active")), CallSession.created_at > newest)
+    )
+    return free - (pending or 0)

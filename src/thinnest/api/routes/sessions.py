@@ -22,6 +22,7 @@ from thinnest.engine.protocol import CONTROL_TOPIC
 from thinnest.errors import NotFoundError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.store import sessions
+from thinnest.store.db import Database
 from thinnest.store.models import CallSession
 
 router = APIRouter(prefix="/voice/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
@@ -61,7 +62,7 @@ ENGINE_END_WAIT = 5.0
 
 
 async def _ask_engine_to_end(
-    session_id: str, livekit: LiveKitService, load: Callable[[], CallSession]
+    session_id: str, livekit: LiveKitService, load: Callable[[], CallSession], reason: str
 ) -> None:
     """Ask the engine in the room to end the call (it sends ``call_ended``), briefly wait."""
     participants = await livekit.list_participants(session_id)
@@ -69,7 +70,7 @@ async def _ask_engine_to_end(
         return
     await livekit.send_data(
         session_id,
-        json.dumps({"type": "end", "reason": "ended_by_api"}).encode(),
+        json.dumps({"type": "end", "reason": reason}).encode(),
         topic=CONTROL_TOPIC,
     )
     deadline = asyncio.get_running_loop().time() + ENGINE_END_WAIT
@@ -132,22 +133,35 @@ async def end_session(
     session_id: str, key: CurrentKey, database: DatabaseDep, livekit: LiveKitDep
 ) -> SessionDetail:
     """End a session: close its room and finalise it (idempotent)."""
+    return await end(session_id, key.owner_id, database, livekit)
+
+
+async def end(
+    session_id: str,
+    owner_id: str,
+    database: Database,
+    livekit: LiveKitService,
+    *,
+    reason: str = "ended_by_api",
+) -> SessionDetail:
+    """End one of the owner's sessions with ``reason``: ``ended_by_api`` for the API's end,
+    ``user_left`` where the caller hung up through a server (the demo page's hang-up)."""
 
     def load() -> CallSession:
         with database.session() as db:
-            return sessions.get_session(db, session_id, key.owner_id)
+            return sessions.get_session(db, session_id, owner_id)
 
     def finish() -> SessionDetail:
         with database.session() as db:
-            current = sessions.get_session(db, session_id, key.owner_id)
-            sessions.finalize(db, current, status="ended", reason="ended_by_api")
+            current = sessions.get_session(db, session_id, owner_id)
+            sessions.finalize(db, current, status="ended", reason=reason)
             db.flush()
             return session_detail(current)
 
     row = await run_in_threadpool(load)
     if row.status in sessions.FINAL_STATUSES:
         return await run_in_threadpool(finish)
-    await _ask_engine_to_end(session_id, livekit, load)
+    await _ask_engine_to_end(session_id, livekit, load, reason)
     # Finalise before closing the room: its room_finished webhook must find the session over.
     detail = await run_in_threadpool(finish)
     await livekit.delete_room(session_id)
