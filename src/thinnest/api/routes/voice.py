@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from thinnest.api import publishable
@@ -93,14 +94,8 @@ async def start_session(
 
     def store() -> dict[str, Any]:
         with database.session() as db:
-            if settings.require_worker and not workers.live_workers(
-                db, settings.agent_name, within=3 * settings.worker_heartbeat_interval
-            ):
-                raise UnavailableError(
-                    "no voice engine worker is running: start one with `thinnest worker` "
-                    "(`thinnest dev` starts one)",
-                    code="no_worker",
-                )
+            if settings.require_worker:
+                _check_capacity(db, settings)
             agent = agents.get_agent(db, key.owner_id, body.agent_id)
             config = agent.config
             row = sessions.create_session(
@@ -154,6 +149,27 @@ async def start_session(
         websocket_url=settings.websocket_url(session_id),
         livekit_url=settings.resolved_public_livekit_url,
     )
+
+
+def _check_capacity(db: Session, settings: Settings) -> None:
+    """Refuse a call no worker could take: none alive (``no_worker``), or every live one's
+    slots taken (``no_capacity``, with ``Retry-After``: a call or a no-show ends soon)."""
+    live = workers.live_workers(
+        db, settings.agent_name, within=3 * settings.worker_heartbeat_interval
+    )
+    if not live:
+        raise UnavailableError(
+            "no voice engine worker is running: start one with `thinnest worker` "
+            "(`thinnest dev` starts one)",
+            code="no_worker",
+        )
+    if workers.free_slots(live, db) <= 0:
+        raise UnavailableError(
+            f"every voice engine worker is busy ({sum(w.max_jobs for w in live)} calls on "
+            f"{len(live)} worker(s)); try again shortly",
+            code="no_capacity",
+            retry_after=settings.no_capacity_retry_after,
+        )
 
 
 def _fail(database: Database, session_id: str, message: str) -> None:

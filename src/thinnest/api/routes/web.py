@@ -141,7 +141,10 @@ async def demo_end(
     """Hang up: the engine says ``call_ended`` to the page, then the room closes."""
     _check_demo(request, settings)
     key = await run_in_threadpool(_dev_key, database, settings)
-    detail = await session_routes.end_session(session_id, key, database, livekit)
+    # The visitor pressed Hang up: the caller left (the API's own end is `ended_by_api`).
+    detail = await session_routes.end(
+        session_id, key.owner_id, database, livekit, reason="user_left"
+    )
     return {"session_id": detail.id, "status": detail.status, "end_reason": detail.end_reason}
 
 
