@@ -50,7 +50,8 @@ async def test_start_returns_the_contract_and_the_client_joins_the_room(
         "canPublish": True,
         "canSubscribe": True,
         "canPublishData": True,
-        "canPublishSources": ["microphone"],
+        # "unknown": a track published without options (the documented snippets).
+        "canPublishSources": ["microphone", "unknown"],
         "canUpdateOwnMetadata": False,
     }
 
