@@ -59,6 +59,11 @@ def build_server(
     return server
 
 
+def _rooms(server: AgentServer) -> list[str]:
+    """The rooms (session ids) of the calls the worker holds."""
+    return sorted(job.job.room.name for job in server.active_jobs)
+
+
 async def _heartbeat(server: AgentServer, settings: Settings, worker_id: str) -> None:
     """Tell the API this worker is alive (and how busy) until cancelled, then say goodbye."""
     database = Database(settings.resolved_database_url)
@@ -69,34 +74,34 @@ async def _heartbeat(server: AgentServer, settings: Settings, worker_id: str) ->
         "max_jobs": settings.worker_max_jobs,
     }
 
-    def beat(active: int) -> None:
+    def beat(rooms: list[str]) -> None:
         with database.session() as db:
-            workers.heartbeat(db, worker_id, active_jobs=active, **fields)
+            workers.heartbeat(db, worker_id, active_jobs=len(rooms), session_ids=rooms, **fields)
 
     def forget() -> None:
         with database.session() as db:
             workers.forget(db, worker_id)
 
     announced = False
-    reported: int | None = None
+    reported: list[str] | None = None
     try:
         while True:
-            active = len(server.active_jobs)
+            rooms = _rooms(server)
             try:
-                await asyncio.to_thread(beat, active)
+                await asyncio.to_thread(beat, rooms)
             except Exception as exc:  # the database is busy or not migrated yet: next time
                 log.warning("worker heartbeat failed: %r", exc)
             else:
-                reported = active
+                reported = rooms
                 if not announced:
                     # Only now does the API count this worker (`no_worker` until then).
                     log.info("worker live: first heartbeat stored as %s", worker_id)
                     announced = True
             # A call taken or ended is reported at once (the API counts free slots from
-            # these rows), an unchanged count every `worker_heartbeat_interval`.
+            # these rows), unchanged calls every `worker_heartbeat_interval`.
             for _ in range(max(1, math.ceil(settings.worker_heartbeat_interval / _LOAD_POLL))):
                 await asyncio.sleep(_LOAD_POLL)
-                if len(server.active_jobs) != reported:
+                if _rooms(server) != reported:
                     break
     finally:
         with contextlib.suppress(Exception):

@@ -167,5 +167,7 @@ class Worker(Base):
     pid: Mapped[int] = mapped_column(Integer, default=0)
     active_jobs: Mapped[int] = mapped_column(Integer, default=0)
     max_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    #: the sessions (rooms) of the calls it holds, as of ``last_seen``
+    session_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)

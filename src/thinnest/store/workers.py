@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from thinnest.store.models import CallSession, Worker, utcnow
@@ -33,18 +33,25 @@ def live_workers(db: Session, agent_name: str, *, within: float) -> list[Worker]
     )
 
 
+#: How long a dispatched session may wait for a worker to take it. Younger sessions that no
+#: worker reports holding are counted as taking a slot; older ones no worker wanted.
+DISPATCH_WINDOW = timedelta(seconds=15)
+
+
 def free_slots(workers: list[Worker], db: Session) -> int:
     """Calls the ``workers`` can still take: each one's free slots as it last reported them
     (``max_jobs - active_jobs``; a worker reports within a fraction of a second of a change),
-    less the sessions started since the newest report (dispatched, not yet counted by any
-    worker)."""
+    less the sessions started in the last :data:`DISPATCH_WINDOW` that no worker reports
+    holding yet (dispatched, on their way to a worker)."""
     if not workers:
         return 0
     free = sum(max(0, w.max_jobs - w.active_jobs) for w in workers)
-    newest = max(w.last_seen for w in workers)
-    pending = db.scalar(
-        select(func.count())
-        .select_from(CallSession)
-        .where(CallSession.status.in_(("starting", "active")), CallSession.created_at > newest)
+    # Held by any worker, of this agent name or another (one database, several pools).
+    held = {sid for ids in db.scalars(select(Worker.session_ids)) for sid in ids or []}
+    young = db.scalars(
+        select(CallSession.id).where(
+            CallSession.status.in_(("starting", "active")),
+            CallSession.created_at > utcnow() - DISPATCH_WINDOW,
+        )
     )
-    return free - (pending or 0)
+    return free - sum(1 for sid in young if sid not in held)
