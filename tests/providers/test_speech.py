@@ -60,7 +60,12 @@ async def test_whisper_tiny_en_hears_a_one_word_answer_once(
     silence = np.zeros(speech.sample_rate // 2, np.int16)
     padded = Speech(answer, np.concatenate([silence, speech.pcm, silence]), speech.sample_rate)
     event = await tiny.recognize(padded.frames())
-    assert words(event.alternatives[0].text) == words(answer)
+    heard = words(event.alternatives[0].text)
+    # Once; the spelling may differ by CPU ("okay" / "ok"), the word not.
+    assert len(heard) == 1 and heard[0] in _SPELLINGS.get(answer, words(answer)), heard
+
+
+_SPELLINGS = {"Okay.": ["okay", "ok"]}
 
 
 async def test_whisper_fit_window_takes_long_audio_whole(models_settings, tmp_path: Path) -> None:

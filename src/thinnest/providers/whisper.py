@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -62,6 +63,8 @@ HOP = 160  # samples per mel frame (10 ms)
 FIT_MARGIN = 100  # frames of silence after the speech in a ``fit`` window
 TOKENS_PER_SECOND = 8  # far above any speaking rate: a decode that reaches it is looping
 PROMPT_TOKENS = 96  # the most tokens of prompt and context one decode is given (Whisper: 223)
+NO_SPEECH = 0.6  # above it (and below SURE), a decode of the audio alone is noise: see _not_speech
+SURE = 0.5  # mean token probability of text kept whatever the no-speech figure
 log = logger.getChild("providers.whisper")
 _MODEL_DIRS = {"base": "whisper-base", "tiny.en": "whisper-tiny.en"}
 
@@ -254,26 +257,27 @@ class WhisperSTT(stt.STT):
         beams = self._opts.resolved_beam_size if final else 1
         hint = self._hint()
         context = list(_encode(self._model, hint)[-PROMPT_TOKENS:]) if hint else []
-        text, confidence = self._decode(audio, language, beams, context)
-        spoken = _key(text)
-        if context and spoken and _within(spoken, _key(hint)):
+        heard = self._decode(audio, language, beams, context)
+        if _not_speech(heard):
+            return "", 0.0
+        spoken = _key(heard.text)
+        if context and _within(spoken, _key(hint)):
             # Whisper copies its prompt when the audio gives it nothing to read (a hum, a
             # cough). Words that are all the agent's own are checked without the context:
             # no words then means no speech; any words mean the caller said them ("Maddisyn."
             # after "Jaxon or Maddisyn?"), and the context's spelling stands.
-            alone, _ = self._decode(audio, language, beams, [])
-            if not _key(alone):
+            if _not_speech(self._decode(audio, language, beams, [])):
                 return "", 0.0
-        return text, confidence
+        return heard.text, heard.confidence
 
-    def _decode(
-        self, audio: Any, language: str, beams: int, context: list[int]
-    ) -> tuple[str, float]:
+    def _decode(self, audio: Any, language: str, beams: int, context: list[int]) -> _Heard:
+        no_speech = 0.0
         if self._opts.window == "fit" and len(audio) // HOP + FIT_MARGIN < FULL_WINDOW:
             features = self._model.feature_extractor(audio)
             fitted = self._transcribe_window(features, language, beams, context)
-            if fitted is not None:
+            if isinstance(fitted, _Heard):
                 return fitted
+            no_speech = fitted  # a looping decode: its no-speech figure still holds
         segments, _info = self._model.transcribe(
             audio,
             language=language,
@@ -288,11 +292,11 @@ class WhisperSTT(stt.STT):
             texts.append(segment.text)
             probs.append(min(1.0, math.exp(segment.avg_logprob)))
         text = _without_repeats("".join(texts).strip())
-        return text, (sum(probs) / len(probs)) if probs else 0.0
+        return _Heard(text, (sum(probs) / len(probs)) if probs else 0.0, no_speech)
 
     def _transcribe_window(
         self, features: Any, language: str, beams: int, context: list[int]
-    ) -> tuple[str, float] | None:
+    ) -> _Heard | float:
         """One greedy (or beam) decode of an utterance in a window of its own length.
 
         The encoder's cost grows with its window: a 3 s sentence padded to 30 s spends most
@@ -301,9 +305,9 @@ class WhisperSTT(stt.STT):
         margin of silence.
 
         Returns:
-            The text and its confidence, or None where the decode went wrong the way short
-            windows sometimes make Whisper go wrong (repeating the sentence until cut off):
-            the caller then decodes the 30 s window.
+            What was heard, or only the window's no-speech probability where the decode went
+            wrong the way short windows sometimes make Whisper go wrong (repeating the
+            sentence until cut off): the caller then decodes the 30 s window.
         """
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
@@ -321,28 +325,33 @@ class WhisperSTT(stt.STT):
         before = [tokenizer.sot_prev, *context] if context else []
         prompt = [*before, *tokenizer.sot_sequence, tokenizer.no_timestamps]
         budget = 16 + TOKENS_PER_SECOND * features.shape[-1] // 100
-        result = model.model.generate(
-            model.encode(padded),
-            [prompt],
-            beam_size=beams,
-            max_length=len(prompt) + budget,
-            return_scores=True,
+        encoded = model.encode(padded)
+        generate = functools.partial(
+            model.model.generate,
+            encoded,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        )
+        result = generate(
+            [prompt], beam_size=beams, max_length=len(prompt) + budget, return_scores=True
         )[0]
+        no_speech = result.no_speech_prob
+        if context:
+            # A context makes Whisper expect speech (a hum's no-speech probability fell from
+            # 0.88 to 0.57 with the greeting as context): judge the audio alone, one decoder
+            # step on the same encoding.
+            bare = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+            no_speech = generate([bare], beam_size=1, max_length=len(bare) + 1)[0].no_speech_prob
         tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        # faster-whisper's own test for a window without speech
-        if result.no_speech_prob > 0.6 and avg_logprob < -1.0:
-            return "", 0.0
         said = tokenizer.decode(tokens).strip()
         text = _without_repeats(said)
         # Out of budget without a repeat to cut, or text that compresses too well: looping.
         if (text == said and len(tokens) >= budget) or get_compression_ratio(text) > 2.4:
             log.debug("whisper: a looping decode in a short window (%r), decoding 30 s", text)
-            return None
-        return text, (min(1.0, math.exp(avg_logprob)) if text else 0.0)
+            return no_speech
+        return _Heard(text, min(1.0, math.exp(avg_logprob)) if text else 0.0, no_speech)
 
     async def _recognize_impl(
         self,
@@ -523,6 +532,34 @@ class _WhisperStream(stt.RecognizeStream):
         finally:
             await aio.cancel_and_wait(*tasks)
             await vad_stream.aclose()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Heard:
+    """One decode: its text, the mean probability of its tokens, and the probability Whisper
+    gives the audio alone (without any context) of holding no speech at all."""
+
+    text: str
+    confidence: float
+    no_speech: float
+
+
+def _not_speech(heard: _Heard) -> bool:
+    """Whether a decode is no user turn: no words, or a guess at words in what is likely noise.
+
+    Whisper writes words into a hum, a tone, breathing or line noise ("I don't know.",
+    "Okay."); it also says that such audio probably holds no speech. Measured with tiny.en
+    (2 s of each, greedy and five beams): a 100 Hz hum, 50 Hz mains with harmonics, a 1 kHz
+    tone, white noise and breathing 0.72-0.95 no-speech and at most 0.36 confidence; 15 short
+    answers in three espeak-ng voices ("Tomorrow.", "Okay.", "Seven.", ...) 0.13-0.53
+    no-speech but one (0.74, at 0.62 confidence), 0.22-0.82 confidence. Both signals must
+    agree, as in faster-whisper's own test for a silent window, so a confident word in a noisy
+    line is kept. Line clicks (0.59) pass this test: the VAD in front of Whisper (the stream's
+    own, or the session's) is what refuses them.
+    """
+    if not _key(heard.text):
+        return True
+    return heard.no_speech > NO_SPEECH and heard.confidence < SURE
 
 
 def _bare(word: str) -> str:
