@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from thinnest.errors import UnavailableError
@@ -28,7 +28,7 @@ def make_engine(url: str) -> Engine:
         "json_deserializer": jsonvalue.loads,
     }
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1].split("?", 1)[0]
+        path = make_url(url).database  # None or "" for ``sqlite://`` (in memory)
         if path and path != ":memory:":
             private_file(Path(path))
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 15}
