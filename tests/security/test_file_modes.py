@@ -83,3 +83,15 @@ def _some_file(tmp_path: Path) -> Path:
     path = tmp_path / "some.ogg"
     path.write_bytes(b"x")
     return path
+
+
+def test_an_in_memory_database_writes_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    database = Database("sqlite://")
+    try:
+        database.migrate()
+    finally:
+        database.close()
+    assert list(tmp_path.iterdir()) == []
