@@ -77,6 +77,30 @@ def test_a_lone_surrogate_in_context_is_refused(
     assert owner.http.get("/voice/sessions").json()["total"] == before  # nothing was stored
 
 
+@pytest.mark.parametrize(
+    "number", [float("inf"), float("-inf"), float("nan")], ids=["inf", "-inf", "nan"]
+)
+def test_nan_and_infinity_are_refused(owner: Tenant, number: float) -> None:
+    """Python's JSON parser reads ``Infinity`` and ``NaN``; PostgreSQL refuses to store them."""
+    agent = owner.create_agent()
+    resp = _post(owner, "/voice/start", {"agent_id": agent["id"], "context": {"n": [number]}})
+    _assert_422(resp, "context")
+    tool = {"name": "t", "description": "d", "url": "https://example.com/x"}
+    params = {"type": "object", "properties": {"n": {"maximum": number}}}
+    _assert_422(
+        _post(owner, "/agents", {"name": "n", "tools": [{**tool, "parameters": params}]}), "tools"
+    )
+    assert owner.http.get("/voice/sessions").status_code == 200
+
+
+def test_stored_nan_and_infinity_are_read_as_null() -> None:
+    assert jsonvalue.loads('{"a": Infinity, "b": [NaN, -Infinity, 1.5]}') == {
+        "a": None,
+        "b": [None, None, 1.5],
+    }
+    assert json.loads(jsonvalue.dumps({"a": float("inf")})) == {"a": None}
+
+
 def test_a_surrogate_pair_is_text_and_accepted(owner: Tenant) -> None:
     agent = owner.create_agent()
     resp = _post(owner, "/voice/start", {"agent_id": agent["id"], "context": {"x": "😀"}})

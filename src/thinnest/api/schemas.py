@@ -34,20 +34,27 @@ DEFAULT_GREETING = "Hello! How can I help you today?"
 MAX_JSON_DEPTH = 32
 
 
-def _unicode_text(value: Any) -> Any:
-    """Refuse a lone surrogate anywhere in a value: it could be stored but never served back.
+def _storable(value: Any) -> Any:
+    """Refuse what could be stored but not served back, anywhere in a value.
 
-    JSON may spell one (``"\\ud800"``); pydantic refuses it only in a ``str`` field with a
-    length or pattern, not in a plain ``str``, a dict key or free-form JSON.
+    A lone surrogate: JSON may spell one (``"\\ud800"``); pydantic refuses it only in a ``str``
+    field with a length or pattern, not in a plain ``str``, a dict key or free-form JSON.
+    ``NaN`` and ``Infinity``: Python's JSON parser reads them; they are not JSON.
     """
     where = jsonvalue.lone_surrogate_at(value)
     if where is not None:
-        at = f" (at {where[:80]})" if where else ""
         raise ValueError(
-            f"holds a lone surrogate{at}: a \\ud800-\\udfff escape without its pair is not "
-            "Unicode text"
+            f"holds a lone surrogate{_at(where)}: a \\ud800-\\udfff escape without its pair is "
+            "not Unicode text"
         )
+    where = jsonvalue.non_finite_at(value)
+    if where is not None:
+        raise ValueError(f"holds NaN or Infinity{_at(where)}, which JSON has no number for")
     return value
+
+
+def _at(where: str) -> str:
+    return f" (at {where[:80]})" if where else ""
 
 
 def _bounded_depth(value: Any) -> Any:
@@ -62,14 +69,14 @@ JsonObject = Annotated[dict[str, Any], BeforeValidator(_bounded_depth)]
 
 
 class _Strict(BaseModel):
-    """A request body: no unknown fields, and only Unicode text in any field."""
+    """A request body: no unknown fields, and nothing that could not be served back."""
 
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("*", mode="before")
     @classmethod
-    def _text_only(cls, value: Any) -> Any:
-        return _unicode_text(value)
+    def _storable_only(cls, value: Any) -> Any:
+        return _storable(value)
 
 
 class ProviderChoice(_Strict):

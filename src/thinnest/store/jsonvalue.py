@@ -2,20 +2,31 @@
 
 A JSON text may spell a lone surrogate (``"\\ud800"``) and Python's ``json`` reads it into a
 ``str`` that no UTF-8 encoder accepts, so a value that was stored with one cannot be served
-back. Deep nesting is the other trap: pydantic serialises at most about 255 levels. The API
-refuses both at its edge (:func:`lone_surrogate_at`, :func:`depth`); the store reads and
-writes every JSON column through :func:`loads` / :func:`dumps`, which repair what an older
-version stored (a lone surrogate becomes U+FFFD, a container deeper than
-:data:`MAX_STORED_DEPTH` becomes ``null``), so no stored row can break a read.
+back. Deep nesting is the other trap: pydantic serialises at most about 255 levels. And
+Python reads ``NaN`` and ``Infinity``, which are not JSON (PostgreSQL refuses to store them).
+The API refuses all three at its edge (:func:`lone_surrogate_at`, :func:`depth`,
+:func:`non_finite_at`); the store reads and writes every JSON column through :func:`loads` /
+:func:`dumps`, which repair what an older version stored (a lone surrogate becomes U+FFFD; a
+NaN, an infinity or a container deeper than :data:`MAX_STORED_DEPTH` becomes ``null``), so no
+stored row can break a read.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
-__all__ = ["MAX_STORED_DEPTH", "clean", "depth", "dumps", "loads", "lone_surrogate_at"]
+__all__ = [
+    "MAX_STORED_DEPTH",
+    "clean",
+    "depth",
+    "dumps",
+    "loads",
+    "lone_surrogate_at",
+    "non_finite_at",
+]
 
 #: Containers nested deeper than this are dropped on read and write (the API allows far less).
 MAX_STORED_DEPTH = 64
@@ -46,6 +57,22 @@ def lone_surrogate_at(value: Any, path: str = "") -> str | None:
     return None
 
 
+def non_finite_at(value: Any, path: str = "") -> str | None:
+    """The path of the first NaN or infinity (Python's ``json`` reads ``NaN`` and ``Infinity``,
+    which are not JSON: PostgreSQL refuses them), or ``None``."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return where
+        elif isinstance(item, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), c) for k, c in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{where}.{i}" if where else str(i), c) for i, c in enumerate(item))
+    return None
+
+
 def depth(value: Any) -> int:
     """How many containers are nested in ``value``: ``{}`` is 1, ``{"a": [1]}`` is 2."""
     deepest = 0
@@ -64,10 +91,12 @@ def depth(value: Any) -> int:
 
 
 def clean(value: Any, max_depth: int = MAX_STORED_DEPTH) -> Any:
-    """``value`` with lone surrogates replaced by U+FFFD and containers below ``max_depth``
-    replaced by ``None``."""
+    """``value`` with lone surrogates replaced by U+FFFD, and NaN, infinities and containers
+    below ``max_depth`` replaced by ``None``."""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value) if _bad_text(value) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if max_depth <= 0 and isinstance(value, dict | list | tuple):
         return None
     if isinstance(value, dict):
