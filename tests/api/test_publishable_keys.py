@@ -111,6 +111,66 @@ def test_starts_a_session_from_an_allowed_origin_readable_by_that_page(
     assert _start(api, key, str(agent["name"])).status_code == 200
 
 
+def _start_with(api: RunningApi, key: str, body: dict[str, object]) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}", "Origin": SITE}
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        return http.post("/voice/start", json=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "code"),
+    [
+        pytest.param(
+            {"max_duration": 121}, "max_duration", "max_duration_not_allowed", id="longer"
+        ),
+        pytest.param({"max_duration": 3600}, "max_duration", "max_duration_not_allowed", id="max"),
+        pytest.param({"recording": True}, "recording", "recording_not_allowed", id="record"),
+    ],
+)
+def test_a_visitor_cannot_lengthen_a_call_or_turn_recording_on(
+    tenant: Tenant,
+    api: RunningApi,
+    extra: dict[str, object],
+    field: str,
+    code: str,
+) -> None:
+    agent = tenant.create_agent(max_duration=120, recording=False)
+    key = str(_publishable(tenant, [str(agent["id"])])["key"])
+    before = tenant.http.get("/voice/sessions").json()["total"]
+    resp = _start_with(api, key, {"agent_id": agent["id"], **extra})
+    assert resp.status_code == 403, resp.text
+    error = resp.json()["error"]
+    assert (error["field"], error["code"]) == (field, code)
+    assert resp.headers["access-control-allow-origin"] == SITE  # the widget can show why
+    assert tenant.http.get("/voice/sessions").json()["total"] == before  # nothing started
+
+
+def test_a_visitor_may_shorten_a_call_and_turn_recording_off(
+    tenant: Tenant, api: RunningApi
+) -> None:
+    agent = tenant.create_agent(max_duration=120, recording=True)
+    key = str(_publishable(tenant, [str(agent["id"])])["key"])
+    for extra, expected in [
+        ({"max_duration": 60, "recording": False}, (60, False)),
+        ({"max_duration": 120, "recording": True}, (120, True)),
+        ({}, (120, True)),
+    ]:
+        resp = _start_with(api, key, {"agent_id": agent["id"], **extra})
+        assert resp.status_code == 200, resp.text
+        detail = tenant.http.get(f"/voice/sessions/{resp.json()['session_id']}").json()
+        assert (detail["max_duration"], detail["recording"]) == expected
+
+
+def test_a_secret_key_may_still_set_both(tenant: Tenant) -> None:
+    agent = tenant.create_agent(max_duration=120, recording=False)
+    resp = tenant.http.post(
+        "/voice/start", json={"agent_id": agent["id"], "max_duration": 600, "recording": True}
+    )
+    assert resp.status_code == 200, resp.text
+    detail = tenant.http.get(f"/voice/sessions/{resp.json()['session_id']}").json()
+    assert (detail["max_duration"], detail["recording"]) == (600, True)
+
+
 @pytest.mark.parametrize(
     "origin",
     [

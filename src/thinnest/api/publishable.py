@@ -9,6 +9,11 @@ A publishable key sits in a web page, so anyone can read it. What makes it safe:
 - its own per-key rate limit bounds what a non-browser client, which can send any ``Origin``,
   gets out of a copied key.
 
+What a visitor may ask for is bounded by the agent (:func:`check_start`, 403 naming the field):
+``max_duration`` may only shorten the agent's, ``recording`` may turn recording off but never
+on. Its ``context`` reaches the model as quoted data, never as instructions
+(:mod:`thinnest.engine.prompt`).
+
 CORS is not the control here, the ``Origin`` check is. :class:`VoiceStartCors` answers the
 preflight of ``/voice/start`` for any origin (the preflight carries no key, so it cannot know
 the key's origins) and makes a response readable by the page only where the handler allowed it
@@ -20,12 +25,14 @@ from a browser.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thinnest.api.limits import RateLimiter
+from thinnest.api.schemas import VoiceStartRequest
 from thinnest.errors import ForbiddenError, NotFoundError
 from thinnest.store import agents
 from thinnest.store.db import Database
@@ -57,19 +64,41 @@ def check_origin(request: Request, key: ApiKey) -> None:
         )
 
 
-def check_agent(database: Database, key: ApiKey, agent_id: str) -> None:
+def check_agent(database: Database, key: ApiKey, agent_id: str) -> dict[str, Any]:
     """Refuse a publishable key for an agent it does not name; an unknown agent gets the
-    same answer (existence never leaks)."""
+    same answer (existence never leaks). Returns the agent's config."""
     with database.session() as db:
         try:
-            resolved = agents.get_agent(db, key.owner_id, agent_id).id
+            agent = agents.get_agent(db, key.owner_id, agent_id)
+            resolved, config = agent.id, agent.config
         except NotFoundError:
-            resolved = None
+            resolved, config = None, {}
     if resolved is None or resolved not in key.allowed_agents:
         raise ForbiddenError(
             f"this publishable key may not start sessions with agent {agent_id!r}",
             code="agent_not_allowed",
             field="agent_id",
+        )
+    return config
+
+
+def check_start(database: Database, key: ApiKey, body: VoiceStartRequest) -> None:
+    """Refuse what a visitor may not ask of the agent: an agent the key does not name, a
+    longer ``max_duration`` than the agent's, ``recording`` the agent does not do."""
+    config = check_agent(database, key, body.agent_id)
+    agent_max = config.get("max_duration")
+    if body.max_duration is not None and agent_max is not None and body.max_duration > agent_max:
+        raise ForbiddenError(
+            f"a publishable key may only shorten max_duration: at most {agent_max} seconds "
+            "(the agent's)",
+            code="max_duration_not_allowed",
+            field="max_duration",
+        )
+    if body.recording and not config.get("recording", False):
+        raise ForbiddenError(
+            "a publishable key may not turn recording on: the agent does not record calls",
+            code="recording_not_allowed",
+            field="recording",
         )
 
 

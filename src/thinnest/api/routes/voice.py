@@ -50,7 +50,7 @@ async def voice_start(
     if key.kind == keys.PUBLISHABLE:
         publishable.check_origin(request, key)
         request.app.state.publishable_limits.check(key)
-        await run_in_threadpool(publishable.check_agent, database, key, body.agent_id)
+        await run_in_threadpool(publishable.check_start, database, key, body)
     else:
         limiter.check(key.id)
     return await start_session(body, key, database=database, livekit=livekit, settings=settings)

@@ -4,14 +4,19 @@
 the widget. The demo page is a developer tool: it starts sessions server-side with the dev
 stack's API key (``<data_dir>/dev-credentials.json``), so the key never reaches the browser,
 and it is on only where ``Settings.resolved_web_demo`` says so (``env=dev`` by default).
-Its routes refuse cross-site requests (a foreign ``Origin``): another website open in the same
-browser must not start calls on the developer's key.
+Its routes refuse cross-site requests: another website open in the same browser must not start
+calls on the developer's key. They answer only requests addressed to the configured public
+origin (``Settings.public_base_url``; in dev also the loopback origins of the API's port): the
+``Host`` header must name it, and an ``Origin`` header, where the browser sends one, must be it.
+Comparing with the request's own ``Host`` would not do: a DNS-rebinding page (``evil.example``
+resolving to 127.0.0.1) sends ``Host`` and ``Origin`` that agree, both its own.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
@@ -52,16 +57,45 @@ def _check_demo(request: Request, settings: Settings) -> None:
             "the demo page is off: it is served with THINNEST_ENV=dev or THINNEST_WEB_DEMO=true",
             code="demo_disabled",
         )
+    allowed = allowed_origins(settings)
+    host = request.headers.get("host", "").lower()
+    if host not in {urlsplit(o).netloc for o in allowed}:
+        raise ForbiddenError(
+            f"the demo routes answer only at {', '.join(sorted(allowed))}, not at host {host!r} "
+            "(set THINNEST_PUBLIC_BASE_URL to the address you open it at)",
+            code="host_not_allowed",
+            field="host",
+        )
     origin = request.headers.get("origin")
-    if origin is not None and origin != _own_origin(request):
+    if origin is not None and origin.lower() not in allowed:
         raise ForbiddenError(
             f"the demo routes answer only their own page, not {origin}",
             code="origin_not_allowed",
+            field="origin",
         )
 
 
-def _own_origin(request: Request) -> str:
-    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, lowercase, without a default port."""
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a port number: the origin matches nothing a browser sends
+        port = None
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + ("" if port in (None, default) else f":{port}")
+
+
+def allowed_origins(settings: Settings) -> set[str]:
+    """The origins the demo page may be served from and call its routes from."""
+    allowed = {_origin(settings.resolved_public_base_url)}
+    if settings.env == "dev":
+        port = settings.api_port
+        allowed |= {f"http://{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
+    return allowed
 
 
 def _dev_key(database: Database, settings: Settings) -> ApiKey:
