@@ -60,11 +60,14 @@ async def test_docs_render_in_a_browser_that_reaches_only_the_api(
 
     browser = await launch_browser()
     tab = await browser.new_page()
+    refused: list[str] = []  # what the page's Content-Security-Policy kept it from loading
+    tab.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
     await tab.route("**/*", offline)
     await tab.goto(urljoin(web_stack.api.url, page))
     await expect(tab.locator(rendered).first).to_be_visible(timeout=30_000)
     await expect(tab.get_by_text("/voice/start").first).to_be_attached()
     assert outside == []
+    assert all("cdn.redoc.ly" in line for line in refused), refused  # its menu's logo only
 
 
 def test_the_front_page_points_to_the_demo_and_the_docs(
