@@ -19,6 +19,7 @@ from livekit.agents import (
     Agent,
     AgentSession,
     APIConnectOptions,
+    AutoSubscribe,
     JobContext,
     JobProcess,
     llm,
@@ -38,6 +39,7 @@ from thinnest.engine.metadata import DispatchMetadata
 from thinnest.engine.persistence import CallStore
 from thinnest.engine.prompt import render_instructions
 from thinnest.engine.tools import end_call_tool, http_function_tool, ssl_context, tool_client
+from thinnest.engine.tracks import hear_unlabelled_audio
 from thinnest.errors import ConfigError
 from thinnest.log import logger
 from thinnest.providers import ConversationAware, Prefillable, registry
@@ -206,7 +208,9 @@ async def entrypoint(ctx: JobContext) -> None:
     )
     store = CallStore(database, meta.session_id)
 
-    await ctx.connect()
+    # Audio only: a caller's video track is never received (docs/security.md, "Caller tracks").
+    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    hear_unlabelled_audio(ctx.room, USER_IDENTITY)
     await cache.load(config)
     speech_to_text = cache.for_agent("stt", config)
     if isinstance(speech_to_text, ConversationAware):
