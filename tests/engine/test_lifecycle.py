@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import time
 from pathlib import Path
 
@@ -62,6 +63,9 @@ async def test_api_end_sends_call_ended_and_keeps_the_recording(
             break
         await asyncio.sleep(0.2)
     assert path and await asyncio.to_thread(os.path.isfile, path), "no recording stored"
+    # A caller's voice is its owner's only on disk (docs/security.md, "Recordings").
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
     download = await asyncio.to_thread(tenant.http.get, f"/voice/sessions/{sid}/recording")
     assert download.status_code == 200
     assert download.headers["content-type"] == "audio/ogg"
