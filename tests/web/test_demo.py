@@ -76,8 +76,10 @@ async def test_demo_page_holds_a_spoken_call(
     await page.get_by_role("button", name="Hang up").click()
     ended = page.locator("#call-ended")
     await expect(ended).to_be_visible(timeout=20_000)
-    await expect(ended).to_contain_text("ended_by_api")
+    await expect(ended).to_have_attribute("data-reason", "user_left")  # the visitor hung up
+    await expect(ended).to_contain_text("Call ended: you hung up")  # in words, not the code
     await expect(page.locator("#call-status")).to_have_text("ended", timeout=20_000)
+    await expect(page.locator("#agent-state")).to_have_text("–")  # not "listening" any more
     problem = await page.locator("#problem").inner_text()
     assert not problem, f"{problem}\n" + "\n".join(logs[-30:])
     print(f"agent RMS peak {peak:.3f}; user said {said!r}; agent answered {answer!r}")
