@@ -63,8 +63,8 @@ HOP = 160  # samples per mel frame (10 ms)
 FIT_MARGIN = 100  # frames of silence after the speech in a ``fit`` window
 TOKENS_PER_SECOND = 8  # far above any speaking rate: a decode that reaches it is looping
 PROMPT_TOKENS = 96  # the most tokens of prompt and context one decode is given (Whisper: 223)
-NO_SPEECH = 0.6  # above it (and below SURE), a decode of the audio alone is noise: see _not_speech
-SURE = 0.5  # mean token probability of text kept whatever the no-speech figure
+NO_SPEECH = 0.6  # a decode whose audio alone is judged no speech above this ...
+DOUBT = 0.4  # ... by this much more than its text's confidence is noise: see _not_speech
 log = logger.getChild("providers.whisper")
 _MODEL_DIRS = {"base": "whisper-base", "tiny.en": "whisper-tiny.en"}
 
@@ -260,12 +260,12 @@ class WhisperSTT(stt.STT):
         heard = self._decode(audio, language, beams, context)
         if _not_speech(heard):
             return "", 0.0
-        spoken = _key(heard.text)
-        if context and _within(spoken, _key(hint)):
-            # Whisper copies its prompt when the audio gives it nothing to read (a hum, a
-            # cough). Words that are all the agent's own are checked without the context:
-            # no words then means no speech; any words mean the caller said them ("Maddisyn."
-            # after "Jaxon or Maddisyn?"), and the context's spelling stands.
+        if context and (heard.no_speech > NO_SPEECH or _within(_key(heard.text), _key(hint))):
+            # A context makes Whisper surer of words it guesses into noise, and it copies its
+            # prompt when the audio gives it nothing to read (a hum, a cough). Such a decode
+            # is checked again without the context: no words, or noise, then means no speech;
+            # otherwise the caller did speak ("Maddisyn." after "Jaxon or Maddisyn?"), and the
+            # context's text (its spelling) stands.
             if _not_speech(self._decode(audio, language, beams, [])):
                 return "", 0.0
         return heard.text, heard.confidence
@@ -548,18 +548,19 @@ def _not_speech(heard: _Heard) -> bool:
     """Whether a decode is no user turn: no words, or a guess at words in what is likely noise.
 
     Whisper writes words into a hum, a tone, breathing or line noise ("I don't know.",
-    "Okay."); it also says that such audio probably holds no speech. Measured with tiny.en
-    (2 s of each, greedy and five beams): a 100 Hz hum, 50 Hz mains with harmonics, a 1 kHz
-    tone, white noise and breathing 0.72-0.95 no-speech and at most 0.36 confidence; 15 short
-    answers in three espeak-ng voices ("Tomorrow.", "Okay.", "Seven.", ...) 0.13-0.53
-    no-speech but one (0.74, at 0.62 confidence), 0.22-0.82 confidence. Both signals must
-    agree, as in faster-whisper's own test for a silent window, so a confident word in a noisy
-    line is kept. Line clicks (0.59) pass this test: the VAD in front of Whisper (the stream's
-    own, or the session's) is what refuses them.
+    "Okay."); it also says that such audio probably holds no speech, and is unsure of the
+    words. Measured with tiny.en, decoding without context (greedy and five beams; a context
+    raises the confidence of guesses, so :meth:`WhisperSTT.transcribe` judges doubtful
+    decodes again without it): a 100 Hz hum, 50 Hz mains with harmonics, a 1 kHz tone, white
+    noise and breathing (2 s each) 0.72-0.95 no-speech and no-speech minus confidence
+    0.54-0.79; 45 short answers (15 words in three espeak-ng voices) and the speech bench's
+    112 utterances (a third with noise at 10 dB SNR) at most 0.74 no-speech but at most 0.33
+    no-speech minus confidence: a confident word in a noisy line is kept. Line clicks (0.59 no-speech) pass this test: the VAD in front of Whisper
+    (the stream's own, or the session's) is what refuses them.
     """
     if not _key(heard.text):
         return True
-    return heard.no_speech > NO_SPEECH and heard.confidence < SURE
+    return heard.no_speech > NO_SPEECH and heard.no_speech - heard.confidence > DOUBT
 
 
 def _bare(word: str) -> str:
