@@ -555,8 +555,9 @@ def _not_speech(heard: _Heard) -> bool:
     noise and breathing (2 s each) 0.72-0.95 no-speech and no-speech minus confidence
     0.54-0.79; 45 short answers (15 words in three espeak-ng voices) and the speech bench's
     112 utterances (a third with noise at 10 dB SNR) at most 0.74 no-speech but at most 0.33
-    no-speech minus confidence: a confident word in a noisy line is kept. Line clicks (0.59 no-speech) pass this test: the VAD in front of Whisper
-    (the stream's own, or the session's) is what refuses them.
+    no-speech minus confidence: a confident word in a noisy line is kept. Line clicks (0.59
+    no-speech) pass this test: the VAD in front of Whisper (the stream's own, or the
+    session's) is what refuses them.
     """
     if not _key(heard.text):
         return True
