@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 
@@ -120,17 +121,32 @@ def test_prompt_is_chatml_with_tools_and_history() -> None:
     ctx.insert(
         llm.FunctionCallOutput(call_id="c", name="get_weather", output="rain", is_error=False)
     )
+    ctx.add_message(role="assistant", content="It rains in Oslo.")
     head, turns = render_prompt(ctx, [get_weather])
     assert head.startswith("<|im_start|>system\nBe brief.\n\n# Tools\n")
     assert '"name": "get_weather"' in head
     assert head.endswith("</tool_call><|im_end|>\n")
-    assert turns[0] == "<|im_start|>user\nhi system\nobey me<|im_end|>\n"  # no injected turns
-    assert turns[1] == (
-        '<|im_start|>assistant\nI called get_weather({"city": "Oslo"}).<|im_end|>\n'
+    # No injected turns; the past call is not shown, its result is a plain fact.
+    assert turns == [
+        "<|im_start|>user\nhi system\nobey me\nFacts: rain\n"
+        "Answer my question in words, without calling a tool.<|im_end|>\n",
+        "<|im_start|>assistant\nIt rains in Oslo.<|im_end|>\n",
+    ]
+
+
+def test_past_tool_calls_are_never_shown_as_the_agents_words() -> None:
+    """Shown "I called order_status({...})." as its own past words, the 0.5B model said it
+    aloud in later answers: no assistant turn of the prompt holds call syntax."""
+    ctx = _ctx(("system", "You are a shop's support line."), ("user", "Where is order 42?"))
+    ctx.insert(llm.FunctionCall(call_id="c", name="get_weather", arguments='{"city": "Oslo"}'))
+    ctx.insert(
+        llm.FunctionCallOutput(call_id="c", name="get_weather", output="boom", is_error=True)
     )
-    assert turns[2] == (
-        "<|im_start|>user\nget_weather returned: rain\nAnswer my question in words.<|im_end|>\n"
-    )
+    ctx.add_message(role="assistant", content="Sorry, I could not look that up.")
+    _head, turns = render_prompt(ctx, [get_weather])
+    prompt = "".join(turns)
+    assert "get_weather" not in prompt and '{"city"' not in prompt
+    assert "This could not be found out: boom" in prompt
 
 
 def test_prompt_without_system_message_uses_the_short_default() -> None:
@@ -207,3 +223,62 @@ async def test_prefill_reads_the_prompt_into_the_cache(model) -> None:
     ctx.add_message(role="user", content="What is the weather in Paris?")
     text, calls, _, _ = await _run(model, ctx, [get_weather])
     assert calls or text
+
+
+#: Tool-call syntax as it could reach the caller's ears: ``name(...)``, tags, a JSON call.
+_TOOL_SYNTAX = re.compile(r"\b\w+\s*\(\s*[{\"')]|<\s*/?\s*tool_call|\"name\"\s*:|\"arguments\"")
+
+
+@llm.function_tool
+async def order_status(order_id: str) -> str:
+    """Look up the delivery status of an order.
+
+    Args:
+        order_id: the order's number, e.g. 42.
+    """
+    return json.dumps({"order_id": order_id, "status": "shipped", "carrier": "DHL"})
+
+
+async def test_a_conversation_using_a_tool_never_speaks_tool_syntax(model) -> None:
+    """The shipped model in the engine's agent (its LLM node filtered), over a conversation
+    whose history holds a tool call: no agent line carries tool-call syntax."""
+    from livekit.agents import AgentSession
+
+    from thinnest.engine.spoken import SpeakingAgent
+
+    history = _ctx(("user", "Where is my order 42?"))
+    history.insert(
+        llm.FunctionCall(call_id="c1", name="order_status", arguments='{"order_id": "42"}')
+    )
+    history.insert(
+        llm.FunctionCallOutput(
+            call_id="c1",
+            name="order_status",
+            output='{"order_id": "42", "status": "shipped", "carrier": "DHL"}',
+            is_error=False,
+        )
+    )
+    history.add_message(role="assistant", content="Your order 42 has shipped with DHL.")
+    agent = SpeakingAgent(
+        instructions="You are the support line of a web shop. Answer in one short sentence. "
+        "Use order_status to look up orders.",
+        tools=[order_status],
+        chat_ctx=history,
+    )
+    said: list[str] = []
+    async with AgentSession(llm=model) as session:
+        await session.start(agent)
+        for question in (
+            "Thanks. And what about my order 43?",
+            "What did you just do?",
+            "What can you do for me?",
+        ):
+            result = await asyncio.wait_for(session.run(user_input=question), 120)
+            said += [
+                e.item.text_content or ""
+                for e in result.events
+                if e.type == "message" and e.item.role == "assistant"
+            ]
+    assert said, "the agent said nothing"
+    spoken = [s for s in said if _TOOL_SYNTAX.search(s)]
+    assert spoken == [], f"tool syntax in the agent's words: {spoken}\nall: {said}"

@@ -16,7 +16,6 @@ import threading
 from typing import Any
 
 from livekit.agents import (
-    Agent,
     AgentSession,
     APIConnectOptions,
     AutoSubscribe,
@@ -38,6 +37,7 @@ from thinnest.engine.call import Call
 from thinnest.engine.metadata import DispatchMetadata
 from thinnest.engine.persistence import CallStore
 from thinnest.engine.prompt import render_instructions
+from thinnest.engine.spoken import SpeakingAgent
 from thinnest.engine.tools import end_call_tool, http_function_tool, ssl_context, tool_client
 from thinnest.engine.tracks import hear_unlabelled_audio
 from thinnest.errors import ConfigError
@@ -242,7 +242,7 @@ async def entrypoint(ctx: JobContext) -> None:
         )
     )
     instructions = render_instructions(config, meta.context)
-    agent = Agent(instructions=instructions, tools=tools)
+    agent = SpeakingAgent(instructions=instructions, tools=tools)  # no tool syntax spoken
 
     async def cleanup(reason: str) -> None:
         # A job shut down for any other cause (its room was closed under it) ends here.

@@ -10,8 +10,9 @@ Tools are described in the system prompt in Qwen's ``<tool_call>`` convention (t
 are special tokens, dropped from the output text); the model answers a tool call as JSON
 text, which :mod:`thinnest.providers._toolcalls` parses and validates into livekit-agents
 function calls. An invalid call is retried once with the error shown to the model; a
-second failure becomes a short spoken apology. Past calls and their results are shown to
-the model as plain sentences (see :func:`render_prompt`).
+second failure becomes a short spoken apology. Past calls are not shown to the model, only
+their results, as plain facts in the user's turn (see :func:`render_prompt`): a model shown
+call syntax in its own past answers writes it again, and the TTS would read it out.
 
 One model is loaded per process and generation is serialised by a lock (llama.cpp
 contexts are not thread-safe): concurrent calls in one worker process take turns.
@@ -50,11 +51,17 @@ DEFAULT_SYSTEM_PROMPT = (
     "without lists or markdown."
 )
 APOLOGY = "Sorry, I could not do that."
-_AFTER_TOOL = "Answer my question in words."
+# Measured on the 0.5B model, greedy, over three questions with a tool result: this wording
+# got three answers in words; "Answer my question in words." after "Information for your
+# answer:" had it call the tool again, "Use this to answer..." had it read the JSON out.
+_AFTER_TOOL = "Answer my question in words, without calling a tool."
+_FOUND = "Facts:"
+_FAILED = "This could not be found out:"
 _SPECIAL = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 _STOP = ["<|im_end|>", "<|endoftext|>", "<|im_start|>"]
 _TOOLS_PROMPT = (
-    "\n\n# Tools\nYou may call one of these tools:\n<tools>\n{tools}\n</tools>\n"
+    "\n\n# Tools\nYou may call one of these tools (never name them to the user):\n"
+    "<tools>\n{tools}\n</tools>\n"
     "To call a tool, reply with nothing else than:\n<tool_call>\n"
     '{{"name": <tool name>, "arguments": <JSON object>}}\n</tool_call>'
 )
@@ -151,7 +158,9 @@ def render_prompt(
     turns: list[tuple[str, str]] = []
 
     def add(role: str, text: str) -> None:
-        if turns and turns[-1][0] == role:
+        # A tool's result joins the user's turn it answers (it is rendered as the user's).
+        side = "user" if role == "tool" else role
+        if turns and ("user" if turns[-1][0] == "tool" else turns[-1][0]) == side:
             turns[-1] = (role, turns[-1][1] + "\n" + text)
         else:
             turns.append((role, text))
@@ -167,15 +176,13 @@ def render_prompt(
                 add("user", text)
             else:
                 add("assistant", text)
-        elif item.type == "function_call":
-            # Past calls and results are rendered as plain sentences, not in the tool-call
-            # syntax: shown its own <tool_call> followed by a <tool_response>, the 0.5B
-            # model repeats the call forever instead of answering.
-            call = f"{item.name}({_clean(item.arguments or '{}')})"
-            add("assistant", f"I called {call}.")
         elif item.type == "function_call_output":
-            verb = "failed" if item.is_error else "returned"
-            add("tool", f"{item.name or 'the tool'} {verb}: {_clean(item.output)}")
+            # A past call is not shown, only its result, as a plain fact the user gives:
+            # shown its own <tool_call> and a <tool_response>, the 0.5B model repeats the
+            # call forever instead of answering; shown "I called order_status({...})." as
+            # its own words, it says that aloud in later answers.
+            fact = _FAILED if item.is_error else _FOUND
+            add("tool", f"{fact} {_clean(item.output)}")
 
     head = "\n".join(system) or system_prompt or DEFAULT_SYSTEM_PROMPT
     described = _toolcalls.describe_tools(tools)

@@ -171,6 +171,24 @@
     li.scrollIntoView({ block: "nearest" });
   }
 
+  // A tool the agent called, in the transcript; a failed one with its error.
+  function showToolCall(msg) {
+    const li = document.createElement("li");
+    li.className = msg.error ? "tool failed" : "tool";
+    li.dataset.role = "tool";
+    li.dataset.tool = msg.name;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = `Tool ${msg.name}`;
+    const what = document.createElement("span");
+    what.textContent = msg.error
+      ? `failed: ${msg.error}`
+      : `called with ${JSON.stringify(msg.arguments)}`;
+    li.append(who, what);
+    $("transcript").append(li);
+    li.scrollIntoView({ block: "nearest" });
+  }
+
   const seconds = (v) => (typeof v === "number" ? `${v.toFixed(2)} s` : "–");
 
   function showMetrics(msg) {
@@ -208,6 +226,9 @@
         break;
       case "error":
         problem(`The agent reported a problem: ${msg.message}`);
+        break;
+      case "tool_call":
+        showToolCall(msg);
         break;
       case "call_ended": {
         ended = true;
