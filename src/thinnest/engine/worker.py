@@ -16,7 +16,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from livekit.agents import AgentServer, JobContext, JobProcess
+from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest
 
 from thinnest.config import Settings
 from thinnest.engine.job import entrypoint, prewarm
@@ -30,15 +30,33 @@ log = logger.getChild("engine")
 _LOAD_POLL = 0.25
 
 
+class Claims:
+    """Rooms of the calls a worker accepted and is still starting: a call waits here for a
+    job process (a new one takes a while to load its models), not yet in ``active_jobs``."""
+
+    def __init__(self) -> None:
+        self.rooms: set[str] = set()
+
+    async def on_request(self, request: JobRequest) -> None:
+        room = request.room.name
+        self.rooms.add(room)
+        try:
+            await request.accept()  # returns once the job runs in a process
+        finally:
+            self.rooms.discard(room)
+
+
 def build_server(
     settings: Settings,
     *,
     setup_fnc: Callable[[JobProcess], Any] = prewarm,
     entrypoint_fnc: Callable[[JobContext], Awaitable[None]] = entrypoint,
     agent_name: str | None = None,
+    claims: Claims | None = None,
 ) -> AgentServer:
     """A livekit-agents server for our engine (or, for ``thinnest bench``, another one) with
-    the worker's settings: prewarmed processes, capacity counted in calls, loopback HTTP."""
+    the worker's settings: prewarmed processes, capacity counted in calls, loopback HTTP;
+    ``claims`` collects the calls it accepted and is starting."""
     key, secret = settings.livekit_credentials()
     server = AgentServer(
         ws_url=settings.livekit_url,
@@ -55,16 +73,22 @@ def build_server(
         host="127.0.0.1",
         log_level=settings.log_level.upper(),
     )
-    server.rtc_session(entrypoint_fnc, agent_name=agent_name or settings.agent_name)
+    server.rtc_session(
+        entrypoint_fnc,
+        agent_name=agent_name or settings.agent_name,
+        on_request=claims.on_request if claims is not None else None,
+    )
     return server
 
 
-def _rooms(server: AgentServer) -> list[str]:
-    """The rooms (session ids) of the calls the worker holds."""
-    return sorted(job.job.room.name for job in server.active_jobs)
+def _rooms(server: AgentServer, claims: Claims) -> list[str]:
+    """The rooms (session ids) of the calls the worker holds: running or starting."""
+    return sorted({job.job.room.name for job in server.active_jobs} | claims.rooms)
 
 
-async def _heartbeat(server: AgentServer, settings: Settings, worker_id: str) -> None:
+async def _heartbeat(
+    server: AgentServer, claims: Claims, settings: Settings, worker_id: str
+) -> None:
     """Tell the API this worker is alive (and how busy) until cancelled, then say goodbye."""
     database = Database(settings.resolved_database_url)
     fields = {
@@ -86,7 +110,7 @@ async def _heartbeat(server: AgentServer, settings: Settings, worker_id: str) ->
     reported: list[str] | None = None
     try:
         while True:
-            rooms = _rooms(server)
+            rooms = _rooms(server, claims)
             try:
                 await asyncio.to_thread(beat, rooms)
             except Exception as exc:  # the database is busy or not migrated yet: next time
@@ -101,7 +125,7 @@ async def _heartbeat(server: AgentServer, settings: Settings, worker_id: str) ->
             # these rows), unchanged calls every `worker_heartbeat_interval`.
             for _ in range(max(1, math.ceil(settings.worker_heartbeat_interval / _LOAD_POLL))):
                 await asyncio.sleep(_LOAD_POLL)
-                if _rooms(server) != reported:
+                if _rooms(server, claims) != reported:
                     break
     finally:
         with contextlib.suppress(Exception):
@@ -110,7 +134,8 @@ async def _heartbeat(server: AgentServer, settings: Settings, worker_id: str) ->
 
 
 async def _serve(settings: Settings) -> None:
-    server = build_server(settings)
+    claims = Claims()
+    server = build_server(settings, claims=claims)
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -123,7 +148,7 @@ async def _serve(settings: Settings) -> None:
     server.on(
         "worker_registered",
         lambda *_: (
-            beating.append(asyncio.create_task(_heartbeat(server, settings, worker_id)))
+            beating.append(asyncio.create_task(_heartbeat(server, claims, settings, worker_id)))
             if not beating
             else None
         ),
