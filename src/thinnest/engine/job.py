@@ -254,20 +254,24 @@ async def entrypoint(ctx: JobContext) -> None:
     def on_data(packet: rtc.DataPacket) -> None:
         # Only the server (no participant) may end the call this way: the API's end route.
         if packet.topic == protocol.CONTROL_TOPIC and packet.participant is None:
-            call.request_end("ended_by_api")
+            call.request_end(protocol.end_reason(packet.data))
+
+    def on_left(participant: rtc.RemoteParticipant) -> None:
+        # Also before the session has started (it watches the caller only from then on).
+        if participant.identity == USER_IDENTITY:
+            call.request_end("user_left")
 
     ctx.room.on("data_received", on_data)
+    ctx.room.on("participant_disconnected", on_left)
     ctx.add_shutdown_callback(cleanup)
     call.attach()
-    try:
-        await asyncio.wait_for(
-            ctx.wait_for_participant(identity=USER_IDENTITY), settings.room_empty_timeout
-        )
-    except TimeoutError:
-        log.warning("session %s: the caller never joined", meta.session_id)
-        await call.end("no_show")
+    if not await _wait_for_caller(ctx, call, settings.no_show_timeout):
+        if call.reason is None:
+            log.warning("session %s: the caller never joined", meta.session_id)
+            await call.end("no_show")
+        await call.ended.wait()
         ctx.delete_room()
-        ctx.shutdown("no_show")
+        ctx.shutdown(call.reason or "no_show")
         return
     record: Any = (
         {"audio": True, "traces": False, "logs": False, "transcript": False}
@@ -280,13 +284,31 @@ async def entrypoint(ctx: JobContext) -> None:
         record=record,
         room_options=RoomOptions(participant_identity=USER_IDENTITY, close_on_disconnect=True),
     )
-    greeting = session.say(config.greeting, allow_interruptions=True) if config.greeting else None
+    # The caller may have left (or the API ended the call) while the session started.
+    greeting = (
+        session.say(config.greeting, allow_interruptions=True)
+        if config.greeting and call.reason is None
+        else None
+    )
     prefill = asyncio.create_task(_prefill(session.llm, instructions, tools, greeting))
     await call.ended.wait()
     prefill.cancel()
     await session.aclose()
     ctx.delete_room()
     ctx.shutdown(call.reason or "ended")
+
+
+async def _wait_for_caller(ctx: JobContext, call: Call, within: float) -> bool:
+    """Whether the caller joined within ``within`` seconds (False: a no-show, or the call
+    was ended before, by the API)."""
+    joined = asyncio.ensure_future(ctx.wait_for_participant(identity=USER_IDENTITY))
+    ended = asyncio.ensure_future(call.ended.wait())
+    try:
+        await asyncio.wait({joined, ended}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (joined, ended):
+            task.cancel()
+    return joined.done() and not joined.cancelled() and call.reason is None
 
 
 def turn_handling(settings: Settings, turn_detection: Any) -> TurnHandlingOptions:
