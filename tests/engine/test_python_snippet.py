@@ -152,11 +152,14 @@ async def test_the_python_snippet_publishes_without_options_and_talks(
         microphone.say(_pcm16k(speak(QUESTION)))
         await asyncio.wait_for(microphone.said.wait(), 30)
         said_at = time.monotonic()
-        heard_at, user = await arrived(
-            90, after=listening, type="transcript", role="user", final=True
-        )
-        assert heard(user["text"]), user["text"]
-        _, answer = await arrived(90, after=heard_at, type="transcript", role="agent")
+        said, after = "", listening
+        for _ in range(3):  # the question's words, in one final transcript or a few
+            at, user = await arrived(90, after=after, type="transcript", role="user", final=True)
+            said, after = f"{said} {user['text']}", at + 1
+            if heard(said):
+                break
+        assert heard(said), said
+        _, answer = await arrived(90, after=after, type="transcript", role="agent")
         assert "eight" in answer["text"]
         for _ in range(100):  # the answer's audio follows its transcript
             if any(at > said_at and rms > VOICED_RMS for at, rms in levels):
@@ -182,4 +185,5 @@ async def test_the_python_snippet_publishes_without_options_and_talks(
         await room.disconnect()
 
     row = await wait_final(database, started["session_id"])
-    assert [t.role for t in row.turns][:3] == ["agent", "user", "agent"]
+    roles = [t.role for t in row.turns]  # stored: the greeting, the caller, the answer
+    assert roles[0] == "agent" and "agent" in roles[roles.index("user") :], roles
