@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,6 +43,9 @@ class Pool:
     worker: Worker
     key: str
     agent_id: str
+    #: an agent whose STT (Whisper base) no job process has loaded: seconds between the
+    #: engine's joining the room and its session's start
+    slow_agent_id: str
 
     def http(self) -> httpx.Client:
         return self.api.client(self.key)
@@ -79,6 +83,14 @@ def pool(
         _row, key = keys.create_key(db, owner, name="dev")
         config = AgentConfig(name="ends", greeting="Hello, this is a short greeting.")
         agent_id = agents.create_agent(db, owner.id, config.model_dump(mode="json")).id
+        slow = AgentConfig.model_validate(
+            {
+                "name": "slow",
+                "greeting": "Hello.",
+                "providers": {"stt": {"name": "whisper", "options": {"model": "base"}}},
+            }
+        )
+        slow_agent_id = agents.create_agent(db, owner.id, slow.model_dump(mode="json")).id
     (workdir / DEV_CREDENTIALS_FILE).write_text(json.dumps({"api_key": key}))
     settings = make_settings(
         workdir,
@@ -93,19 +105,19 @@ def pool(
     )
     running = start_api(settings, database)
     try:
-        yield Pool(running, worker, key, agent_id)
+        yield Pool(running, worker, key, agent_id, slow_agent_id)
     finally:
         running.stop()
         stop_worker(worker)
 
 
-def _start(pool: Pool) -> httpx.Response:
+def _start(pool: Pool, agent_id: str | None = None) -> httpx.Response:
     with pool.http() as http:
-        return http.post("/voice/start", json={"agent_id": pool.agent_id})
+        return http.post("/voice/start", json={"agent_id": agent_id or pool.agent_id})
 
 
-async def _started(pool: Pool) -> dict[str, str]:
-    resp = await asyncio.to_thread(_start, pool)
+async def _started(pool: Pool, agent_id: str | None = None) -> dict[str, str]:
+    resp = await asyncio.to_thread(_start, pool, agent_id)
     assert resp.status_code == 200, resp.text
     return dict(resp.json())
 
@@ -133,11 +145,11 @@ async def test_a_caller_who_never_joins_ends_as_no_show(pool: Pool, database: Da
     assert waited > NO_SHOW - 1, f"ended after {waited:.1f} s, before the no-show wait"
 
 
-async def test_a_caller_who_leaves_before_the_agent_speaks_is_user_left(
+async def test_a_caller_who_leaves_while_the_engine_starts_is_user_left(
     pool: Pool, database: Database
 ) -> None:
     await _idle(database)
-    started = await _started(pool)
+    started = await _started(pool, pool.slow_agent_id)
     room = rtc.Room()
     agent_joined = asyncio.Event()
 
@@ -150,10 +162,37 @@ async def test_a_caller_who_leaves_before_the_agent_speaks_is_user_left(
     for participant in room.remote_participants.values():
         seen(participant)
     await asyncio.wait_for(agent_joined.wait(), 60)
-    await room.disconnect()  # the agent is in the room; its session has not greeted yet
+    # The engine is in the room, loading the agent's STT: its session has not started.
+    await room.disconnect()
     row = await wait_final(database, started["session_id"], within=30)
     assert (row.status, row.end_reason) == ("ended", "user_left"), row.error
     assert not row.turns, "the agent spoke to nobody"
+
+
+async def test_a_caller_who_leaves_before_the_engine_joins_is_user_left(
+    api: RunningApi, livekit_server: LiveKitDevServer, database: Database, tmp_path: Path
+) -> None:
+    # No worker serves this API's agent name: the engine never comes. The caller joins and
+    # hangs up; the session's API (LiveKit's webhooks) ends the session, not an error later.
+    side = start_api(
+        make_settings(tmp_path, livekit_server, agent_name="thinnest-nobody"), database
+    )
+    try:
+        with database.session() as db:
+            owner = keys.get_or_create_owner(db, f"early-{tmp_path.name}")
+            _row, key = keys.create_key(db, owner)
+            agent_id = agents.create_agent(db, owner.id, {"name": "early"}).id
+        with side.client(key) as http:
+            resp = await asyncio.to_thread(http.post, "/voice/start", json={"agent_id": agent_id})
+        assert resp.status_code == 200, resp.status_code
+        started = resp.json()
+        room = rtc.Room()
+        await asyncio.wait_for(room.connect(started["livekit_url"], started["token"]), 20)
+        await room.disconnect()
+        row = await wait_final(database, started["session_id"], within=30)
+        assert (row.status, row.end_reason) == ("ended", "user_left"), row.error
+    finally:
+        side.stop()
 
 
 async def test_a_demo_hang_up_is_the_user_leaving(pool: Pool, database: Database) -> None:
@@ -183,7 +222,7 @@ async def test_a_full_worker_answers_503_no_capacity_until_a_slot_frees(
     # Nobody joins these: they hold the worker's slots until the no-show wait ends them.
     held = [await _started(pool) for _ in range(SLOTS)]
     refused = await asyncio.to_thread(_start, pool)
-    assert refused.status_code == 503, refused.text
+    assert refused.status_code == 503, refused.status_code
     assert refused.json()["error"]["code"] == "no_capacity"
     assert refused.headers["Retry-After"] == str(RETRY_AFTER)
     # Still refused once the worker has taken both calls and reported them.

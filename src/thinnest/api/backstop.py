@@ -15,6 +15,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from livekit import api
+from thinnest.api.routes.voice import USER_IDENTITY
 from thinnest.engine import protocol
 from thinnest.errors import ThinnestError
 from thinnest.livekit.rooms import LiveKitService
@@ -70,6 +71,8 @@ async def on_webhook(event: api.WebhookEvent, database: Database, livekit: LiveK
         await engine_lost(
             database, livekit, room, "the voice engine left the room before the call ended"
         )
+    elif event.event == "participant_left" and event.participant.identity == USER_IDENTITY:
+        await caller_left(database, livekit, room)
     elif event.event in ("room_started", "participant_joined") and await run_in_threadpool(
         _is_over, database, room
     ):
@@ -84,6 +87,30 @@ async def on_webhook(event: api.WebhookEvent, database: Database, livekit: LiveK
         await run_in_threadpool(
             _finalize, database, room, status="ended", reason="room_closed", error=None
         )
+
+
+async def caller_left(database: Database, livekit: LiveKitService, room: str) -> bool:
+    """The caller left a room no voice engine is in yet (it hung up while the engine was
+    starting): the session ends as ``user_left``. With an engine in the room, the engine
+    saw it leave and ends the call itself."""
+    if await run_in_threadpool(_is_over, database, room):
+        return False
+    try:
+        participants = await livekit.list_participants(room)
+    except ThinnestError:
+        return False  # LiveKit unreachable: the sweeper finalises the session later
+    if any(p.kind == api.ParticipantInfo.Kind.AGENT for p in participants):
+        return False
+    changed, _ = await run_in_threadpool(
+        _finalize, database, room, status="ended", reason="user_left", error=None
+    )
+    if changed:
+        log.info("session %s: the caller left before the voice engine joined", room)
+        try:
+            await livekit.delete_room(room)  # the engine's job, if it comes, ends with it
+        except ThinnestError:
+            pass
+    return changed
 
 
 def _is_over(database: Database, session_id: str) -> bool:

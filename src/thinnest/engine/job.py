@@ -207,6 +207,13 @@ async def entrypoint(ctx: JobContext) -> None:
         settings.resolved_database_url
     )
     store = CallStore(database, meta.session_id)
+    # Watched from before the connect: a caller who hangs up while the call is being set up
+    # (before the session starts watching them) has left, whatever comes next.
+    caller_left = asyncio.Event()
+    ctx.room.on(
+        "participant_disconnected",
+        lambda p: caller_left.set() if p.identity == USER_IDENTITY else None,
+    )
 
     # Audio only: a caller's video track is never received (docs/security.md, "Caller tracks").
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
@@ -247,6 +254,7 @@ async def entrypoint(ctx: JobContext) -> None:
     async def cleanup(reason: str) -> None:
         # A job shut down for any other cause (its room was closed under it) ends here.
         await call.end(reason if reason in protocol.REASONS else "room_closed")
+        watcher.cancel()
         await http.aclose()
         if meta.recording:
             await _keep_recording(ctx, session, store, settings, meta.session_id)
@@ -256,13 +264,12 @@ async def entrypoint(ctx: JobContext) -> None:
         if packet.topic == protocol.CONTROL_TOPIC and packet.participant is None:
             call.request_end(protocol.end_reason(packet.data))
 
-    def on_left(participant: rtc.RemoteParticipant) -> None:
-        # Also before the session has started (it watches the caller only from then on).
-        if participant.identity == USER_IDENTITY:
-            call.request_end("user_left")
+    async def watch_caller() -> None:
+        await caller_left.wait()
+        call.request_end("user_left")
 
     ctx.room.on("data_received", on_data)
-    ctx.room.on("participant_disconnected", on_left)
+    watcher = asyncio.create_task(watch_caller())
     ctx.add_shutdown_callback(cleanup)
     call.attach()
     if not await _wait_for_caller(ctx, call, settings.no_show_timeout):
