@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -269,6 +270,37 @@ def test_odd_json_in_an_agent_never_gives_a_5xx_or_an_unreadable_agent(
     else:
         assert resp.status_code == 422, resp.text[:500]
         assert resp.json()["error"]["field"].split(".")[0] in body
+    _still_readable(tenant.http)
+
+
+_ID_ROUTES = [
+    ("GET", "/agents/{}"),
+    ("PATCH", "/agents/{}"),
+    ("DELETE", "/agents/{}"),
+    ("GET", "/voice/sessions/{}"),
+    ("POST", "/voice/sessions/{}/end"),
+    ("GET", "/voice/sessions/{}/recording"),
+    ("DELETE", "/keys/{}"),
+    ("GET", "/voice/sessions?agent_id={}"),
+    ("GET", "/voice/sessions?status=active&{}=1"),
+]
+
+
+@given(text=_TEXT.filter(bool), route=st.sampled_from(_ID_ROUTES))
+@_JSON_SETTINGS
+def test_odd_text_in_a_path_or_query_never_gives_a_5xx(
+    fuzz_api: tuple[RunningApi, Tenant], text: str, route: tuple[str, str]
+) -> None:
+    """Schemathesis sent no ``%00``: on PostgreSQL every lookup with one was a 500."""
+    method, template = route
+    quoted = quote(text.encode("utf-8", "surrogatepass"), safe="")
+    tenant = fuzz_api[1]
+    body = {"greeting": "hi"} if method == "PATCH" else None
+    resp = tenant.http.request(method, template.format(quoted), json=body)
+    SEEN[(f"{method} {template} (odd text)", "secret", resp.status_code)] += 1
+    assert resp.status_code < 500, resp.text[:500]
+    if resp.status_code >= 400:
+        ErrorResponse.model_validate_json(resp.content)
     _still_readable(tenant.http)
 
 

@@ -101,6 +101,72 @@ def test_stored_nan_and_infinity_are_read_as_null() -> None:
     assert json.loads(jsonvalue.dumps({"a": float("inf")})) == {"a": None}
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        pytest.param("GET", "/agents/a%00b", "agent_id", id="agent"),
+        pytest.param("PATCH", "/agents/a%00b", "agent_id", id="patch-agent"),
+        pytest.param("DELETE", "/agents/a%00b", "agent_id", id="delete-agent"),
+        pytest.param("GET", "/voice/sessions/a%00b", "session_id", id="session"),
+        pytest.param("POST", "/voice/sessions/a%00b/end", "session_id", id="end"),
+        pytest.param("GET", "/voice/sessions/a%00b/recording", "session_id", id="recording"),
+        pytest.param("DELETE", "/keys/a%00b", "key_id", id="key"),
+        pytest.param("GET", "/voice/sessions?agent_id=a%00b", "agent_id", id="query"),
+        pytest.param("GET", "/voice/sessions?status=active&x%00=1", "x\ufffd", id="query-name"),
+    ],
+)
+def test_nul_in_a_path_or_query_is_refused_naming_it(
+    owner: Tenant, method: str, path: str, field: str
+) -> None:
+    """``%00`` is a character no PostgreSQL text parameter takes: it was a 500 there."""
+    resp = owner.http.request(method, path, json={"greeting": "x"} if method == "PATCH" else None)
+    _assert_422(resp, field)
+    assert "NUL" in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        pytest.param("/keys", {"name": "a\x00b"}, "name", id="key-name"),
+        pytest.param(
+            "/keys",
+            {"kind": "publishable", "agents": ["a\x00"], "origins": ["https://a.b"]},
+            "agents",
+            id="key-agents",
+        ),
+        pytest.param("/voice/start", {"agent_id": "a\x00b"}, "agent_id", id="agent_id"),
+        pytest.param(
+            "/agents", {"name": "nul", "instructions": "a\x00b"}, "instructions", id="instructions"
+        ),
+    ],
+)
+def test_nul_in_a_body_is_refused_naming_the_field(
+    owner: Tenant, path: str, body: dict[str, Any], field: str
+) -> None:
+    _assert_422(_post(owner, path, body), field)
+
+
+def test_the_engines_text_with_nul_or_a_surrogate_is_stored(
+    owner: Tenant, database: Database
+) -> None:
+    """A tool server may answer U+0000; the engine's writes must not fail on PostgreSQL."""
+    agent = owner.create_agent()
+    sid = owner.http.post("/voice/start", json={"agent_id": agent["id"]}).json()["session_id"]
+    with database.session() as db:
+        sessions.add_turn(db, sid, role="agent", text="a\x00b")
+        sessions.add_tool_call(
+            db, sid, name="t", arguments={}, result="r\x00" + LONE, error="e\x00"
+        )
+        sessions.finalize(
+            db, sessions.get_session(db, sid), status="error", reason="error", error="boom\x00"
+        )
+    detail = owner.http.get(f"/voice/sessions/{sid}").json()
+    assert detail["transcript"][0]["text"] == "a\ufffdb"
+    call = detail["tool_calls"][0]
+    assert (call["result"], call["error"]) == ("r\ufffd\ufffd", "e\ufffd")
+    assert detail["error"] == "boom\ufffd"
+
+
 def test_a_surrogate_pair_is_text_and_accepted(owner: Tenant) -> None:
     agent = owner.create_agent()
     resp = _post(owner, "/voice/start", {"agent_id": agent["id"], "context": {"x": "😀"}})

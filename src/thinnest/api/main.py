@@ -14,6 +14,7 @@ from thinnest.api import backstop, docs, errors
 from thinnest.api.limits import BodySizeLimit, RateLimiter
 from thinnest.api.publishable import PublishableLimits, VoiceStartCors
 from thinnest.api.routes import agents, health, keys, livekit, sessions, voice, web
+from thinnest.api.textguard import NulGuard
 from thinnest.config import Settings, get_settings
 from thinnest.gateway import route as gateway
 from thinnest.livekit.rooms import LiveKitService
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.publishable_limits = PublishableLimits(settings.publishable_rate_limit_per_minute)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NulGuard)
     app.add_middleware(VoiceStartCors)
     for module in (health, voice, sessions, agents, keys, livekit):
         app.include_router(module.router)

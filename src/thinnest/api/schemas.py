@@ -34,11 +34,12 @@ DEFAULT_GREETING = "Hello! How can I help you today?"
 MAX_JSON_DEPTH = 32
 
 
-def _storable(value: Any) -> Any:
+def storable(value: Any) -> Any:
     """Refuse what could be stored but not served back, anywhere in a value.
 
     A lone surrogate: JSON may spell one (``"\\ud800"``); pydantic refuses it only in a ``str``
     field with a length or pattern, not in a plain ``str``, a dict key or free-form JSON.
+    U+0000: PostgreSQL's text columns and query parameters refuse it (a 500 there).
     ``NaN`` and ``Infinity``: Python's JSON parser reads them; they are not JSON.
     """
     where = jsonvalue.lone_surrogate_at(value)
@@ -47,6 +48,9 @@ def _storable(value: Any) -> Any:
             f"holds a lone surrogate{_at(where)}: a \\ud800-\\udfff escape without its pair is "
             "not Unicode text"
         )
+    where = jsonvalue.nul_at(value)
+    if where is not None:
+        raise ValueError(f"holds U+0000 (NUL){_at(where)}, which is not stored as text")
     where = jsonvalue.non_finite_at(value)
     if where is not None:
         raise ValueError(f"holds NaN or Infinity{_at(where)}, which JSON has no number for")
@@ -76,7 +80,7 @@ class _Strict(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _storable_only(cls, value: Any) -> Any:
-        return _storable(value)
+        return storable(value)
 
 
 class ProviderChoice(_Strict):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -23,9 +24,11 @@ __all__ = [
     "clean",
     "depth",
     "dumps",
+    "clean_text",
     "loads",
     "lone_surrogate_at",
     "non_finite_at",
+    "nul_at",
 ]
 
 #: Containers nested deeper than this are dropped on read and write (the API allows far less).
@@ -38,23 +41,45 @@ def _bad_text(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
-def lone_surrogate_at(value: Any, path: str = "") -> str | None:
-    """The path (``a.b.0``) of the first string or key with a lone surrogate, or ``None``."""
+def _has_nul(text: str) -> bool:
+    return "\x00" in text
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates and U+0000 (which no PostgreSQL text column holds)
+    replaced by U+FFFD."""
+    if _bad_text(text):
+        text = _SURROGATE.sub("\ufffd", text)
+    return text.replace("\x00", "\ufffd") if _has_nul(text) else text
+
+
+def _text_at(value: Any, bad: Callable[[str], bool], path: str) -> str | None:
     stack: list[tuple[str, Any]] = [(path, value)]
     while stack:
         where, item = stack.pop()
         if isinstance(item, str):
-            if _bad_text(item):
-                return where
+            if bad(item):
+                return clean_text(where)
         elif isinstance(item, dict):
             for key, child in item.items():
                 here = f"{where}.{key}" if where else str(key)
-                if isinstance(key, str) and _bad_text(key):
-                    return _SURROGATE.sub("\ufffd", here)
+                if isinstance(key, str) and bad(key):
+                    return clean_text(here)
                 stack.append((here, child))
         elif isinstance(item, list | tuple):
             stack.extend((f"{where}.{i}" if where else str(i), c) for i, c in enumerate(item))
     return None
+
+
+def lone_surrogate_at(value: Any, path: str = "") -> str | None:
+    """The path (``a.b.0``) of the first string or key with a lone surrogate, or ``None``."""
+    return _text_at(value, _bad_text, path)
+
+
+def nul_at(value: Any, path: str = "") -> str | None:
+    """The path of the first string or key holding U+0000, or ``None``: valid JSON, but no
+    PostgreSQL text column or query parameter takes it."""
+    return _text_at(value, _has_nul, path)
 
 
 def non_finite_at(value: Any, path: str = "") -> str | None:

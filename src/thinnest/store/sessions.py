@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from thinnest.errors import NotFoundError
+from thinnest.store.jsonvalue import clean_text
 from thinnest.store.models import CallSession, ToolCall, TranscriptTurn, utcnow
 
 #: statuses of a session that is over; it never changes again.
@@ -83,7 +84,7 @@ def finalize(
     now = utcnow()
     row.status = status
     row.end_reason = reason
-    row.error = error
+    row.error = None if error is None else clean_text(error)
     row.ended_at = now
     if row.started_at is not None:
         row.duration = round((now - row.started_at).total_seconds(), 3)
@@ -96,14 +97,20 @@ def add_turn(db: Session, session_id: str, **fields: Any) -> TranscriptTurn:
             TranscriptTurn.session_id == session_id
         )
     )
-    turn = TranscriptTurn(session_id=session_id, seq=(seq or 0) + 1, **fields)
+    turn = TranscriptTurn(session_id=session_id, seq=(seq or 0) + 1, **_texts(fields))
     db.add(turn)
     db.flush()
     return turn
 
 
 def add_tool_call(db: Session, session_id: str, **fields: Any) -> ToolCall:
-    call = ToolCall(session_id=session_id, **fields)
+    call = ToolCall(session_id=session_id, **_texts(fields))
     db.add(call)
     db.flush()
     return call
+
+
+def _texts(fields: dict[str, Any]) -> dict[str, Any]:
+    """What the engine writes (a transcript, a tool's answer or error) as storable text: a
+    tool server may answer U+0000, which no PostgreSQL text column holds."""
+    return {k: clean_text(v) if isinstance(v, str) else v for k, v in fields.items()}

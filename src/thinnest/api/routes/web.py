@@ -21,14 +21,14 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from thinnest.api.deps import DatabaseDep, LiveKitDep, RateLimiterDep, SettingsDep
 from thinnest.api.errors import ERROR_RESPONSES
 from thinnest.api.routes import sessions as session_routes
 from thinnest.api.routes.voice import start_session
-from thinnest.api.schemas import VoiceStartRequest, VoiceStartResponse
+from thinnest.api.schemas import VoiceStartRequest, VoiceStartResponse, storable
 from thinnest.config import Settings
 from thinnest.errors import AuthError, ForbiddenError, NotFoundError, UnavailableError
 from thinnest.store import agents, keys
@@ -49,6 +49,11 @@ class DemoAgent(BaseModel):
 
 class DemoStart(BaseModel):
     agent_id: str = Field(min_length=1, max_length=100)
+
+    @field_validator("agent_id", mode="before")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        return storable(value)
 
 
 def _check_demo(request: Request, settings: Settings) -> None:
