@@ -1,8 +1,10 @@
 """HTTP tools that fail give the LLM an error text (a ToolError), never an exception that
-would end the call; the agent's language reaches the providers that take one."""
+would end the call, and the error reaches the client and the stored session; the agent's
+language reaches the providers that take one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -14,11 +16,15 @@ import pytest
 from livekit.agents import llm
 from pydantic import SecretStr
 
-from tests.conftest import free_port
+from tests.conftest import Tenant, free_port
+from tests.engine.conftest import Worker, wait_final
 from thinnest.api.schemas import HttpTool, ProviderChoice
+from thinnest.client import VoiceClient
 from thinnest.config import Settings
 from thinnest.engine.job import with_language
 from thinnest.engine.tools import call_http_tool
+from thinnest.store.db import Database
+from thinnest.testing import ScriptedChatServer
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +156,70 @@ def test_agent_language_reaches_the_stt(
 ) -> None:
     choice = with_language("stt", ProviderChoice(name=name, options=options), language)
     assert choice.options == expected
+
+
+async def test_a_failed_tool_calls_error_reaches_the_client_and_the_session_detail(
+    worker: Worker,
+    tenant: Tenant,
+    database: Database,
+    endpoint: str,
+    speak,  # type: ignore[no-untyped-def]
+) -> None:
+    """The real stack: a tool that answers HTTP 500. The client gets the ``tool_call`` event
+    with its ``error``, the LLM gets the error text, and the stored call (served by the
+    session detail) keeps it."""
+    scripted = ScriptedChatServer().start()
+    try:
+        agent = tenant.create_agent(
+            providers={
+                "stt": {"name": "whisper", "options": {"model": "base"}},
+                "llm": {
+                    "name": "openai",
+                    "options": {"base_url": scripted.base_url, "model": "scripted"},
+                },
+            },
+            greeting="Hi, ask me about the weather.",
+            tools=[
+                {
+                    "name": "get_weather",
+                    "description": "Current weather for a city",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}},
+                        "required": ["city"],
+                    },
+                    "url": f"{endpoint}/boom",
+                    "method": "POST",
+                    "timeout": 5,
+                }
+            ],
+            max_duration=150,
+        )
+        resp = await asyncio.to_thread(
+            tenant.http.post, "/voice/start", json={"agent_id": agent["id"]}
+        )
+        started = resp.json()
+        async with VoiceClient(started["livekit_url"], started["token"]) as client:
+            await client.next_event(90, type="transcript", role="agent")
+            await asyncio.sleep(2)
+            await client.play_wav(speak("What is the weather in Paris?"))
+            call = await client.next_event(120, type="tool_call", name="get_weather")
+            assert call["error"] == "get_weather failed with HTTP 500", call
+            assert call["arguments"]["city"].lower().startswith("paris")
+            await client.next_event(60, type="transcript", role="agent")
+            # The LLM was handed the error text as the tool's result.
+            tool_results = [
+                m["content"]
+                for r in scripted.requests
+                for m in r["messages"]
+                if m["role"] == "tool"
+            ]
+            assert any("failed with HTTP 500" in str(t) for t in tool_results), tool_results
+    finally:  # the caller hangs up (user_left)
+        scripted.stop()
+    await wait_final(database, started["session_id"], within=60)
+    detail = await asyncio.to_thread(tenant.http.get, f"/voice/sessions/{started['session_id']}")
+    assert detail.status_code == 200, detail.text
+    stored = [c for c in detail.json()["tool_calls"] if c["name"] == "get_weather"]
+    assert stored and stored[0]["error"] == "get_weather failed with HTTP 500", stored
+    assert stored[0]["result"] is None

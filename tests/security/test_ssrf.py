@@ -110,6 +110,11 @@ async def test_settings_open_the_guard(tmp_path: Path) -> None:
     await check_destination(
         _tool("http://localhost:9/x"), _settings(tmp_path, tools_allowed_networks=["LOCALHOST"])
     )
+    # An allowed network is allowed in its IPv6 forms too (they reach the same hosts).
+    await check_destination(
+        _tool("http://[64:ff9b::a01:203]/x"),
+        _settings(tmp_path, tools_allowed_networks=["10.1.2.0/24"]),
+    )
     with pytest.raises(llm.ToolError):  # another network does not open this one
         await check_destination(
             loopback, _settings(tmp_path, tools_allowed_networks=["10.0.0.0/8"])

@@ -89,7 +89,8 @@ def refused_address(host: str, addresses: list[Address], settings: Settings) -> 
     for ip in addresses:
         if is_public(ip) or (loopback and destination(ip).is_loopback):
             continue
-        if not _allowed(host, ip, settings.tools_allowed_networks):
+        networks = settings.tools_allowed_networks
+        if not (_allowed(host, ip, networks) or _allowed(host, destination(ip), networks)):
             return ip
     return None
 
