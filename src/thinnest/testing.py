@@ -24,13 +24,32 @@ Answer = str | dict[str, Any]
 Rule = Callable[[list[dict[str, Any]]], Answer]
 
 
+def unanswered(messages: list[dict[str, Any]]) -> str:
+    """What the user said since the agent last spoke or got a tool's result, as one text.
+
+    A real LLM reads the whole conversation. A user turn cut in two at a pause ("Thank you,
+    goodbye." / "Please end the call.") gives two user messages in a row when the second
+    part starts before the first is answered (livekit-agents then interrupts that answer as
+    outdated): the rule must read both, as a real model would, not only the last.
+    """
+    said: list[str] = []
+    for message in reversed(messages):
+        role = message.get("role")
+        if role == "user":
+            said.append(str(message.get("content") or ""))
+        elif role == "tool" or (role == "assistant" and message.get("content")):
+            break
+    return " ".join(reversed(said))
+
+
 def weather_rule(messages: list[dict[str, Any]]) -> Answer:
     """Weather questions call ``get_weather``; goodbyes call ``end_call``; tool results are
-    read back; anything else gets a short answer."""
+    read back; anything else gets a short answer. The user's words are all of their
+    :func:`unanswered` messages."""
     last = messages[-1] if messages else {}
     if last.get("role") == "tool":
         return f"Here is what I found: {str(last.get('content', ''))[:200]}"
-    text = str(last.get("content") or "").lower()
+    text = unanswered(messages).lower()
     # "whether" and a bare city: what a small STT makes of "weather" now and then.
     if any(word in text for word in ("weather", "whether", "paris")):
         match = re.search(r"\bin\W+([a-z]+)", text)

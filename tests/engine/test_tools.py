@@ -122,7 +122,15 @@ async def test_http_tool_then_end_call(
 
         await asyncio.sleep(3)
         await client.play_wav(speak("Thank you, goodbye. Please end the call."))
-        ended = await client.next_event(120, type="call_ended")
+        try:
+            ended = await client.next_event(120, type="call_ended")
+        except TimeoutError:
+            pytest.fail(
+                "the goodbye went unanswered; the LLM was asked:\n"
+                + "\n".join(json.dumps(r["messages"][1:]) for r in scripted_llm.requests)
+                + "\nworker log:\n"
+                + worker.text()[-6000:]
+            )
         assert ended["reason"] == "agent_ended"
 
     row = await wait_final(database, started["session_id"])
