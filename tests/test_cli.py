@@ -95,7 +95,9 @@ def _start_dev(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[st
         text=True,
     )
     found: dict[str, str] = {}
-    deadline = time.monotonic() + 90
+    # `thinnest dev` prints its banner once the worker is live, which it waits up to 180 s
+    # for (the job processes load the models first: over 90 s on a loaded 2-core machine).
+    deadline = time.monotonic() + 240
     assert proc.stdout is not None
     while time.monotonic() < deadline and "key" not in found:
         line = proc.stdout.readline()
@@ -129,6 +131,9 @@ def _stack_pids(data_dir: Path) -> dict[int, str]:
     return pids
 
 
+# Two starts of the whole stack (each waits for the worker's prewarmed job processes) and a
+# drain: more than the default 300 s on a loaded 2-core machine.
+@pytest.mark.timeout(600)
 def test_dev_starts_everything_serves_the_contract_and_stops_cleanly(tmp_path: Path) -> None:
     udp = free_port()
     ports = {
