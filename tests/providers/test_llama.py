@@ -15,7 +15,7 @@ import pytest
 from livekit.agents import llm
 
 from thinnest.providers import Prefillable, registry
-from thinnest.providers.llama import render_prompt
+from thinnest.providers.llama import answered_this_turn, is_repeat, render_prompt
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("offline")]
 
@@ -282,3 +282,42 @@ async def test_a_conversation_using_a_tool_never_speaks_tool_syntax(model) -> No
     assert said, "the agent said nothing"
     spoken = [s for s in said if _TOOL_SYNTAX.search(s)]
     assert spoken == [], f"tool syntax in the agent's words: {spoken}\nall: {said}"
+
+
+def test_answered_calls_are_those_since_the_user_last_spoke() -> None:
+    ctx = _ctx(("user", "Weather in Oslo?"))
+    ctx.insert(llm.FunctionCall(call_id="a", name="get_weather", arguments='{"city": "Oslo"}'))
+    ctx.insert(
+        llm.FunctionCallOutput(call_id="a", name="get_weather", output="rain", is_error=False)
+    )
+    assert answered_this_turn(ctx) == [("get_weather", {"city": "Oslo"})]
+    ctx.add_message(role="assistant", content="It rains.")
+    answered = answered_this_turn(ctx)
+    again = llm.FunctionToolCall(
+        name="get_weather", arguments='{"city": "Oslo", "type": "object"}', call_id="b"
+    )
+    other = llm.FunctionToolCall(name="get_weather", arguments='{"city": "Rome"}', call_id="c")
+    assert is_repeat(again, answered) and not is_repeat(other, answered)
+    ctx.add_message(role="user", content="And now?")  # a new question may ask again
+    assert answered_this_turn(ctx) == []
+
+
+async def test_a_repeated_call_in_the_same_turn_is_not_made_again(model, monkeypatch) -> None:
+    """A wording under which the 0.5B model calls the tool again for the result it was just
+    given (measured): the repeat is refused and the reply is words, never a second call."""
+    from thinnest.providers import llama
+
+    monkeypatch.setattr(llama, "_AFTER_TOOL", "Now answer my question in plain words.")
+    monkeypatch.setattr(llama, "_FOUND", "Information for your answer:")
+    ctx = _ctx(
+        ("system", "You are a weather assistant. Use the tools."),
+        ("user", "What is the weather in Paris right now?"),
+    )
+    ctx.insert(llm.FunctionCall(call_id="c1", name="get_weather", arguments='{"city": "Paris"}'))
+    ctx.insert(
+        llm.FunctionCallOutput(
+            call_id="c1", name="get_weather", output="sunny, 24 degrees", is_error=False
+        )
+    )
+    text, calls, _, _ = await _run(model, ctx, [get_weather])
+    assert calls == [] and text.strip(), (text, calls)

@@ -362,6 +362,16 @@ class _LlamaStream(llm.LLMStream):
                     self._send(content=rest)
                     break
                 result = _toolcalls.parse(rest, self._tools)
+                answered = answered_this_turn(self._chat_ctx)
+                if result.calls and all(is_repeat(c, answered) for c in result.calls):
+                    # The call whose result it was just given, again: a loop, not a question.
+                    result.calls, result.error = (
+                        [],
+                        (
+                            f"{result.calls[0].name} was already called with these arguments and "
+                            "its result is above. Answer in words"
+                        ),
+                    )
                 if result.calls:
                     self._send(calls=result.calls)
                     break
@@ -389,6 +399,39 @@ class _LlamaStream(llm.LLMStream):
                 total_tokens=prompt_tokens + completion_tokens,
             )
         )
+
+
+def _arguments(call: llm.FunctionToolCall | llm.FunctionCall) -> dict[str, Any]:
+    try:
+        value = json.loads(call.arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def answered_this_turn(chat_ctx: llm.ChatContext) -> list[tuple[str, dict[str, Any]]]:
+    """The calls (name, arguments) made and answered since the user last spoke."""
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    answered: list[tuple[str, dict[str, Any]]] = []
+    for item in chat_ctx.items:
+        if item.type == "message" and item.role == "user":
+            calls.clear()
+            answered.clear()
+        elif item.type == "function_call":
+            calls[item.call_id] = (item.name, _arguments(item))
+        elif item.type == "function_call_output" and item.call_id in calls:
+            answered.append(calls[item.call_id])
+    return answered
+
+
+def is_repeat(call: llm.FunctionToolCall, answered: list[tuple[str, dict[str, Any]]]) -> bool:
+    """Whether ``call`` asks again what an answered call asked (extra arguments, such as the
+    schema's ``"type": "object"`` a small model copies in, do not make it new)."""
+    arguments = _arguments(call)
+    return any(
+        name == call.name and all(arguments.get(k) == v for k, v in before.items())
+        for name, before in answered
+    )
 
 
 def looks_like_json_call(text: str) -> bool:
