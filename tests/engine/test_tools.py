@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -138,3 +139,51 @@ async def test_http_tool_then_end_call(
     names = [c.name for c in row.tool_calls]
     assert names[0] == "get_weather" and "end_call" in names
     assert json.loads(row.tool_calls[0].result)["forecast"] == "sunny"
+
+
+#: Tool-call syntax as it could reach the caller: ``name(...)``, tags, a JSON call.
+_TOOL_SYNTAX = re.compile(r"\b\w+\s*\(\s*[{\"')]|<\s*/?\s*tool_call|\"name\"\s*:|\"arguments\"")
+
+
+async def test_the_shipped_model_never_says_tool_syntax_in_a_call_with_a_tool(
+    worker: Worker,
+    tenant: Tenant,
+    database: Database,
+    weather: WeatherServer,
+    speak,
+) -> None:
+    """The offline llama, a tool on loopback, two spoken questions: whatever the model
+    decides, no agent line (sent or stored) carries tool-call syntax."""
+    agent = tenant.create_agent(
+        providers={"stt": {"name": "whisper", "options": {"model": "base"}}},
+        greeting="Hi, ask me about the weather.",
+        instructions="You are a weather assistant. Use the tools.",
+        tools=[
+            {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+                "url": weather.url,
+                "method": "GET",
+                "timeout": 5,
+            }
+        ],
+        max_duration=150,
+    )
+    resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
+    started = resp.json()
+    said: list[str] = []
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        await client.next_event(90, type="transcript", role="agent")
+        for question in ("What is the weather in Paris right now?", "What did you just do?"):
+            await asyncio.sleep(2)
+            await client.play_wav(speak(question))
+            said.append((await client.next_event(120, type="transcript", role="agent"))["text"])
+    row = await wait_final(database, started["session_id"], within=60)
+    stored = [t.text for t in row.turns if t.role == "agent"]
+    print(f"the agent said {said}; tools called: {[c.name for c in row.tool_calls]}")
+    assert not [s for s in said + stored if _TOOL_SYNTAX.search(s)], (said, stored)
