@@ -109,7 +109,17 @@ def _start_dev(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[st
             found["agent"] = m.group(1)
         if m := re.search(r"API key\s+(\S+)", line):
             found["key"] = m.group(1)
-    assert "key" in found, f"thinnest dev did not print its banner (exit {proc.poll()})"
+    if "key" not in found:
+        # Stop the half-started stack (its API, LiveKit and worker) rather than orphan it.
+        code = proc.poll()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        raise AssertionError(f"thinnest dev did not print its banner (exit {code})")
     return proc, found
 
 
