@@ -145,3 +145,19 @@ def heard(text: str, spoken: str = QUESTION, *, at_least: float = 0.6) -> bool:
 
     said, got = words(spoken), set(words(text))
     return sum(w in got for w in said) >= at_least * len(said)
+
+
+def weather_tool(url: str, *, method: str = "GET") -> dict[str, object]:
+    """The ``get_weather(city)`` HTTP tool the engine tests give their agents, calling ``url``."""
+    return {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+        "url": url,
+        "method": method,
+        "timeout": 5,
+    }

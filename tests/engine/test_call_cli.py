@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import RunningApi, Tenant, make_settings, start_api
-from tests.engine.conftest import Worker, heard
+from tests.engine.conftest import Worker, heard, weather_tool
 from tests.security.conftest import NO_WORKER_AGENT, new_owner
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store.db import Database
@@ -246,20 +246,7 @@ async def test_call_prints_a_failed_tool_calls_error(
                     "options": {"base_url": llm.base_url, "model": "scripted"},
                 },
             },
-            tools=[
-                {
-                    "name": "get_weather",
-                    "description": "Current weather for a city",
-                    "parameters": {
-                        "type": "object",
-                        "properties": {"city": {"type": "string"}},
-                        "required": ["city"],
-                    },
-                    "url": tool.url,
-                    "method": "GET",
-                    "timeout": 5,
-                }
-            ],
+            tools=[weather_tool(tool.url)],
         )
         code, out, err = await _thinnest(
             "call", "--api-url", api.url, "--api-key", tenant.key, "--agent", str(agent["id"]),

@@ -17,7 +17,7 @@ from livekit.agents import llm
 from pydantic import SecretStr
 
 from tests.conftest import Tenant, free_port
-from tests.engine.conftest import Worker, wait_final
+from tests.engine.conftest import Worker, wait_final, weather_tool
 from thinnest.api.schemas import HttpTool, ProviderChoice
 from thinnest.client import VoiceClient
 from thinnest.config import Settings
@@ -179,20 +179,7 @@ async def test_a_failed_tool_calls_error_reaches_the_client_and_the_session_deta
                 },
             },
             greeting="Hi, ask me about the weather.",
-            tools=[
-                {
-                    "name": "get_weather",
-                    "description": "Current weather for a city",
-                    "parameters": {
-                        "type": "object",
-                        "properties": {"city": {"type": "string"}},
-                        "required": ["city"],
-                    },
-                    "url": f"{endpoint}/boom",
-                    "method": "POST",
-                    "timeout": 5,
-                }
-            ],
+            tools=[weather_tool(f"{endpoint}/boom", method="POST")],
             max_duration=150,
         )
         resp = await asyncio.to_thread(

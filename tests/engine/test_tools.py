@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.conftest import Tenant
-from tests.engine.conftest import Worker, wait_final
+from tests.engine.conftest import Worker, wait_final, weather_tool
 from thinnest.client import VoiceClient
 from thinnest.store.db import Database
 from thinnest.testing import ScriptedChatServer
@@ -86,20 +86,7 @@ async def test_http_tool_then_end_call(
             "You are a weather assistant. For any weather question call get_weather "
             "with the city. When the user says goodbye, call end_call."
         ),
-        tools=[
-            {
-                "name": "get_weather",
-                "description": "Current weather for a city",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"city": {"type": "string"}},
-                    "required": ["city"],
-                },
-                "url": weather.url,
-                "method": "GET",
-                "timeout": 5,
-            }
-        ],
+        tools=[weather_tool(weather.url)],
         max_duration=150,
     )
     resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
@@ -158,20 +145,7 @@ async def test_the_shipped_model_never_says_tool_syntax_in_a_call_with_a_tool(
         providers={"stt": {"name": "whisper", "options": {"model": "base"}}},
         greeting="Hi, ask me about the weather.",
         instructions="You are a weather assistant. Use the tools.",
-        tools=[
-            {
-                "name": "get_weather",
-                "description": "Current weather for a city",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"city": {"type": "string"}},
-                    "required": ["city"],
-                },
-                "url": weather.url,
-                "method": "GET",
-                "timeout": 5,
-            }
-        ],
+        tools=[weather_tool(weather.url)],
         max_duration=150,
     )
     resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
