@@ -71,7 +71,12 @@ async def on_webhook(event: api.WebhookEvent, database: Database, livekit: LiveK
         await engine_lost(
             database, livekit, room, "the voice engine left the room before the call ended"
         )
-    elif event.event == "participant_left" and event.participant.identity == USER_IDENTITY:
+    elif (
+        event.event == "participant_left"
+        and event.participant.identity == USER_IDENTITY
+        and event.participant.disconnect_reason != api.DisconnectReason.DUPLICATE_IDENTITY
+    ):
+        # (Replaced by a new connection of the caller's, a reconnect: the caller is still in.)
         await caller_left(database, livekit, room)
     elif event.event in ("room_started", "participant_joined") and await run_in_threadpool(
         _is_over, database, room
@@ -99,8 +104,11 @@ async def caller_left(database: Database, livekit: LiveKitService, room: str) ->
         participants = await livekit.list_participants(room)
     except ThinnestError:
         return False  # LiveKit unreachable: the sweeper finalises the session later
-    if any(p.kind == api.ParticipantInfo.Kind.AGENT for p in participants):
-        return False
+    if any(
+        p.kind == api.ParticipantInfo.Kind.AGENT or p.identity == USER_IDENTITY
+        for p in participants
+    ):
+        return False  # the engine ends the call itself; or the caller is back (a reconnect)
     changed, _ = await run_in_threadpool(
         _finalize, database, room, status="ended", reason="user_left", error=None
     )
