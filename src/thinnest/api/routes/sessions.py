@@ -19,7 +19,7 @@ from thinnest.api.deps import CurrentKey, DatabaseDep, DbSession, LiveKitDep
 from thinnest.api.errors import ERROR_RESPONSES
 from thinnest.api.schemas import SessionDetail, SessionOut, SessionPage, ToolCallOut, TurnOut
 from thinnest.engine.protocol import CONTROL_TOPIC
-from thinnest.errors import NotFoundError
+from thinnest.errors import NotFoundError, UnavailableError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.store import sessions
 from thinnest.store.db import Database
@@ -76,6 +76,16 @@ async def _ask_engine_to_end(
     deadline = asyncio.get_running_loop().time() + ENGINE_END_WAIT
     while asyncio.get_running_loop().time() < deadline:
         if (await run_in_threadpool(load)).status in sessions.FINAL_STATUSES:
+            break
+        await asyncio.sleep(0.1)
+    # The engine sends ``call_ended`` and then leaves; a room deleted before it left can drop
+    # that message on its way to the caller (seen: `thinnest call` got "room closed" instead).
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            participants = await livekit.list_participants(session_id)
+        except UnavailableError:
+            return  # the room is gone already (or LiveKit is): nothing left to wait for
+        if not any(p.kind == api.ParticipantInfo.Kind.AGENT for p in participants):
             return
         await asyncio.sleep(0.1)
 
