@@ -1,11 +1,16 @@
 # The two commands of the README: `make dev` (start everything) and `make test` (run all tests).
-.PHONY: dev test setup setup-test lint lock
+.PHONY: dev test check setup setup-test lint lock
 
 dev: setup
 	.venv/bin/thinnest dev
 
+# scripts/test.sh runs `check` first, then the suites.
 test: setup-test
 	bash scripts/test.sh
+
+# ruff format --check, ruff check, mypy over src (scripts/check.sh defines them).
+check:
+	bash scripts/check.sh
 
 setup:
 	bash scripts/setup.sh
@@ -13,9 +18,7 @@ setup:
 setup-test:
 	bash scripts/setup.sh --test
 
-lint:
-	.venv/bin/ruff check src tests
-	.venv/bin/ruff format --check src tests
+lint: check
 
 # Re-pin after changing pyproject.toml dependencies (needs the registry).
 lock:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs every check: lint, the whole suite on SQLite, then every suite that touches the
-# database (API, store, voice engine) again on a real PostgreSQL server.
+# Runs every check: the static checks (scripts/check.sh: ruff format, ruff, mypy), the whole
+# suite on SQLite, then every suite that touches the database (API, store, voice engine)
+# again on a real PostgreSQL server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-echo "== ruff"
-ruff check src tests
+bash scripts/check.sh
 echo "== pytest (SQLite)"
 pytest "$@"
 echo "== pytest (PostgreSQL)"

@@ -17,7 +17,7 @@ import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class VoiceClient:
         self.disconnected = asyncio.Event()
         self.speech_ended_at: float | None = None
 
-    async def __aenter__(self) -> VoiceClient:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 

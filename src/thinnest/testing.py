@@ -140,8 +140,8 @@ class ScriptedChatServer:
             site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             loop.run_until_complete(site.start())
             server = site._server
-            if server is not None and self.port == 0:
-                self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            if isinstance(server, asyncio.Server) and self.port == 0:
+                self.port = server.sockets[0].getsockname()[1]
             ready.set()
             loop.run_forever()
             loop.run_until_complete(self._runner.cleanup())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from thinnest.api.errors import error_response
@@ -55,7 +56,7 @@ def _nul_in_path(scope: Scope) -> str | None:
     parts = path.split("/")
     app = scope.get("app")
     # The route's parameter name, from the path templates of the app's OpenAPI schema.
-    templates = app.openapi().get("paths", {}) if hasattr(app, "openapi") else {}
+    templates = app.openapi().get("paths", {}) if isinstance(app, FastAPI) else {}
     for template in templates:
         pieces = template.split("/")
         if len(pieces) != len(parts):

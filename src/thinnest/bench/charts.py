@@ -56,7 +56,8 @@ def breakdown_chart(results: dict[str, Any], path: Path) -> Path:
         ("tts_ttfb", "TTS first audio"),
         ("rest", "rest (engine, WebRTC, overlap)"),
     )
-    labels, stacks = [], {key: [] for key, _ in parts}
+    labels: list[str] = []
+    stacks: dict[str, list[float]] = {key: [] for key, _ in parts}
     for s in results["summaries"]:
         b = s["breakdown_p50_ms"]
         eot = b.get("end_of_turn_delay")
