@@ -131,26 +131,20 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def summarise(run: ModeRun) -> dict[str, Any]:
     """Percentiles of voice-to-voice, medians of the engine's breakdown, continuity."""
-    answered = [t for t in run.turns if t.v2v_ms is not None]
-    v2v = [float(t.v2v_ms) for t in answered]  # type: ignore[arg-type]
+    timed = [(t, t.v2v_ms) for t in run.turns if t.v2v_ms is not None]
+    answered = [t for t, _ in timed]
+    v2v = [ms for _, ms in timed]
     breakdown: dict[str, float] = {}
     for key in ("end_of_turn_delay", "stt", "llm_ttft", "tts_ttfb", "voice_to_voice"):
         values = [t.engine[key] for t in answered if key in t.engine]
         breakdown[key] = percentile(values, 50)
     rest = [
-        float(t.v2v_ms)
-        - t.engine["end_of_turn_delay"]
-        - t.engine["llm_ttft"]
-        - t.engine["tts_ttfb"]
-        for t in answered
+        ms - t.engine["end_of_turn_delay"] - t.engine["llm_ttft"] - t.engine["tts_ttfb"]
+        for t, ms in timed
         if all(k in t.engine for k in ("end_of_turn_delay", "llm_ttft", "tts_ttfb"))
     ]
     breakdown["rest"] = percentile(rest, 50)
-    transport = [
-        float(t.v2v_ms) - t.engine["voice_to_voice"]
-        for t in answered
-        if "voice_to_voice" in t.engine
-    ]
+    transport = [ms - t.engine["voice_to_voice"] for t, ms in timed if "voice_to_voice" in t.engine]
     breakdown["transport"] = percentile(transport, 50)
     frames = sum(t.frames for t in answered)
     result: dict[str, Any] = {

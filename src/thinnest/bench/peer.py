@@ -66,9 +66,9 @@ def _publish_metrics(ctx: JobContext, ev: Any) -> None:
         return
     report = dict(item.metrics or {})
     latency = {
-        ours: float(report[theirs])
+        ours: float(value)
         for theirs, ours in LATENCY_KEYS.items()
-        if isinstance(report.get(theirs), int | float)
+        if isinstance(value := report.get(theirs), int | float)
     }
     if latency:
         message = protocol.metrics(latency, role="agent" if item.role == "assistant" else "user")
