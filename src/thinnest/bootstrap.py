@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from thinnest.api.schemas import AgentConfig
 from thinnest.config import DEV_CREDENTIALS_FILE, Settings
+from thinnest.contracts.agent import AgentConfig
 from thinnest.errors import AuthError, NotFoundError
 from thinnest.livekit.devserver import generate_credentials
 from thinnest.store import agents, keys
@@ -63,7 +63,7 @@ def ensure_dev_identity(settings: Settings, database: Database) -> DevIdentity:
             agent = agents.get_agent(db, owner.id, DEFAULT_AGENT)
         except NotFoundError:
             config = AgentConfig(name=DEFAULT_AGENT, max_duration=settings.default_max_duration)
-            agent = agents.create_agent(db, owner.id, config.model_dump(mode="json"))
+            agent = agents.create_agent(db, owner.id, config)
         creds["agent_id"] = agent.id
     _write_private(settings.data_dir / DEV_CREDENTIALS_FILE, creds)
     return DevIdentity(

@@ -21,6 +21,9 @@ Only ``thinnest.api`` turns these into HTTP answers (see ``api/errors.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = [
     "AuthError",
     "ConfigError",
@@ -35,6 +38,7 @@ __all__ = [
     "ThinnestError",
     "UnavailableError",
     "ValidationError",
+    "field_of",
 ]
 
 
@@ -79,6 +83,23 @@ class ConflictError(ThinnestError):
 
 class ValidationError(ThinnestError):
     code = "invalid_request"
+
+    @classmethod
+    def from_pydantic(cls, exc: Any, *, prefix: str = "", default: str = "body") -> ValidationError:
+        """The first error of a ``pydantic.ValidationError`` as ours, naming its field."""
+        errors = exc.errors(include_url=False)
+        first = errors[0] if errors else {"loc": (), "msg": "invalid value"}
+        field = field_of(first.get("loc", ()), prefix=prefix, default=default)
+        return cls(f"{field}: {first.get('msg', 'invalid value')}", field=field)
+
+
+def field_of(loc: Sequence[Any], *, prefix: str = "", default: str = "body") -> str:
+    """The dotted path of a pydantic error's location (``("tools", 0, "url")`` is
+    ``tools.0.url``), under ``prefix``; ``default`` where the whole value is at fault."""
+    path = ".".join(str(part) for part in loc)
+    if prefix:
+        return f"{prefix}.{path}" if path else prefix
+    return path or default
 
 
 class RateLimitError(ThinnestError):

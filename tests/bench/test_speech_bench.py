@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from thinnest.api.schemas import DEFAULT_GREETING
 from thinnest.bench.corpus import add_noise, load_corpus, utterances
 from thinnest.bench.metrics import normalise, percentile, rate_interval, word_error_rate
 from thinnest.config import Settings
+from thinnest.contracts.agent import DEFAULT_GREETING
 
 pytestmark = pytest.mark.integration
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from thinnest.contracts.session import FINAL_STATUSES
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store import sessions
 from thinnest.store.db import Database
@@ -127,7 +128,7 @@ async def wait_final(database: Database, session_id: str, within: float = 20.0):
     while time.monotonic() < deadline:
         with database.session() as db:
             row = sessions.get_session(db, session_id)
-            if row.status in sessions.FINAL_STATUSES:
+            if row.status in FINAL_STATUSES:
                 return row
         await asyncio.sleep(0.2)
     raise AssertionError(f"session {session_id} was not finalised within {within} s")

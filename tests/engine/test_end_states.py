@@ -21,10 +21,11 @@ import pytest
 from livekit import rtc
 from tests.conftest import RunningApi, make_settings, start_api
 from tests.engine.conftest import Worker, start_worker, stop_worker, wait_final
-from thinnest.api.schemas import AgentConfig
 from thinnest.client import VoiceClient
 from thinnest.config import DEV_CREDENTIALS_FILE
-from thinnest.engine import protocol
+from thinnest.contracts import events as protocol
+from thinnest.contracts.agent import AgentConfig
+from thinnest.contracts.session import FINAL_STATUSES
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store import agents, keys, sessions, workers
 from thinnest.store.db import Database
@@ -82,7 +83,7 @@ def pool(
         owner = keys.get_or_create_owner(db, f"ends-{workdir.name}")
         _row, key = keys.create_key(db, owner, name="dev")
         config = AgentConfig(name="ends", greeting="Hello, this is a short greeting.")
-        agent_id = agents.create_agent(db, owner.id, config.model_dump(mode="json")).id
+        agent_id = agents.create_agent(db, owner.id, config).id
         slow = AgentConfig.model_validate(
             {
                 "name": "slow",
@@ -90,7 +91,7 @@ def pool(
                 "providers": {"stt": {"name": "whisper", "options": {"model": "base"}}},
             }
         )
-        slow_agent_id = agents.create_agent(db, owner.id, slow.model_dump(mode="json")).id
+        slow_agent_id = agents.create_agent(db, owner.id, slow).id
     (workdir / DEV_CREDENTIALS_FILE).write_text(json.dumps({"api_key": key}))
     settings = make_settings(
         workdir,
@@ -181,7 +182,7 @@ async def test_a_caller_who_leaves_before_the_engine_joins_is_user_left(
         with database.session() as db:
             owner = keys.get_or_create_owner(db, f"early-{tmp_path.name}")
             _row, key = keys.create_key(db, owner)
-            agent_id = agents.create_agent(db, owner.id, {"name": "early"}).id
+            agent_id = agents.create_agent(db, owner.id, AgentConfig(name="early")).id
         with side.client(key) as http:
             resp = await asyncio.to_thread(http.post, "/voice/start", json={"agent_id": agent_id})
         assert resp.status_code == 200, resp.status_code
@@ -242,7 +243,7 @@ async def test_a_full_worker_answers_503_no_capacity_until_a_slot_frees(
     # for a job process); both end so.
     with database.session() as db:
         statuses = [sessions.get_session(db, h["session_id"]).status for h in held]
-    assert any(s in sessions.FINAL_STATUSES for s in statuses), statuses
+    assert any(s in FINAL_STATUSES for s in statuses), statuses
     for started in held:
         row = await wait_final(database, started["session_id"], within=NO_SHOW + 180)
         assert row.end_reason == "no_show"

@@ -23,6 +23,7 @@ import pytest
 
 from livekit import rtc
 from tests.conftest import _start_postgres, loopback_livekit, make_settings, start_api
+from thinnest.contracts.agent import AgentConfig
 from thinnest.engine.persistence import CallStore
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store import agents, keys, sessions
@@ -56,7 +57,7 @@ async def test_livekit_restart_is_reported_and_recovered_without_restarting_the_
     with database.session() as db:
         owner = keys.get_or_create_owner(db, f"faults-{os.getpid()}-{time.time_ns()}")
         _row, key = keys.create_key(db, owner)
-        agent_id = agents.create_agent(db, owner.id, {"name": "faults"}).id
+        agent_id = agents.create_agent(db, owner.id, AgentConfig(name="faults")).id
     http = api.client(key)
     try:
 
@@ -147,7 +148,7 @@ async def test_transcript_writes_survive_the_database_going_away(
     db.migrate()
     with db.session() as s:
         owner = keys.get_or_create_owner(s, "o")
-        agent = agents.create_agent(s, owner.id, {"name": "a"})
+        agent = agents.create_agent(s, owner.id, AgentConfig(name="a"))
         sid = sessions.create_session(
             s, owner_id=owner.id, agent_id=agent.id, agent_config={}, context={}, max_duration=60
         ).id

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from thinnest.api.schemas import AgentConfig, ProviderChoice, Providers
 from thinnest.config import Settings
+from thinnest.contracts.agent import AgentConfig, ProviderChoice, Providers
 from thinnest.engine.job import ProviderCache
 from thinnest.providers import registry
 from thinnest.providers.registry import Provider

@@ -18,9 +18,9 @@ from pydantic import SecretStr
 
 from tests.conftest import Tenant, free_port
 from tests.engine.conftest import Worker, wait_final, weather_tool
-from thinnest.api.schemas import HttpTool, ProviderChoice
 from thinnest.client import VoiceClient
 from thinnest.config import Settings
+from thinnest.contracts.agent import HttpTool, ProviderChoice
 from thinnest.engine.job import with_language
 from thinnest.engine.tools import call_http_tool
 from thinnest.store.db import Database

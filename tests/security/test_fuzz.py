@@ -29,8 +29,9 @@ from tests.security.conftest import NO_WORKER_AGENT
 from thinnest.api.main import create_app
 from thinnest.api.schemas import ErrorResponse
 from thinnest.config import DEV_CREDENTIALS_FILE, Settings
+from thinnest.contracts import jsonvalue
 from thinnest.livekit.devserver import LiveKitDevServer
-from thinnest.store import jsonvalue, keys
+from thinnest.store import keys
 from thinnest.store.db import Database
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from thinnest.api.schemas import AgentConfig
+from thinnest.contracts.agent import AgentConfig
 from thinnest.engine.prompt import (
     MAX_CONTEXT_CHARS,
     MAX_PROMPT_CHARS,

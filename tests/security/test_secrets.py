@@ -27,7 +27,7 @@ from livekit import api as lkapi
 from livekit import rtc
 from tests.conftest import RunningApi, Tenant, free_port, make_settings, start_api
 from tests.security.conftest import NO_WORKER_AGENT, new_owner
-from thinnest.api.schemas import HttpTool
+from thinnest.contracts.agent import HttpTool
 from thinnest.engine.tools import call_http_tool
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.livekit.tokens import TOKEN_TTL, mint_participant_token

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from livekit.agents import llm
 
-from thinnest.api.schemas import HttpTool
 from thinnest.config import Settings
-from thinnest.engine.destinations import destination
+from thinnest.contracts.agent import HttpTool
 from thinnest.engine.tools import ToolCallRecord, check_destination, http_function_tool
+from thinnest.services.destinations import destination
 
 pytestmark = pytest.mark.unit
 

@@ -14,8 +14,9 @@ from sqlalchemy import create_engine, update
 
 from tests.conftest import RunningApi, Tenant
 from tests.security.conftest import new_owner
-from thinnest.engine.metadata import DispatchMetadata
-from thinnest.store import jsonvalue, sessions
+from thinnest.contracts import jsonvalue
+from thinnest.contracts.dispatch import DispatchMetadata
+from thinnest.store import sessions
 from thinnest.store.db import Database
 from thinnest.store.models import Agent, CallSession, ToolCall
 

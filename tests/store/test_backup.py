@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from thinnest.contracts.agent import AgentConfig
 from thinnest.store import agents, keys, sessions
 from thinnest.store.db import Database
 
@@ -32,7 +33,7 @@ def _populate(db: Database) -> str:
     with db.session() as s:
         owner = keys.get_or_create_owner(s, "backup-owner")
         keys.create_key(s, owner)
-        agent = agents.create_agent(s, owner.id, {"name": "a"})
+        agent = agents.create_agent(s, owner.id, AgentConfig(name="a"))
         row = sessions.create_session(
             s, owner_id=owner.id, agent_id=agent.id, agent_config={}, context={}, max_duration=60
         )

@@ -8,6 +8,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
+from thinnest.contracts.agent import AgentConfig
 from thinnest.store import agents, keys, sessions
 from thinnest.store.backup import backup
 from thinnest.store.db import Database, alembic_config, downgrade, migrate
@@ -21,7 +22,7 @@ def test_upgrade_downgrade_upgrade_on_a_populated_copy(tmp_path: Path) -> None:
     db.migrate()  # idempotent
     with db.session() as s:
         owner = keys.get_or_create_owner(s, "o")
-        agent = agents.create_agent(s, owner.id, {"name": "a"})
+        agent = agents.create_agent(s, owner.id, AgentConfig(name="a"))
         row = sessions.create_session(
             s,
             owner_id=owner.id,
@@ -80,7 +81,7 @@ def test_each_migration_steps_down_and_up_on_a_copy_keeping_the_data(tmp_path: P
     with original.session() as s:
         owner = keys.get_or_create_owner(s, "o")
         keys.create_key(s, owner)
-        agent = agents.create_agent(s, owner.id, {"name": "a"})
+        agent = agents.create_agent(s, owner.id, AgentConfig(name="a"))
         for n in range(3):
             row = sessions.create_session(
                 s,

@@ -6,6 +6,7 @@ import secrets
 
 import pytest
 
+from thinnest.contracts.agent import AgentConfig
 from thinnest.store import agents, keys, sessions, workers
 from thinnest.store.db import Database
 
@@ -18,7 +19,7 @@ def test_free_slots_are_counted_per_worker_less_the_calls_no_worker_holds_yet(
     pool = f"pool-{secrets.token_hex(3)}"
     with database.session() as db:
         owner = keys.get_or_create_owner(db, f"{pool}-owner")
-        agent = agents.create_agent(db, owner.id, {"name": "a"})
+        agent = agents.create_agent(db, owner.id, AgentConfig(name="a"))
         started = [
             sessions.create_session(
                 db,

@@ -24,8 +24,8 @@ from playwright.async_api import Browser, Playwright, async_playwright
 
 from tests.conftest import RunningApi, free_port, make_settings, start_api
 from tests.engine.conftest import speak, worker  # noqa: F401  (fixtures used by the tests)
-from thinnest.api.schemas import AgentConfig
 from thinnest.config import DEV_CREDENTIALS_FILE
+from thinnest.contracts.agent import AgentConfig
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store import agents, keys
 from thinnest.store.db import Database
@@ -122,7 +122,7 @@ def web_stack(
             instructions="You are a friendly assistant. Answer in one short sentence.",
             max_duration=120,
         )
-        agent = agents.create_agent(db, owner.id, config.model_dump(mode="json"))
+        agent = agents.create_agent(db, owner.id, config)
         owner_id, agent_id = owner.id, agent.id
     (data_dir / DEV_CREDENTIALS_FILE).write_text(json.dumps({"api_key": plaintext}))
     settings = make_settings(

@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from livekit import api
-from thinnest.api.routes.voice import USER_IDENTITY
-from thinnest.engine import protocol
+from thinnest.contracts.dispatch import USER_IDENTITY
+from thinnest.contracts.events import TOPIC, call_ended
+from thinnest.contracts.session import EndReason, SessionStatus
 from thinnest.errors import ThinnestError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.log import logger
 from thinnest.store import sessions
 from thinnest.store.db import Database
-from thinnest.store.models import CallSession, utcnow
+from thinnest.store.models import utcnow
 
 log = logger.getChild("api")
 
@@ -31,7 +31,12 @@ SWEEP_GRACE = timedelta(seconds=60)
 
 
 def _finalize(
-    database: Database, session_id: str, *, status: str, reason: str, error: str | None
+    database: Database,
+    session_id: str,
+    *,
+    status: SessionStatus,
+    reason: EndReason,
+    error: str | None,
 ) -> tuple[bool, float]:
     with database.session() as db:
         try:
@@ -45,15 +50,18 @@ def _finalize(
 async def engine_lost(database: Database, livekit: LiveKitService, room: str, why: str) -> bool:
     """Finalise an active session as ``error``, tell the caller, close the room."""
     changed, duration = await run_in_threadpool(
-        _finalize, database, room, status="error", reason="error", error=why
+        _finalize,
+        database,
+        room,
+        status=SessionStatus.ERROR,
+        reason=EndReason.ERROR,
+        error=why,
     )
     if not changed:
         return False
     log.warning("session %s finalised by the backstop: %s", room, why)
     try:
-        await livekit.send_data(
-            room, protocol.encode(protocol.call_ended(duration, "error")), topic=protocol.TOPIC
-        )
+        await livekit.send_data(room, call_ended(duration, EndReason.ERROR).encode(), topic=TOPIC)
         await livekit.delete_room(room)
     except ThinnestError:
         pass  # the room is gone already, or LiveKit is: the session is final either way
@@ -90,7 +98,12 @@ async def on_webhook(event: api.WebhookEvent, database: Database, livekit: LiveK
             pass  # LiveKit is unreachable: the room empties out by itself
     elif event.event == "room_finished":
         await run_in_threadpool(
-            _finalize, database, room, status="ended", reason="room_closed", error=None
+            _finalize,
+            database,
+            room,
+            status=SessionStatus.ENDED,
+            reason=EndReason.ROOM_CLOSED,
+            error=None,
         )
 
 
@@ -110,7 +123,12 @@ async def caller_left(database: Database, livekit: LiveKitService, room: str) ->
     ):
         return False  # the engine ends the call itself; or the caller is back (a reconnect)
     changed, _ = await run_in_threadpool(
-        _finalize, database, room, status="ended", reason="user_left", error=None
+        _finalize,
+        database,
+        room,
+        status=SessionStatus.ENDED,
+        reason=EndReason.USER_LEFT,
+        error=None,
     )
     if changed:
         log.info("session %s: the caller left before the voice engine joined", room)
@@ -123,23 +141,12 @@ async def caller_left(database: Database, livekit: LiveKitService, room: str) ->
 
 def _is_over(database: Database, session_id: str) -> bool:
     with database.session() as db:
-        try:
-            return sessions.get_session(db, session_id).status in sessions.FINAL_STATUSES
-        except ThinnestError:
-            return False
+        return sessions.is_over(db, session_id)
 
 
 def _stale_sessions(database: Database) -> list[str]:
     with database.session() as db:
-        rows = db.scalars(
-            select(CallSession.id)
-            .where(
-                CallSession.status.in_(("starting", "active")),
-                CallSession.created_at < utcnow() - SWEEP_GRACE,
-            )
-            .limit(500)
-        )
-        return list(rows)
+        return sessions.open_sessions(db, older_than=utcnow() - SWEEP_GRACE)
 
 
 async def sweep_once(database: Database, livekit: LiveKitService) -> int:

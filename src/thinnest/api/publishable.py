@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thinnest.api.limits import RateLimiter
-from thinnest.api.schemas import VoiceStartRequest
+from thinnest.contracts.voice import VoiceStartRequest
 from thinnest.errors import ForbiddenError, NotFoundError
 from thinnest.store import agents
 from thinnest.store.db import Database

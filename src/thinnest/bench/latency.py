@@ -42,7 +42,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from thinnest.api.schemas import DEFAULT_GREETING
 from thinnest.bench.corpus import SAMPLE_RATE, load_corpus, utterances
 from thinnest.bench.metrics import percentile
 from thinnest.bench.peer import AGENT_NAME as PEER_AGENT
@@ -56,6 +55,7 @@ from thinnest.bench.pipecat_peer import (
 from thinnest.bench.probe import ProbeClient, TurnResult, describe, to_48k
 from thinnest.bench.stack import BenchStack, StackOptions
 from thinnest.config import Settings
+from thinnest.contracts.agent import DEFAULT_GREETING
 from thinnest.errors import ConfigError
 
 __all__ = ["FIXED_DELAYS", "STACKS", "LatencyOptions", "run_latency_bench", "summarise"]

@@ -19,11 +19,11 @@ from typing import Any
 
 from livekit.agents import Agent, AgentSession, JobContext, JobProcess, llm
 
-from thinnest.api.schemas import AgentConfig, Providers
 from thinnest.config import get_settings
-from thinnest.engine import protocol
-from thinnest.engine.call import _LATENCY_KEYS as LATENCY_KEYS
-from thinnest.engine.job import KINDS, ProviderCache, prewarm
+from thinnest.contracts import events
+from thinnest.contracts.agent import PROVIDER_KINDS, AgentConfig, Providers
+from thinnest.contracts.events import LATENCY_KEYS
+from thinnest.engine.job import ProviderCache, prewarm
 from thinnest.engine.worker import build_server
 
 AGENT_NAME = "thinnest-bench-peer"
@@ -42,7 +42,7 @@ async def _entrypoint(ctx: JobContext) -> None:
         providers=Providers.model_validate(meta.get("providers", {})),
         instructions=meta.get("instructions") or AgentConfig.model_fields["instructions"].default,
     )
-    built = {kind: cache.for_agent(kind, config) for kind in KINDS}
+    built = {kind: cache.for_agent(kind, config) for kind in PROVIDER_KINDS}
     await ctx.connect()
     session: AgentSession = AgentSession(
         stt=built["stt"],
@@ -71,10 +71,10 @@ def _publish_metrics(ctx: JobContext, ev: Any) -> None:
         if isinstance(value := report.get(theirs), int | float)
     }
     if latency:
-        message = protocol.metrics(latency, role="agent" if item.role == "assistant" else "user")
+        message = events.metrics(latency, role="agent" if item.role == "assistant" else "user")
         task = asyncio.get_running_loop().create_task(
             ctx.room.local_participant.publish_data(
-                protocol.encode(message), reliable=True, topic=protocol.TOPIC
+                message.encode(), reliable=True, topic=events.TOPIC
             )
         )
         _pending.add(task)

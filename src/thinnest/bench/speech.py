@@ -34,7 +34,6 @@ import numpy as np
 from livekit.agents import llm, stt
 
 from livekit import rtc
-from thinnest.api.schemas import DEFAULT_GREETING
 from thinnest.bench.corpus import (
     FULL_SET,
     SAMPLE_RATE,
@@ -51,6 +50,7 @@ from thinnest.bench.metrics import (
     word_error_rate,
 )
 from thinnest.config import Settings
+from thinnest.contracts.agent import DEFAULT_GREETING
 from thinnest.errors import ConfigError, ProviderError
 from thinnest.providers import registry
 

@@ -10,27 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import Any, Literal
 
 from livekit.agents import AgentSession, llm
 from livekit.agents.voice import events
 
 from livekit import rtc
-from thinnest.engine import protocol
-from thinnest.engine.metadata import DispatchMetadata
+from thinnest.contracts import events as ev_out
+from thinnest.contracts.dispatch import DispatchMetadata
+from thinnest.contracts.events import LATENCY_KEYS, TOPIC
+from thinnest.contracts.session import EndReason, status_after
 from thinnest.engine.persistence import CallStore
 from thinnest.engine.tools import ToolCallRecord
 from thinnest.log import logger
 
 log = logger.getChild("engine")
 
-_LATENCY_KEYS = {
-    "end_of_turn_delay": "end_of_turn_delay",
-    "transcription_delay": "stt",
-    "llm_node_ttft": "llm_ttft",
-    "tts_node_ttfb": "tts_ttfb",
-    "e2e_latency": "voice_to_voice",
-}
 _SAY_TIMEOUT = 30.0
 
 
@@ -51,7 +46,7 @@ class Call:
         self.session = session
         self.store = store
         self.started = time.monotonic()
-        self.reason: str | None = None
+        self.reason: EndReason | None = None
         self.ended = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
@@ -64,13 +59,13 @@ class Call:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def publish(self, message: dict[str, Any]) -> None:
+    async def publish(self, message: ev_out.Event) -> None:
         """Send one event on the data channel; a room that is gone is not an error."""
         if not self.room.isconnected():
             return
         try:
             await self.room.local_participant.publish_data(
-                protocol.encode(message), reliable=True, topic=protocol.TOPIC
+                message.encode(), reliable=True, topic=TOPIC
             )
         except Exception as exc:  # the room closing under us
             log.debug("session %s: publish failed: %r", self.meta.session_id, exc)
@@ -91,7 +86,7 @@ class Call:
 
     def _on_user_transcript(self, ev: events.UserInputTranscribedEvent) -> None:
         if ev.transcript.strip():
-            self._spawn(self.publish(protocol.transcript("user", ev.transcript, final=ev.is_final)))
+            self._spawn(self.publish(ev_out.transcript("user", ev.transcript, final=ev.is_final)))
 
     def _on_item(self, ev: events.ConversationItemAddedEvent) -> None:
         item = ev.item
@@ -100,11 +95,11 @@ class Call:
         text = (item.text_content or "").strip()
         if not text:
             return
-        role = "agent" if item.role == "assistant" else "user"
+        role: Literal["user", "agent"] = "agent" if item.role == "assistant" else "user"
         report: dict[str, Any] = dict(item.metrics or {})
         latency = {
             ours: float(report[theirs])
-            for theirs, ours in _LATENCY_KEYS.items()
+            for theirs, ours in LATENCY_KEYS.items()
             if isinstance(report.get(theirs), int | float)
         }
         if role == "agent" and text != self.meta.agent.error_message:
@@ -112,13 +107,13 @@ class Call:
         if role == "agent":
             self._spawn(
                 self.publish(
-                    protocol.transcript(
+                    ev_out.transcript(
                         "agent", text, final=True, item_id=item.id, interrupted=item.interrupted
                     )
                 )
             )
         if latency:
-            self._spawn(self.publish(protocol.metrics(latency, role=role)))
+            self._spawn(self.publish(ev_out.metrics(latency, role=role)))
         self._spawn(
             self.store.add_turn(
                 role=role,
@@ -131,7 +126,7 @@ class Call:
         )
 
     def _on_agent_state(self, ev: events.AgentStateChangedEvent) -> None:
-        self._spawn(self.publish(protocol.agent_state(ev.new_state)))
+        self._spawn(self.publish(ev_out.AgentState(state=ev.new_state)))
 
     def _on_error(self, ev: events.ErrorEvent) -> None:
         recoverable = getattr(ev.error, "recoverable", True)
@@ -151,15 +146,15 @@ class Call:
         final = self.failures >= self.max_failures
         self._spawn(
             self.publish(
-                protocol.error(
-                    f"{kind}_failed",
-                    f"the {kind.upper()} provider failed"
+                ev_out.ErrorEvent(
+                    code=f"{kind}_failed",
+                    message=f"the {kind.upper()} provider failed"
                     + ("; the call is ending" if final else "; the agent asked the user to repeat"),
                 )
             )
         )
         if final:
-            self.request_end("error")
+            self.request_end(EndReason.ERROR)
         elif kind != "tts":  # a broken TTS cannot say sorry; the client sees the error event
             self._spawn(self._apologise())
 
@@ -169,14 +164,14 @@ class Call:
 
     def _on_close(self, ev: events.CloseEvent) -> None:
         reason = {
-            events.CloseReason.PARTICIPANT_DISCONNECTED: "user_left",
-            events.CloseReason.ERROR: "error",
-        }.get(ev.reason, self.reason or "room_closed")  # the job shut down: the room closed
+            events.CloseReason.PARTICIPANT_DISCONNECTED: EndReason.USER_LEFT,
+            events.CloseReason.ERROR: EndReason.ERROR,
+        }.get(ev.reason, self.reason or EndReason.ROOM_CLOSED)  # the job shut down: the room closed
         self.request_end(reason)
 
     async def on_tool_call(self, record: ToolCallRecord) -> None:
         await self.publish(
-            protocol.tool_call(
+            ev_out.tool_called(
                 record.name, record.arguments, duration=record.duration, error=record.error
             )
         )
@@ -191,14 +186,14 @@ class Call:
     # --- ending -----------------------------------------------------------------------------
     async def _max_duration(self) -> None:
         await asyncio.sleep(self.meta.max_duration)
-        await self.end("max_duration", say=self.meta.agent.closing_message)
+        await self.end(EndReason.MAX_DURATION, say=self.meta.agent.closing_message)
 
-    def request_end(self, reason: str, say: str | None = None) -> None:
+    def request_end(self, reason: EndReason, say: str | None = None) -> None:
         """Schedule the call's end (safe from event handlers and tools)."""
         if self.reason is None:
             self._spawn(self.end(reason, say=say))
 
-    async def end(self, reason: str, *, say: str | None = None) -> None:
+    async def end(self, reason: EndReason, *, say: str | None = None) -> None:
         if self.reason is not None:
             return
         self.reason = reason
@@ -209,8 +204,7 @@ class Call:
                 self.session.interrupt()
                 handle = self.session.say(say, allow_interruptions=False)
                 await asyncio.wait_for(handle.wait_for_playout(), _SAY_TIMEOUT)
-        await self.publish(protocol.call_ended(self.duration, reason))
-        status = "error" if reason == "error" else "ended"
-        await self.store.finalize(status=status, reason=reason)
+        await self.publish(ev_out.call_ended(self.duration, reason))
+        await self.store.finalize(status=status_after(reason), reason=reason)
         log.info("session %s ended: %s after %.1f s", self.meta.session_id, reason, self.duration)
         self.ended.set()

@@ -30,11 +30,13 @@ from livekit.agents.voice.speech_handle import SpeechHandle
 from livekit.agents.voice.turn import TurnHandlingOptions
 
 from livekit import rtc
-from thinnest.api.schemas import AgentConfig, ProviderChoice
 from thinnest.config import Settings, get_settings
-from thinnest.engine import clauses, priority, protocol
+from thinnest.contracts.agent import PROVIDER_KINDS, AgentConfig, ProviderChoice
+from thinnest.contracts.dispatch import USER_IDENTITY, DispatchMetadata
+from thinnest.contracts.events import CONTROL_TOPIC, end_reason
+from thinnest.contracts.session import CALL_END_REASONS, EndReason
+from thinnest.engine import clauses, priority
 from thinnest.engine.call import Call
-from thinnest.engine.metadata import DispatchMetadata
 from thinnest.engine.persistence import CallStore
 from thinnest.engine.prompt import render_instructions
 from thinnest.engine.spoken import SpeakingAgent
@@ -47,9 +49,6 @@ from thinnest.store.db import Database
 from thinnest.store.files import private_copy
 
 log = logger.getChild("engine")
-
-USER_IDENTITY = "user"
-KINDS = ("stt", "llm", "tts", "vad", "turn_detection")
 
 
 class ProviderCache:
@@ -93,7 +92,7 @@ class ProviderCache:
         return self._spoken[key]
 
     def warm(self, config: AgentConfig) -> None:
-        for kind in KINDS:
+        for kind in PROVIDER_KINDS:
             self.for_agent(kind, config)
 
     async def load(self, config: AgentConfig) -> None:
@@ -104,7 +103,7 @@ class ProviderCache:
         loop that stalled the call's audio for seconds. Plugins are imported here first,
         on the loop's (main) thread, where they must register.
         """
-        for kind in KINDS:
+        for kind in PROVIDER_KINDS:
             choice = self.choice(kind, config)
             if self._key(kind, choice) in self._built:
                 continue
@@ -245,7 +244,7 @@ async def entrypoint(ctx: JobContext) -> None:
     ]
     tools.append(
         end_call_tool(
-            lambda goodbye: call.request_end("agent_ended", say=goodbye), call.on_tool_call
+            lambda goodbye: call.request_end(EndReason.AGENT_ENDED, say=goodbye), call.on_tool_call
         )
     )
     instructions = render_instructions(config, meta.context)
@@ -253,7 +252,7 @@ async def entrypoint(ctx: JobContext) -> None:
 
     async def cleanup(reason: str) -> None:
         # A job shut down for any other cause (its room was closed under it) ends here.
-        await call.end(reason if reason in protocol.REASONS else "room_closed")
+        await call.end(EndReason(reason) if reason in CALL_END_REASONS else EndReason.ROOM_CLOSED)
         watcher.cancel()
         await http.aclose()
         if meta.recording:
@@ -261,12 +260,12 @@ async def entrypoint(ctx: JobContext) -> None:
 
     def on_data(packet: rtc.DataPacket) -> None:
         # Only the server (no participant) may end the call this way: the API's end route.
-        if packet.topic == protocol.CONTROL_TOPIC and packet.participant is None:
-            call.request_end(protocol.end_reason(packet.data))
+        if packet.topic == CONTROL_TOPIC and packet.participant is None:
+            call.request_end(end_reason(packet.data))
 
     async def watch_caller() -> None:
         await caller_left.wait()
-        call.request_end("user_left")
+        call.request_end(EndReason.USER_LEFT)
 
     ctx.room.on("data_received", on_data)
     watcher = asyncio.create_task(watch_caller())
@@ -275,7 +274,7 @@ async def entrypoint(ctx: JobContext) -> None:
     if not await _wait_for_caller(ctx, call, settings.no_show_timeout):
         if call.reason is None:
             log.warning("session %s: the caller never joined", meta.session_id)
-            await call.end("no_show")
+            await call.end(EndReason.NO_SHOW)
         await call.ended.wait()
         ctx.delete_room()
         ctx.shutdown(call.reason or "no_show")

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from thinnest.contracts.session import EndReason, SessionStatus
 from thinnest.log import logger
 from thinnest.store import sessions
 from thinnest.store.db import Database
@@ -94,7 +95,9 @@ class CallStore:
 
         await self._write("recording path", update)
 
-    async def finalize(self, *, status: str, reason: str, error: str | None = None) -> None:
+    async def finalize(
+        self, *, status: SessionStatus, reason: EndReason, error: str | None = None
+    ) -> None:
         await self._write(
             "ending",
             lambda db: sessions.finalize(

@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from thinnest.api.schemas import AgentConfig
+from thinnest.contracts.agent import AgentConfig
 
 __all__ = ["MAX_CONTEXT_CHARS", "MAX_PROMPT_CHARS", "MAX_VALUE_CHARS", "render_instructions"]
 

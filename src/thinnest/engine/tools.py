@@ -5,7 +5,7 @@ A tool never crashes a call: errors, timeouts and non-JSON answers go back to th
 
 SSRF guard: before each request the tool's host is resolved and every address checked; a
 loopback, private, link-local or otherwise non-public one (an IPv6 address judged by the IPv4
-address it carries, see :mod:`thinnest.engine.destinations`) is refused (a ``ToolError``)
+address it carries, see :mod:`thinnest.services.destinations`) is refused (a ``ToolError``)
 unless the settings allow it: ``tools_allow_private``, ``tools_allow_loopback`` (on by
 default in dev) or ``tools_allowed_networks``. The
 client from :func:`tool_client` checks again where the connection is made: it resolves the
@@ -31,9 +31,9 @@ import httpcore
 import httpx
 from livekit.agents import llm
 
-from thinnest.api.schemas import HttpTool
 from thinnest.config import Settings
-from thinnest.engine.destinations import Address, refused_address
+from thinnest.contracts.agent import HttpTool
+from thinnest.services.destinations import Address, refused_address
 
 #: Longest tool result handed back to the LLM (characters); the rest is cut.
 MAX_RESULT_CHARS = 4000

@@ -20,7 +20,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from livekit import rtc
-from thinnest.engine.protocol import TOPIC
+from thinnest.contracts.events import TOPIC
 from thinnest.gateway.protocol import (
     FRAME_MS,
     BadMessage,

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from thinnest.contracts.agent import AgentConfig
 from thinnest.errors import ConflictError, NotFoundError
 from thinnest.store.models import Agent
 
 
-def create_agent(db: Session, owner_id: str, config: dict[str, Any]) -> Agent:
-    agent = Agent(owner_id=owner_id, name=config["name"], config=config)
+def create_agent(db: Session, owner_id: str, config: AgentConfig) -> Agent:
+    agent = Agent(owner_id=owner_id, name=config.name, config=config.model_dump(mode="json"))
     db.add(agent)
-    _flush_unique(db, config["name"])
+    _flush_unique(db, config.name)
     return agent
+
+
+def config_of(agent: Agent) -> AgentConfig:
+    """The agent's config as the model it was saved from."""
+    return AgentConfig.model_validate(agent.config)
 
 
 def get_agent(db: Session, owner_id: str, agent_id: str) -> Agent:
@@ -37,10 +41,10 @@ def list_agents(db: Session, owner_id: str) -> list[Agent]:
     return list(db.scalars(select(Agent).where(Agent.owner_id == owner_id).order_by(Agent.name)))
 
 
-def update_agent(db: Session, agent: Agent, config: dict[str, Any]) -> Agent:
-    agent.name = config["name"]
-    agent.config = config
-    _flush_unique(db, config["name"])
+def update_agent(db: Session, agent: Agent, config: AgentConfig) -> Agent:
+    agent.name = config.name
+    agent.config = config.model_dump(mode="json")
+    _flush_unique(db, config.name)
     return agent
 
 

@@ -12,8 +12,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from thinnest.contracts import jsonvalue
 from thinnest.errors import UnavailableError
-from thinnest.store import jsonvalue
 from thinnest.store.files import private_file
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -21,7 +21,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 
 def make_engine(url: str) -> Engine:
     """Create an engine; a SQLite file gets its private directory and file, WAL mode and a
-    busy timeout. JSON columns go through :mod:`thinnest.store.jsonvalue` both ways."""
+    busy timeout. JSON columns go through :mod:`thinnest.contracts.jsonvalue` both ways."""
     kwargs: dict[str, Any] = {
         "pool_pre_ping": True,
         "json_serializer": jsonvalue.dumps,

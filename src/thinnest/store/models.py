@@ -80,7 +80,8 @@ class ApiKey(Base):
 
 
 class Agent(Base):
-    """An agent's settings live in ``config`` (validated by ``api.schemas.AgentConfig``)."""
+    """An agent's settings live in ``config`` (an
+    :class:`~thinnest.contracts.agent.AgentConfig`; ``store.agents.config_of`` reads it)."""
 
     __tablename__ = "agents"
     __table_args__ = (Index("ix_agents_owner_name", "owner_id", "name", unique=True),)

@@ -8,13 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from thinnest.contracts.jsonvalue import clean_text
+from thinnest.contracts.session import FINAL_STATUSES, OPEN_STATUSES, EndReason, SessionStatus
 from thinnest.errors import NotFoundError
-from thinnest.store.jsonvalue import clean_text
 from thinnest.store.models import CallSession, ToolCall, TranscriptTurn, utcnow
-
-#: statuses of a session that is over; it never changes again.
-FINAL_STATUSES = frozenset({"ended", "error", "failed"})
-STATUSES = ("starting", "active", *sorted(FINAL_STATUSES))
 
 
 def create_session(db: Session, **fields: Any) -> CallSession:
@@ -70,13 +67,18 @@ def list_sessions(
 
 
 def mark_active(db: Session, row: CallSession) -> None:
-    if row.status == "starting":
-        row.status = "active"
+    if row.status == SessionStatus.STARTING:
+        row.status = SessionStatus.ACTIVE
         row.started_at = utcnow()
 
 
 def finalize(
-    db: Session, row: CallSession, *, status: str, reason: str, error: str | None = None
+    db: Session,
+    row: CallSession,
+    *,
+    status: SessionStatus,
+    reason: EndReason,
+    error: str | None = None,
 ) -> bool:
     """Close a session once; returns False (and changes nothing) if it was already over."""
     if row.status in FINAL_STATUSES:
@@ -89,6 +91,22 @@ def finalize(
     if row.started_at is not None:
         row.duration = round((now - row.started_at).total_seconds(), 3)
     return True
+
+
+def is_over(db: Session, session_id: str) -> bool:
+    """Whether the session is final (an unknown one is not)."""
+    status = db.scalar(select(CallSession.status).where(CallSession.id == session_id))
+    return status in FINAL_STATUSES
+
+
+def open_sessions(db: Session, *, older_than: datetime, limit: int = 500) -> list[str]:
+    """Ids of sessions still starting or active that were created before ``older_than``."""
+    rows = db.scalars(
+        select(CallSession.id)
+        .where(CallSession.status.in_(OPEN_STATUSES), CallSession.created_at < older_than)
+        .limit(limit)
+    )
+    return list(rows)
 
 
 def add_turn(db: Session, session_id: str, **fields: Any) -> TranscriptTurn:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from thinnest.contracts.session import OPEN_STATUSES
 from thinnest.store.models import CallSession, Worker, utcnow
 
 
@@ -50,7 +51,7 @@ def free_slots(workers: list[Worker], db: Session) -> int:
     held = {sid for ids in db.scalars(select(Worker.session_ids)) for sid in ids or []}
     young = db.scalars(
         select(CallSession.id).where(
-            CallSession.status.in_(("starting", "active")),
+            CallSession.status.in_(OPEN_STATUSES),
             CallSession.created_at > utcnow() - DISPATCH_WINDOW,
         )
     )

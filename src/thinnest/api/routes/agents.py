@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 from pydantic import Field
-from pydantic import ValidationError as PydanticValidationError
 
 from thinnest.api.deps import CurrentKey, DbSession, SettingsDep
 from thinnest.api.errors import ERROR_RESPONSES
-from thinnest.api.schemas import AgentConfig, AgentOut, AgentPatch
+from thinnest.api.schemas import AgentOut, AgentPatch
 from thinnest.config import Settings
-from thinnest.engine.destinations import refusal_for
-from thinnest.errors import ValidationError
-from thinnest.providers import registry
+from thinnest.contracts.agent import AgentConfig
+from thinnest.services import agents as agent_service
 from thinnest.store import agents
 from thinnest.store.models import Agent
 
@@ -37,33 +33,10 @@ def agent_out(agent: Agent) -> AgentOut:
     )
 
 
-def config_warnings(config: AgentConfig, settings: Settings) -> list[str]:
-    """What in a valid config will not work here: tool URLs the SSRF guard refuses (judged
-    without DNS: address literals and ``localhost``; a name is judged when it is called)."""
-    found = []
-    for i, tool in enumerate(config.tools):
-        problem = refusal_for(tool.url.host or "", settings)
-        if problem is not None:
-            found.append(f"tools.{i}.url: {tool.name} will not be called: {problem}")
-    return found
-
-
 def agent_saved(agent: Agent, config: AgentConfig, settings: Settings) -> AgentSaved:
-    return AgentSaved(**agent_out(agent).model_dump(), warnings=config_warnings(config, settings))
-
-
-def check_config(config: AgentConfig, settings: Settings) -> dict[str, Any]:
-    """Server-side checks a config model cannot do alone; returns the JSON to store."""
-    if config.max_duration > settings.max_call_duration:
-        raise ValidationError(
-            f"max_duration must be at most {settings.max_call_duration} seconds",
-            field="max_duration",
-        )
-    for kind in registry.KINDS:
-        choice = getattr(config.providers, kind)
-        # An unknown name, bad options or a missing cloud key is refused now, not mid-call.
-        registry.validate(kind, choice.name, choice.options, settings=settings)
-    return config.model_dump(mode="json")
+    return AgentSaved(
+        **agent_out(agent).model_dump(), warnings=agent_service.warnings(config, settings)
+    )
 
 
 @router.post("", status_code=201)
@@ -71,9 +44,10 @@ def create_agent(
     body: AgentConfig, key: CurrentKey, db: DbSession, settings: SettingsDep
 ) -> AgentSaved:
     """Create an agent."""
-    agent = agents.create_agent(db, key.owner_id, check_config(body, settings))
+    config = agent_service.checked(body, settings)
+    agent = agents.create_agent(db, key.owner_id, config)
     db.commit()
-    return agent_saved(agent, body, settings)
+    return agent_saved(agent, config, settings)
 
 
 @router.get("")
@@ -94,14 +68,9 @@ def update_agent(
 ) -> AgentSaved:
     """Change some fields of an agent."""
     agent = agents.get_agent(db, key.owner_id, agent_id)
-    merged = {**agent.config, **body.model_dump(exclude_unset=True)}
-    try:
-        config = AgentConfig.model_validate(merged)
-    except PydanticValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        raise ValidationError(f"{field}: {err['msg']}", field=field) from exc
-    agents.update_agent(db, agent, check_config(config, settings))
+    changes = body.model_dump(exclude_unset=True)
+    config = agent_service.checked(agent_service.merged(agents.config_of(agent), changes), settings)
+    agents.update_agent(db, agent, config)
     db.commit()
     return agent_saved(agent, config, settings)
 

@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
-from livekit import api
 from thinnest.api.deps import CurrentKey, DatabaseDep, DbSession, LiveKitDep
 from thinnest.api.errors import ERROR_RESPONSES
 from thinnest.api.schemas import SessionDetail, SessionOut, SessionPage, ToolCallOut, TurnOut
-from thinnest.engine.protocol import CONTROL_TOPIC
-from thinnest.errors import NotFoundError, UnavailableError
-from thinnest.livekit.rooms import LiveKitService
+from thinnest.contracts.session import SessionStatus
+from thinnest.errors import NotFoundError
+from thinnest.services import sessions as sessions_service
 from thinnest.store import sessions
 from thinnest.store.db import Database
 from thinnest.store.models import CallSession
 
 router = APIRouter(prefix="/voice/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
-
-Status = Literal["starting", "active", "ended", "error", "failed"]
 
 
 def _iso_only(value: object) -> object:
@@ -57,39 +51,6 @@ def session_detail(row: CallSession) -> SessionDetail:
     )
 
 
-#: How long the API waits for the voice engine to say goodbye and send ``call_ended``.
-ENGINE_END_WAIT = 5.0
-
-
-async def _ask_engine_to_end(
-    session_id: str, livekit: LiveKitService, load: Callable[[], CallSession], reason: str
-) -> None:
-    """Ask the engine in the room to end the call (it sends ``call_ended``), briefly wait."""
-    participants = await livekit.list_participants(session_id)
-    if not any(p.kind == api.ParticipantInfo.Kind.AGENT for p in participants):
-        return
-    await livekit.send_data(
-        session_id,
-        json.dumps({"type": "end", "reason": reason}).encode(),
-        topic=CONTROL_TOPIC,
-    )
-    deadline = asyncio.get_running_loop().time() + ENGINE_END_WAIT
-    while asyncio.get_running_loop().time() < deadline:
-        if (await run_in_threadpool(load)).status in sessions.FINAL_STATUSES:
-            break
-        await asyncio.sleep(0.1)
-    # The engine sends ``call_ended`` and then leaves; a room deleted before it left can drop
-    # that message on its way to the caller (seen: `thinnest call` got "room closed" instead).
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            participants = await livekit.list_participants(session_id)
-        except UnavailableError:
-            return  # the room is gone already (or LiveKit is): nothing left to wait for
-        if not any(p.kind == api.ParticipantInfo.Kind.AGENT for p in participants):
-            return
-        await asyncio.sleep(0.1)
-
-
 @router.get(
     "/{session_id}/recording",
     response_class=FileResponse,
@@ -112,7 +73,7 @@ def list_sessions(
     key: CurrentKey,
     db: DbSession,
     agent_id: str | None = None,
-    status: Status | None = None,
+    status: SessionStatus | None = None,
     since: IsoDatetime | None = None,
     until: IsoDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -143,36 +104,10 @@ async def end_session(
     session_id: str, key: CurrentKey, database: DatabaseDep, livekit: LiveKitDep
 ) -> SessionDetail:
     """End a session: close its room and finalise it (idempotent)."""
-    return await end(session_id, key.owner_id, database, livekit)
+    await sessions_service.end(session_id, key.owner_id, database=database, livekit=livekit)
+    return await run_in_threadpool(read_detail, database, session_id, key.owner_id)
 
 
-async def end(
-    session_id: str,
-    owner_id: str,
-    database: Database,
-    livekit: LiveKitService,
-    *,
-    reason: str = "ended_by_api",
-) -> SessionDetail:
-    """End one of the owner's sessions with ``reason``: ``ended_by_api`` for the API's end,
-    ``user_left`` where the caller hung up through a server (the demo page's hang-up)."""
-
-    def load() -> CallSession:
-        with database.session() as db:
-            return sessions.get_session(db, session_id, owner_id)
-
-    def finish() -> SessionDetail:
-        with database.session() as db:
-            current = sessions.get_session(db, session_id, owner_id)
-            sessions.finalize(db, current, status="ended", reason=reason)
-            db.flush()
-            return session_detail(current)
-
-    row = await run_in_threadpool(load)
-    if row.status in sessions.FINAL_STATUSES:
-        return await run_in_threadpool(finish)
-    await _ask_engine_to_end(session_id, livekit, load, reason)
-    # Finalise before closing the room: its room_finished webhook must find the session over.
-    detail = await run_in_threadpool(finish)
-    await livekit.delete_room(session_id)
-    return detail
+def read_detail(database: Database, session_id: str, owner_id: str) -> SessionDetail:
+    with database.session() as db:
+        return session_detail(sessions.get_session(db, session_id, owner_id))

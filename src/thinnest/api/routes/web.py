@@ -26,12 +26,14 @@ from starlette.concurrency import run_in_threadpool
 
 from thinnest.api.deps import DatabaseDep, LiveKitDep, RateLimiterDep, SettingsDep
 from thinnest.api.errors import ERROR_RESPONSES
-from thinnest.api.routes import sessions as session_routes
-from thinnest.api.routes.voice import start_session
-from thinnest.api.schemas import VoiceStartRequest, VoiceStartResponse, storable
 from thinnest.config import Settings
+from thinnest.contracts.session import EndReason
+from thinnest.contracts.values import storable
+from thinnest.contracts.voice import VoiceStartRequest, VoiceStartResponse
 from thinnest.errors import AuthError, ForbiddenError, NotFoundError, UnavailableError
+from thinnest.services import sessions
 from thinnest.store import agents, keys
+from thinnest.store import sessions as session_store
 from thinnest.store.db import Database
 from thinnest.store.models import ApiKey
 
@@ -140,7 +142,7 @@ async def demo_agents(
         key = _dev_key(database, settings)
         with database.session() as db:
             return [
-                DemoAgent(id=a.id, name=a.name, greeting=a.config.get("greeting"))
+                DemoAgent(id=a.id, name=a.name, greeting=agents.config_of(a).greeting)
                 for a in agents.list_agents(db, key.owner_id)
             ]
 
@@ -160,7 +162,7 @@ async def demo_session(
     _check_demo(request, settings)
     key = await run_in_threadpool(_dev_key, database, settings)
     limiter.check(key.id)
-    return await start_session(
+    return await sessions.start(
         VoiceStartRequest.model_validate({"agent_id": body.agent_id}),
         key,
         database=database,
@@ -181,10 +183,16 @@ async def demo_end(
     _check_demo(request, settings)
     key = await run_in_threadpool(_dev_key, database, settings)
     # The visitor pressed Hang up: the caller left (the API's own end is `ended_by_api`).
-    detail = await session_routes.end(
-        session_id, key.owner_id, database, livekit, reason="user_left"
+    await sessions.end(
+        session_id, key.owner_id, database=database, livekit=livekit, reason=EndReason.USER_LEFT
     )
-    return {"session_id": detail.id, "status": detail.status, "end_reason": detail.end_reason}
+
+    def read() -> dict[str, Any]:
+        with database.session() as db:
+            row = session_store.get_session(db, session_id, key.owner_id)
+            return {"session_id": row.id, "status": row.status, "end_reason": row.end_reason}
+
+    return await run_in_threadpool(read)
 
 
 def install(app: FastAPI) -> None:

@@ -1,4 +1,5 @@
-"""What the API hands the voice engine with each dispatch (JSON in the dispatch metadata)."""
+"""What the API hands the voice engine with each dispatch (JSON in the dispatch metadata),
+and who is who in a session's room."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from thinnest.api.schemas import AgentConfig
-from thinnest.store import jsonvalue
+from thinnest.contracts import jsonvalue
+from thinnest.contracts.agent import AgentConfig
+
+#: The identity the caller's client joins the room with (the token says so).
+USER_IDENTITY = "user"
 
 
 class DispatchMetadata(BaseModel):
@@ -33,5 +37,5 @@ class DispatchMetadata(BaseModel):
     def parse(cls, text: str | bytes) -> DispatchMetadata:
         """Read a job's metadata. A lone surrogate (``"\\ud800"``) or nesting deeper than
         pydantic's JSON parser takes, from an API older than the edge's checks, is repaired
-        (see :mod:`thinnest.store.jsonvalue`) instead of failing the call."""
+        (see :mod:`thinnest.contracts.jsonvalue`) instead of failing the call."""
         return cls.model_validate(jsonvalue.loads(text))
