@@ -277,6 +277,27 @@ async def test_whisper_stream_keeps_a_sentence_with_a_short_pause_whole(
     assert word_error_rate(first.text + " " + second.text, text) <= 0.2, text
 
 
+async def test_whisper_stream_sends_partial_transcripts_while_the_user_speaks(
+    tiny_stream, tmp_path: Path
+) -> None:
+    said = espeak(
+        "I would like to book a table for four people on Friday evening at the Italian place",
+        tmp_path / "long.wav",
+    )
+    silence = np.zeros(16000, dtype=np.int16)
+    pcm = np.concatenate([silence, _at_16k(said, trim=True), silence])
+    assert pcm.size > 16000 * 4  # several interim intervals (0.7 s) of speech
+    events = await _stream(tiny_stream, pcm, realtime=True)
+    kinds = _kinds(events)
+    # Partial transcripts come between the start and the end of speech, never after.
+    assert kinds[0] == "start_of_speech" and kinds[-2:] == ["end_of_speech", "final_transcript"]
+    assert set(kinds[1:-2]) == {"interim_transcript"}, kinds
+    partials = [e.alternatives[0].text for e in events if e.type.value == "interim_transcript"]
+    assert all(text.strip() for text in partials)
+    final = events[-1].alternatives[0].text
+    assert word_error_rate(said.text, final) <= 0.2, final
+
+
 async def test_whisper_stream_finalises_from_the_preflight(tiny_stream, booking: Speech) -> None:
     silence = np.zeros(16000, dtype=np.int16)
     pause = np.zeros(int(16000 * 0.3), dtype=np.int16)  # past preflight (0.15 s), before end
@@ -370,17 +391,17 @@ def test_piper_cuts_the_first_clause_only() -> None:
 
 
 def test_whisper_drops_a_sentence_said_again_after_the_speech() -> None:
-    from thinnest.providers.whisper import _without_repeats
+    from thinnest.providers.whisper.text import without_repeats
 
-    assert _without_repeats("Call me at 6. Call me at 6. Call me") == "Call me at 6."
+    assert without_repeats("Call me at 6. Call me at 6. Call me") == "Call me at 6."
     # As Whisper base said it in the speech bench: the repeat cut off, its case and stops.
     said = "Set a reminder to call my sister at 6 o'clock. set a reminder to call my sister at 6"
-    assert _without_repeats(said) == "Set a reminder to call my sister at 6 o'clock."
-    assert _without_repeats("Good morning. Good morning.") == "Good morning."
+    assert without_repeats(said) == "Set a reminder to call my sister at 6 o'clock."
+    assert without_repeats("Good morning. Good morning.") == "Good morning."
     # one word over and over: tiny.en's way with a one-word answer in a short window
-    assert _without_repeats("No. No. No.") == "No."
-    assert _without_repeats("Paris Paris") == "Paris"
-    assert _without_repeats("no, no") == "no"
-    assert _without_repeats("No, no, I said Paris.") == "No, no, I said Paris."
-    assert _without_repeats("I see. I see what you mean.") == "I see. I see what you mean."
-    assert _without_repeats("one two three four five") == "one two three four five"
+    assert without_repeats("No. No. No.") == "No."
+    assert without_repeats("Paris Paris") == "Paris"
+    assert without_repeats("no, no") == "no"
+    assert without_repeats("No, no, I said Paris.") == "No, no, I said Paris."
+    assert without_repeats("I see. I see what you mean.") == "I see. I see what you mean."
+    assert without_repeats("one two three four five") == "one two three four five"
