@@ -1,0 +1,81 @@
+"""The processes: ``thinnest serve`` (API and gateway), ``worker`` (voice engine) and ``dev``
+(all of them on loopback, with a LiveKit server)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from thinnest.bootstrap import DevIdentity
+from thinnest.cli.output import out
+from thinnest.config import Settings, get_settings
+from thinnest.log import configure
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (THINNEST_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (THINNEST_API_PORT)")] = None,
+) -> None:
+    """Run the API (and the WebSocket gateway)."""
+    import uvicorn
+
+    from thinnest.api.main import create_app
+
+    settings = get_settings()
+    updates: dict[str, Any] = {}
+    if host:
+        updates["api_host"] = host
+    if port:
+        updates["api_port"] = port
+    settings = settings.model_copy(update=updates)
+    configure(settings.log_level)
+    settings.livekit_credentials()  # fail early with a clear message
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+def worker() -> None:
+    """Run a voice engine worker (scale out by running more)."""
+    from thinnest.engine.worker import run_worker
+
+    settings = get_settings()
+    configure(settings.log_level)
+    run_worker(settings)
+
+
+def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
+    base = settings.resolved_public_base_url
+    out.print("\n[bold green]Thinnest dev stack is running[/] (Ctrl-C stops everything)\n")
+    if settings.resolved_web_demo:
+        out.print(f"  [bold]Demo page     {base}/demo[/]   (open it, press Call, talk)")
+    out.print(f"  API           {base}   (OpenAPI docs: {base}/docs)")
+    out.print(f"  LiveKit       {settings.resolved_public_livekit_url}")
+    out.print(f"  data dir      {escape(str(settings.data_dir.resolve()))}")
+    out.print(f"  agent id      {ident.agent_id}")
+    out.print(f"  API key       {ident.api_key}\n")
+    out.print("Start a session:")
+    out.print(
+        f"  curl -s -X POST {base}/voice/start -H 'Authorization: Bearer {ident.api_key}' "
+        f"-H 'Content-Type: application/json' -d '{{\"agent_id\": \"{ident.agent_id}\"}}'\n"
+    )
+    out.print("Talk to the agent (in another terminal):")
+    out.print("  espeak-ng -w question.wav 'How many legs does a spider have?'")
+    out.print("  .venv/bin/thinnest call --wav question.wav --out answer.wav\n")
+
+
+def dev() -> None:
+    """Start everything on loopback: LiveKit server, API, voice engine; print a key and agent."""
+    from thinnest.devstack import DevStack
+
+    settings = get_settings()
+    configure(settings.log_level)
+    stack = DevStack(settings)
+    stack.on_ready = lambda ident: _print_dev_banner(stack.settings, ident)
+    raise typer.Exit(stack.run())
