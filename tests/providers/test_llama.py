@@ -15,7 +15,8 @@ import pytest
 from livekit.agents import llm
 
 from thinnest.providers import Prefillable, registry
-from thinnest.providers.llama import answered_this_turn, is_repeat, render_prompt
+from thinnest.providers.llama import render_prompt
+from thinnest.providers.llama.calls import answered_this_turn, is_repeat
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("offline")]
 
@@ -305,10 +306,10 @@ def test_answered_calls_are_those_since_the_user_last_spoke() -> None:
 async def test_a_repeated_call_in_the_same_turn_is_not_made_again(model, monkeypatch) -> None:
     """A wording under which the 0.5B model calls the tool again for the result it was just
     given (measured): the repeat is refused and the reply is words, never a second call."""
-    from thinnest.providers import llama
+    from thinnest.providers.llama import prompt
 
-    monkeypatch.setattr(llama, "_AFTER_TOOL", "Now answer my question in plain words.")
-    monkeypatch.setattr(llama, "_FOUND", "Information for your answer:")
+    monkeypatch.setattr(prompt, "_AFTER_TOOL", "Now answer my question in plain words.")
+    monkeypatch.setattr(prompt, "_FOUND", "Information for your answer:")
     ctx = _ctx(
         ("system", "You are a weather assistant. Use the tools."),
         ("user", "What is the weather in Paris right now?"),
