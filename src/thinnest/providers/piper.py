@@ -152,7 +152,7 @@ class PiperTTS(tts.TTS):
                 if not phonemes:
                     continue
                 ids = np.array([self._voice.piper.phonemes_to_ids(phonemes)], dtype=np.int64)
-                feeds = {
+                feeds: dict[str, np.ndarray] = {
                     "input": ids,
                     "input_lengths": np.array([ids.shape[1]], dtype=np.int64),
                     "scales": scales,
