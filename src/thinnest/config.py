@@ -217,6 +217,12 @@ class Settings(BaseSettings):
         return _as_websocket_url(url).rstrip("/")
 
     @property
+    def internal_livekit_ws_url(self) -> str:
+        """``livekit_url`` as the ws(s):// URL LiveKit's rtc SDK connects to (this host's own
+        way in, not the public one)."""
+        return _as_websocket_url(self.livekit_url).rstrip("/")
+
+    @property
     def resolved_web_demo(self) -> bool:
         return self.env == "dev" if self.web_demo is None else self.web_demo
 

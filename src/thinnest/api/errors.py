@@ -21,6 +21,7 @@ from thinnest.errors import (
     ThinnestError,
     UnavailableError,
     ValidationError,
+    field_of,
 )
 from thinnest.log import logger
 
@@ -75,12 +76,14 @@ def error_response(
 
 
 def _field_of(loc: tuple[Any, ...], err_type: str) -> str:
-    parts = [str(p) for p in loc if p != "body"]
-    if err_type in ("json_invalid", "model_attributes_type") or not parts:
+    """A request's field: ``("body", "context")`` is ``context``, ``("query", "limit")``
+    ``limit``; a body that is not JSON, or not an object, is ``body``."""
+    parts = [p for p in loc if p != "body"]
+    if err_type in ("json_invalid", "model_attributes_type"):
         return "body"
     if parts and parts[0] in ("query", "path", "header"):
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    return field_of(parts)
 
 
 async def _thinnest_error(request: Request, exc: Exception) -> JSONResponse:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thinnest.api.errors import error_response
 from thinnest.errors import RateLimitError
+from thinnest.services.ratelimit import TokenBucket
 
 
 class BodySizeLimit:
@@ -70,25 +71,25 @@ class _TooLarge(Exception):
 class RateLimiter:
     """A token bucket per key: ``per_minute`` calls, refilled continuously. Thread-safe."""
 
-    def __init__(self, per_minute: int, *, clock: Any = time.monotonic) -> None:
+    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
     def check(self, key: str) -> None:
         """Take one token for ``key`` or raise :class:`RateLimitError` with ``retry_after``."""
-        now = self._clock()
         with self._lock:
-            tokens, last = self._buckets.get(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens < 1.0:
-                self._buckets[key] = (tokens, now)
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = TokenBucket(
+                    self.rate, self.capacity, clock=self._clock
+                )
+            if not bucket.take():
                 raise RateLimitError(
                     f"rate limit of {int(self.capacity)} calls per minute exceeded for this key",
-                    retry_after=(1.0 - tokens) / self.rate,
+                    retry_after=bucket.wait(),
                 )
-            self._buckets[key] = (tokens - 1.0, now)
             if len(self._buckets) > 100_000:  # bound memory: forget full buckets
-                self._buckets = {k: v for k, v in self._buckets.items() if v[0] < self.capacity}
+                self._buckets = {k: b for k, b in self._buckets.items() if b.tokens < self.capacity}

@@ -24,7 +24,10 @@ from typing import Any
 
 import jwt
 
+from thinnest.contracts.events import ErrorEvent, Ready
+from thinnest.contracts.session import OPEN_STATUSES
 from thinnest.livekit.tokens import decode_token
+from thinnest.services.ratelimit import TokenBucket
 
 #: Sample rates a client may use (Hz); audio is resampled to and from LiveKit's 48 kHz.
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -109,7 +112,7 @@ def check_session(status: str | None) -> None:
     """A session may be joined while ``starting`` or ``active``."""
     if status is None:
         raise Refusal(CloseCode.UNKNOWN_SESSION, "unknown session")
-    if status not in ("starting", "active"):
+    if status not in OPEN_STATUSES:
         raise Refusal(CloseCode.SESSION_ENDED, f"session is {status}")
 
 
@@ -169,18 +172,11 @@ def parse_text(text: str) -> ClientMessage:
 
 
 def error_event(code: str, message: str) -> str:
-    return json.dumps({"type": "error", "code": code, "message": message})
+    return ErrorEvent(code=code, message=message).to_json()
 
 
 def ready_event(session_id: str, sample_rate: int) -> str:
-    return json.dumps(
-        {
-            "type": "ready",
-            "session_id": session_id,
-            "sample_rate": sample_rate,
-            "frame_ms": FRAME_MS,
-        }
-    )
+    return Ready(session_id=session_id, sample_rate=sample_rate, frame_ms=FRAME_MS).to_json()
 
 
 # --- audio framing, limits, queues --------------------------------------------------------
@@ -210,26 +206,6 @@ class Rechunker:
     @property
     def pending(self) -> int:
         return len(self._buffer)
-
-
-class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up."""
-
-    def __init__(self, rate: float, burst: float, *, clock: Any = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = burst
-        self._last = clock()
-
-    def take(self, n: float = 1.0) -> bool:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens < n:
-            return False
-        self._tokens -= n
-        return True
 
 
 @dataclass

@@ -49,15 +49,6 @@ def limits_from(settings: Settings) -> Limits:
     )
 
 
-def internal_livekit_url(settings: Settings) -> str:
-    """The LiveKit URL this process uses, as the ws(s):// URL the rtc SDK connects to."""
-    url = settings.livekit_url.rstrip("/")
-    for plain, secure in (("http://", "ws://"), ("https://", "wss://")):
-        if url.startswith(plain):
-            return secure + url[len(plain) :]
-    return url
-
-
 def _session_status(database: Database, session_id: str) -> str | None:
     with database.session() as db:
         try:
@@ -124,7 +115,7 @@ async def _serve(
         websocket,
         session_id=session_id,
         token=token,
-        livekit_url=internal_livekit_url(settings),
+        livekit_url=settings.internal_livekit_ws_url,
         sample_rate=rate,
         limits=limits,
         guard=guard,

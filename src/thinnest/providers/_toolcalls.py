@@ -27,6 +27,8 @@ from livekit.agents.llm.tool_context import (
 )
 from livekit.agents.llm.utils import build_legacy_openai_schema, validated_arguments
 
+from thinnest.errors import field_of
+
 __all__ = ["OPEN_TAG", "ParseResult", "describe_tools", "looks_like_tool_call", "parse"]
 
 OPEN_TAG = "<tool_call>"
@@ -189,7 +191,7 @@ def parse(text: str, tools: Sequence[llm.Tool]) -> ParseResult:
                 problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if isinstance(exc, pydantic.ValidationError):
                     first = exc.errors(include_url=False)[0]
-                    loc = ".".join(str(p) for p in first["loc"]) or "arguments"
+                    loc = field_of(first["loc"], default="arguments")
                     problem = f"argument {loc!r}: {first['msg']}"
         if problem is not None:
             result.error = f"invalid call of {name}: {problem}"

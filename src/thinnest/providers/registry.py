@@ -25,7 +25,7 @@ import pydantic
 from pydantic import BaseModel
 
 from thinnest.config import Settings, get_settings
-from thinnest.errors import ConfigError
+from thinnest.errors import ConfigError, field_of
 
 __all__ = [
     "DEFAULTS",
@@ -204,8 +204,8 @@ def validate(
         opts = provider.options.model_validate(dict(options or {}))
     except pydantic.ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        loc = ".".join(str(part) for part in err["loc"])
-        field = f"{prefix}.{loc}" if loc else prefix
+        loc = field_of(err["loc"], default="")
+        field = field_of(err["loc"], prefix=prefix)
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(provider.options.model_fields) or "none"
             message = f"unknown option {loc!r} of {kind} provider {name!r}; allowed: {allowed}"
