@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from thinnest.config import Settings
 from thinnest.contracts.agent import AgentConfig, ProviderChoice, Providers
-from thinnest.engine.job import ProviderCache
+from thinnest.engine.providers import ProviderCache
 from thinnest.providers import registry
 from thinnest.providers.registry import Provider
 

@@ -21,7 +21,7 @@ from tests.engine.conftest import Worker, wait_final, weather_tool
 from thinnest.client import VoiceClient
 from thinnest.config import Settings
 from thinnest.contracts.agent import HttpTool, ProviderChoice
-from thinnest.engine.job import with_language
+from thinnest.engine.providers import with_language
 from thinnest.engine.tools import call_http_tool
 from thinnest.store.db import Database
 from thinnest.testing import ScriptedChatServer

@@ -23,7 +23,8 @@ from thinnest.config import get_settings
 from thinnest.contracts import events
 from thinnest.contracts.agent import PROVIDER_KINDS, AgentConfig, Providers
 from thinnest.contracts.events import LATENCY_KEYS
-from thinnest.engine.job import ProviderCache, prewarm
+from thinnest.engine.providers import ProviderCache
+from thinnest.engine.warmup import prewarm
 from thinnest.engine.worker import build_server
 
 AGENT_NAME = "thinnest-bench-peer"

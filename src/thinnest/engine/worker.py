@@ -19,7 +19,8 @@ from typing import Any
 from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest
 
 from thinnest.config import Settings
-from thinnest.engine.job import entrypoint, prewarm
+from thinnest.engine.job import entrypoint
+from thinnest.engine.warmup import prewarm
 from thinnest.log import logger
 from thinnest.store import workers
 from thinnest.store.db import Database
