@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from thinnest.contracts.agent import DEFAULT_PROVIDERS as DEFAULTS
+from thinnest.contracts.agent import PROVIDER_KINDS as KINDS
 from thinnest.errors import ConfigError
 from thinnest.providers import registry
-from thinnest.providers.registry import DEFAULTS, KINDS, Provider
+from thinnest.providers.registry import Provider
 
 from .conftest import make_settings
 

@@ -19,19 +19,17 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Literal, Protocol, get_args, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pydantic
 from pydantic import BaseModel
 
 from thinnest.config import Settings, get_settings
+from thinnest.contracts.agent import PROVIDER_KINDS, ProviderKind
 from thinnest.errors import ConfigError, field_of
 
 __all__ = [
-    "DEFAULTS",
     "ENTRY_POINT_GROUP",
-    "KINDS",
-    "Kind",
     "Provider",
     "build",
     "get",
@@ -43,18 +41,7 @@ __all__ = [
 
 logger = logging.getLogger("thinnest.providers")
 
-Kind = Literal["stt", "llm", "tts", "vad", "turn_detection"]
-KINDS: tuple[Kind, ...] = get_args(Kind)
 ENTRY_POINT_GROUP = "thinnest.providers"
-
-#: The offline provider of each kind, used when an agent names none.
-DEFAULTS: dict[Kind, str] = {
-    "stt": "whisper",
-    "llm": "llama",
-    "tts": "piper",
-    "vad": "silero",
-    "turn_detection": "transcript",
-}
 
 
 @runtime_checkable
@@ -98,7 +85,7 @@ class Provider:
             files are hashed and loaded there, off the call's event loop).
     """
 
-    kind: Kind
+    kind: ProviderKind
     name: str
     options: type[BaseModel]
     factory: Callable[[Any, Settings], Any]
@@ -128,10 +115,10 @@ def register(provider: Provider, *, replace: bool = False) -> None:
 
 
 def _register(provider: Provider, *, replace: bool) -> None:
-    if provider.kind not in KINDS:
+    if provider.kind not in PROVIDER_KINDS:
         raise ConfigError(
             f"provider {provider.name!r} has unknown kind {provider.kind!r}; "
-            f"kinds: {', '.join(KINDS)}"
+            f"kinds: {', '.join(PROVIDER_KINDS)}"
         )
     key = (provider.kind, provider.name)
     with _lock:
@@ -152,9 +139,10 @@ def get(kind: str, name: str) -> Provider:
             (``field="providers.<kind>.name"``); the message lists the known ones.
     """
     _ensure_loaded()
-    if kind not in KINDS:
+    if kind not in PROVIDER_KINDS:
         raise ConfigError(
-            f"unknown provider kind {kind!r}; known kinds: {', '.join(KINDS)}", field="providers"
+            f"unknown provider kind {kind!r}; known kinds: {', '.join(PROVIDER_KINDS)}",
+            field="providers",
         )
     provider = _registry.get((kind, name))
     if provider is None:
