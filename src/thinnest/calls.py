@@ -22,10 +22,11 @@ import httpx
 
 from livekit import rtc
 from thinnest.client import SAMPLE_RATE, VoiceClient
+from thinnest.contracts.session import EndReason
 from thinnest.errors import AuthError, NotFoundError, UnavailableError, ValidationError
 
 #: Call endings that mean the call did not go through (exit code 1).
-FAILED_ENDINGS = ("error", "no_show")
+FAILED_ENDINGS = (EndReason.ERROR, EndReason.NO_SHOW)
 
 
 def check_wav(path: Path) -> None:

@@ -31,6 +31,7 @@ from thinnest.bench.metrics import percentile
 from thinnest.bench.probe import ProbeClient
 from thinnest.bench.stack import BenchStack, StackOptions
 from thinnest.config import Settings
+from thinnest.contracts.session import FINAL_STATUSES, EndReason, SessionStatus
 from thinnest.errors import ConfigError
 
 __all__ = ["SoakOptions", "run_soak_bench"]
@@ -40,7 +41,6 @@ __all__ = ["SoakOptions", "run_soak_bench"]
 MAX_MAIN_RSS_GROWTH_MB = 64.0
 MAX_RSS_GROWTH_PER_CALL_MB = 4.0
 MAX_FD_GROWTH = 16
-FINAL = {"ended", "error", "failed"}
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ async def _final(http: httpx.AsyncClient, stack: BenchStack, session_id: str) ->
         row = (
             dict(resp.json()) if resp.status_code == 200 else {"status": f"http {resp.status_code}"}
         )
-        if row.get("status") in FINAL:
+        if row.get("status") in FINAL_STATUSES:
             break
         await asyncio.sleep(0.5)
     return row
@@ -147,7 +147,10 @@ async def _one_call(
             await client.aclose()
         row = await _final(http, stack, session["session_id"])
         result["status"], result["end_reason"] = row.get("status"), row.get("end_reason")
-        if (row.get("status"), row.get("end_reason")) != ("ended", "user_left"):
+        if (row.get("status"), row.get("end_reason")) != (
+            SessionStatus.ENDED,
+            EndReason.USER_LEFT,
+        ):
             result["error"] = f"session stored as {row.get('status')}/{row.get('end_reason')}"
     except Exception as exc:  # noqa: BLE001 - one failed call is a result, not the end
         result["error"] = f"{type(exc).__name__}: {exc}"

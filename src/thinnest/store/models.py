@@ -11,6 +11,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from thinnest.contracts.session import SessionStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -108,7 +110,7 @@ class CallSession(Base):
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     recording: Mapped[bool] = mapped_column(Boolean, default=False)
     max_duration: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="starting", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=SessionStatus.STARTING, index=True)
     end_reason: Mapped[str | None] = mapped_column(String(40), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
