@@ -21,7 +21,7 @@ from tests.engine.conftest import Worker, wait_final, weather_tool
 from thinnest.client import VoiceClient
 from thinnest.config import Settings
 from thinnest.contracts.agent import HttpTool, ProviderChoice
-from thinnest.engine.providers import with_language
+from thinnest.engine.providers import resolve_choice
 from thinnest.engine.tools import call_http_tool
 from thinnest.store.db import Database
 from thinnest.testing import ScriptedChatServer
@@ -154,7 +154,7 @@ async def test_unreachable_tool_and_missing_secret(tmp_path: object) -> None:
 def test_agent_language_reaches_the_stt(
     name: str, options: dict[str, str], language: str, expected: dict[str, str]
 ) -> None:
-    choice = with_language("stt", ProviderChoice(name=name, options=options), language)
+    choice = resolve_choice("stt", ProviderChoice(name=name, options=options), language)
     assert choice.options == expected
 
 

@@ -1,8 +1,10 @@
-"""An agent's providers as one call gets them: built once per process, the agent's language
-applied.
+"""An agent's providers as one call gets them: options validated once, objects built once.
 
-:class:`ProviderCache` builds the livekit-agents object of each provider the first time a
-call of the process names it with those options; every later call shares it.
+The API validated the agent's provider options when the agent was saved; the engine receives
+them as JSON with each dispatch. :func:`resolve_choice` validates each provider's options once
+(the agent's language applied), and :class:`ProviderCache` builds the livekit-agents object
+from those validated options, once per process: every call of the process that names the
+same provider with the same options shares it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,67 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from thinnest.config import Settings
-from thinnest.contracts.agent import PROVIDER_KINDS, AgentConfig, ProviderChoice
+from thinnest.contracts.agent import PROVIDER_KINDS, AgentConfig, ProviderChoice, ProviderKind
 from thinnest.engine import clauses
 from thinnest.errors import ConfigError
 from thinnest.providers import ConversationAware, registry
 
-__all__ = ["CallProviders", "ProviderCache", "with_language"]
+__all__ = ["CallProviders", "ProviderCache", "ValidChoice", "resolve_choice"]
+
+#: The kinds whose provider hears or speaks the agent's language.
+_SPOKEN: tuple[ProviderKind, ...] = ("stt", "tts")
+
+
+@dataclass(frozen=True)
+class ValidChoice:
+    """A provider choice whose options have been validated by the provider registry.
+
+    Attributes:
+        kind: the provider's kind.
+        name: its registered name.
+        options: the agent's options as given, the agent's language added where it applies.
+        validated: the options model :func:`thinnest.providers.registry.validate` returned
+            for them; the provider is built from it.
+    """
+
+    kind: ProviderKind
+    name: str
+    options: dict[str, Any]
+    validated: BaseModel
+
+    @property
+    def key(self) -> str:
+        """What identifies the built provider within a process."""
+        return f"{self.kind}:{self.name}:{json.dumps(self.options, sort_keys=True)}"
+
+
+def resolve_choice(
+    kind: ProviderKind, choice: ProviderChoice, language: str, *, settings: Settings | None = None
+) -> ValidChoice:
+    """The provider of ``kind`` with its options validated, the agent's language applied.
+
+    The agent's language becomes the provider's ``language`` option unless the options set
+    one: the code as given (``en-US``) if the provider takes it, else its base (``en``); a
+    provider that takes neither keeps its own default. Only STT and TTS get the language.
+
+    Raises:
+        ConfigError: the options are not valid (see :func:`thinnest.providers.registry.validate`).
+    """
+    fields = registry.get(kind, choice.name).options.model_fields
+    if kind in _SPOKEN and "language" in fields and "language" not in choice.options:
+        for code in dict.fromkeys((language, language.split("-")[0])):
+            options = {**choice.options, "language": code}
+            try:
+                validated = registry.validate(kind, choice.name, options, settings=settings)
+            except ConfigError:
+                continue
+            return ValidChoice(kind, choice.name, options, validated)
+    options = dict(choice.options)
+    validated = registry.validate(kind, choice.name, options, settings=settings)
+    return ValidChoice(kind, choice.name, options, validated)
 
 
 @dataclass(frozen=True)
@@ -44,46 +100,48 @@ class CallProviders:
 
 
 class ProviderCache:
-    """Provider objects built once per process, keyed by kind, name and options."""
+    """Provider objects built once per process, keyed by kind, name and options.
+
+    A choice is validated once per process and agent input (the same agent's next call finds
+    it resolved); a call's providers are thus validated at most once per kind.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._resolved: dict[str, ValidChoice] = {}
         self._built: dict[str, Any] = {}
         self._spoken: dict[str, Any] = {}
 
-    @staticmethod
-    def _key(kind: str, choice: ProviderChoice) -> str:
-        return f"{kind}:{choice.name}:{json.dumps(choice.options, sort_keys=True)}"
+    def choice(self, kind: ProviderKind, config: AgentConfig) -> ValidChoice:
+        """The agent's provider of ``kind``, validated, its language applied."""
+        chosen = config.providers.of(kind)
+        language = config.language if kind in _SPOKEN else ""
+        key = f"{kind}:{chosen.name}:{language}:{json.dumps(chosen.options, sort_keys=True)}"
+        if key not in self._resolved:
+            self._resolved[key] = resolve_choice(kind, chosen, language, settings=self.settings)
+        return self._resolved[key]
 
-    def get(self, kind: str, choice: ProviderChoice) -> Any:
-        key = self._key(kind, choice)
-        if key not in self._built:
-            self._built[key] = registry.build(
-                kind, choice.name, choice.options, settings=self.settings
-            )
-        return self._built[key]
+    def build(self, choice: ValidChoice) -> Any:
+        """The provider object of ``choice``, built on first use from its validated options."""
+        if choice.key not in self._built:
+            provider = registry.get(choice.kind, choice.name)
+            # The options were validated when the choice was resolved: built from them as is.
+            self._built[choice.key] = provider.factory(choice.validated, self.settings)
+        return self._built[choice.key]
 
-    @staticmethod
-    def choice(kind: str, config: AgentConfig) -> ProviderChoice:
-        """The agent's provider of ``kind``, its language applied."""
-        choice: ProviderChoice = getattr(config.providers, kind)
-        if kind in ("stt", "tts"):
-            choice = with_language(kind, choice, config.language)
-        return choice
-
-    def for_agent(self, kind: str, config: AgentConfig) -> Any:
+    def for_agent(self, kind: ProviderKind, config: AgentConfig) -> Any:
         """The provider object of ``kind`` for an agent (its language applied)."""
-        return self.get(kind, self.choice(kind, config))
+        return self.build(self.choice(kind, config))
 
-    def tts_for_session(self, config: AgentConfig) -> Any:
-        """The agent's TTS as the session gets it: one sentence at a time, the first
+    def spoken_tts(self, choice: ValidChoice) -> Any:
+        """The TTS of ``choice`` as the session gets it: one sentence at a time, the first
         clause of a reply on its own (:mod:`thinnest.engine.clauses`); built once."""
-        key = self._key("tts", self.choice("tts", config))
-        if key not in self._spoken:
-            self._spoken[key] = clauses.for_session(self.for_agent("tts", config))
-        return self._spoken[key]
+        if choice.key not in self._spoken:
+            self._spoken[choice.key] = clauses.for_session(self.build(choice))
+        return self._spoken[choice.key]
 
     def warm(self, config: AgentConfig) -> None:
+        """Build all of the agent's providers, here and now."""
         for kind in PROVIDER_KINDS:
             self.for_agent(kind, config)
 
@@ -97,12 +155,12 @@ class ProviderCache:
         """
         for kind in PROVIDER_KINDS:
             choice = self.choice(kind, config)
-            if self._key(kind, choice) in self._built:
+            if choice.key in self._built:
                 continue
             for module in registry.get(kind, choice.name).plugins:
                 with contextlib.suppress(ImportError):  # the build names the missing extra
                     importlib.import_module(module)
-            await asyncio.to_thread(self.get, kind, choice)
+            await asyncio.to_thread(self.build, choice)
 
     def for_call(self, config: AgentConfig) -> CallProviders:
         """The agent's providers as one call's session takes them (built by :meth:`load`)."""
@@ -112,25 +170,7 @@ class ProviderCache:
         return CallProviders(
             stt=speech_to_text,
             llm=self.for_agent("llm", config),
-            tts=self.tts_for_session(config),
+            tts=self.spoken_tts(self.choice("tts", config)),
             vad=self.for_agent("vad", config),
             turn_detection=self.for_agent("turn_detection", config),
         )
-
-
-def with_language(kind: str, choice: ProviderChoice, language: str) -> ProviderChoice:
-    """The agent's language as the provider's ``language`` option, unless it sets one.
-
-    Tries the code as given (``en-US``), then its base (``en``); a provider that takes
-    neither keeps its own default.
-    """
-    fields = registry.get(kind, choice.name).options.model_fields
-    if "language" not in fields or "language" in choice.options:
-        return choice
-    for code in dict.fromkeys((language, language.split("-")[0])):
-        try:
-            registry.validate(kind, choice.name, {**choice.options, "language": code})
-        except ConfigError:
-            continue
-        return ProviderChoice(name=choice.name, options={**choice.options, "language": code})
-    return choice

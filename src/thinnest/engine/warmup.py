@@ -37,7 +37,7 @@ def prewarm(proc: JobProcess) -> None:
     cache.warm(default)
     # Reading the default system prompt and tools fills the LLM's prompt cache (the local
     # llama reads it without answering), so a first answer does not pay for it (seconds).
-    llm_obj = cache.get("llm", default.providers.llm)
+    llm_obj = cache.for_agent("llm", default)
     warmer = threading.Thread(target=lambda: asyncio.run(_warm_llm(llm_obj, default.instructions)))
     warmer.start()
     warmer.join(60)
