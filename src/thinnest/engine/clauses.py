@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from livekit.agents import tokenize, tts
-from livekit.agents.tokenize.token_stream import BufferedSentenceStream
+from livekit.agents.tokenize import BufferedSentenceStream, SentenceStream
 
 __all__ = ["FirstClauseTokenizer", "for_session"]
 
@@ -56,7 +56,8 @@ class FirstClauseTokenizer(tokenize.SentenceTokenizer):
     def tokenize(self, text: str, *, language: str | None = None) -> list[str]:
         return self._sentences.tokenize(text, language=language)
 
-    def stream(self, *, language: str | None = None) -> tokenize.SentenceStream:
+    # SentenceStream by its own name: in this class, ``tokenize`` is the method above.
+    def stream(self, *, language: str | None = None) -> SentenceStream:
         return _FirstClauseStream(self._sentences)
 
 

@@ -345,7 +345,7 @@ def limit_send_buffer(nbytes: int) -> bool:
     transport = getattr(protocol, "transport", None)
     get_extra_info = getattr(transport, "get_extra_info", None)
     sock = get_extra_info("socket") if callable(get_extra_info) else None
-    if sock is None:
+    if sock is None or transport is None:
         return False
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
