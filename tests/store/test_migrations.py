@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, make_url, text
 
 from thinnest.contracts.agent import AgentConfig
 from thinnest.store import agents, keys, sessions
@@ -120,3 +122,78 @@ def test_the_shared_database_is_at_head(database: Database) -> None:
     with database.engine.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert version == _revisions()[-1]
+
+
+@pytest.fixture
+def fresh_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the kind the suite runs on (a new one on the PostgreSQL server)."""
+    if not database_url.startswith("postgresql"):
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = f"fresh_{secrets.token_hex(4)}"
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def test_0005_records_session_keys_on_a_populated_database_at_0004(fresh_url: str) -> None:
+    """Sessions stored before 0005 have no key and count for none; keys get no cap of their
+    own (the server's default applies); new sessions record their key."""
+    db = Database(fresh_url)
+    migrate(db.engine, "0004")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO owners (id, name, created_at) VALUES ('o1', 'o', :t)"), {"t": _T}
+        )
+        conn.execute(
+            text(
+                "INSERT INTO api_keys (id, owner_id, name, kind, prefix, key_hash, created_at) "
+                "VALUES ('k1', 'o1', '', 'publishable', 'tn_pk_x', 'h1', :t)"
+            ),
+            {"t": _T},
+        )
+        for n in range(3):
+            conn.execute(
+                text(
+                    "INSERT INTO sessions (id, owner_id, agent_id, agent_config, context, "
+                    "recording, max_duration, status, created_at) VALUES "
+                    "(:id, 'o1', 'a1', '{}', '{}', false, 60, 'active', :t)"
+                ),
+                {"id": f"s{n}", "t": _T},
+            )
+    migrate(db.engine)
+    columns = {c["name"]: c for c in inspect(db.engine).get_columns("sessions")}
+    assert columns["api_key_id"]["nullable"]
+    indexed = {tuple(i["column_names"]) for i in inspect(db.engine).get_indexes("sessions")}
+    assert ("api_key_id", "status") in indexed
+    with db.session() as s:
+        assert [sessions.get_session(s, f"s{n}").api_key_id for n in range(3)] == [None] * 3
+        key = keys.list_keys(s)[0]
+        assert key.max_open_sessions is None
+        assert keys.max_open_sessions(key, 2) == 2
+        assert sessions.count_open(s, "k1") == 0  # the old sessions count for no key
+        sessions.create_session(
+            s,
+            owner_id="o1",
+            agent_id="a1",
+            api_key_id="k1",
+            agent_config={},
+            context={},
+            max_duration=60,
+        )
+    with db.session() as s:
+        assert sessions.count_open(s, "k1") == 1
+    downgrade(db.engine, "0004")
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sessions")).scalar() == 4
+    migrate(db.engine)
+    db.close()
+
+
+_T = "2026-12-01 00:00:00"

@@ -13,7 +13,7 @@ import re
 import secrets
 from datetime import UTC, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from thinnest.errors import AuthError, NotFoundError, ValidationError
@@ -48,8 +48,12 @@ def get_owner(db: Session, name: str) -> Owner:
     return owner
 
 
-def create_key(db: Session, owner: Owner, *, name: str = "") -> tuple[ApiKey, str]:
-    """Create a secret key for ``owner``. Returns the row and the plaintext (shown once)."""
+def create_key(
+    db: Session, owner: Owner, *, name: str = "", max_open_sessions: int | None = None
+) -> tuple[ApiKey, str]:
+    """Create a secret key for ``owner`` (no cap on its open sessions unless
+    ``max_open_sessions`` sets one). Returns the row and the plaintext (shown once)."""
+    _check_max_open_sessions(max_open_sessions)
     plaintext = SECRET_KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
         owner_id=owner.id,
@@ -57,10 +61,16 @@ def create_key(db: Session, owner: Owner, *, name: str = "") -> tuple[ApiKey, st
         kind=SECRET,
         prefix=plaintext[: len(SECRET_KEY_PREFIX) + 6],
         key_hash=hash_key(plaintext),
+        max_open_sessions=max_open_sessions,
     )
     db.add(row)
     db.flush()
     return row, plaintext
+
+
+def _check_max_open_sessions(value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValidationError("max_open_sessions must be at least 1", field="max_open_sessions")
 
 
 def normalize_origin(value: str) -> str:
@@ -85,16 +95,19 @@ def create_publishable_key(
     origins: list[str],
     name: str = "",
     rate_limit_per_minute: int | None = None,
+    max_open_sessions: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a publishable key for ``owner``: it may start sessions only with
     ``agents_allowed`` (ids or names of the owner's agents, stored as ids), only from
-    ``origins``. Returns the row and the plaintext (shown once)."""
+    ``origins``; ``rate_limit_per_minute`` and ``max_open_sessions`` are its own limits
+    (``None``: the server's defaults). Returns the row and the plaintext (shown once)."""
     if not agents_allowed:
         raise ValidationError("a publishable key needs at least one agent", field="agents")
     if not origins:
         raise ValidationError("a publishable key needs at least one origin", field="origins")
     if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
         raise ValidationError("rate_limit_per_minute must be at least 1", field="rate_limit")
+    _check_max_open_sessions(max_open_sessions)
     agent_ids = list(dict.fromkeys(agents.get_agent(db, owner.id, a).id for a in agents_allowed))
     allowed = list(dict.fromkeys(normalize_origin(o) for o in origins))
     plaintext = PUBLISHABLE_KEY_PREFIX + secrets.token_urlsafe(32)
@@ -107,6 +120,7 @@ def create_publishable_key(
         allowed_agents=agent_ids,
         allowed_origins=allowed,
         rate_limit_per_minute=rate_limit_per_minute,
+        max_open_sessions=max_open_sessions,
     )
     db.add(row)
     db.flush()
@@ -129,6 +143,32 @@ def authenticate(db: Session, plaintext: str | None) -> ApiKey:
     if row.revoked_at is not None:
         raise AuthError("this API key has been revoked", code="revoked_api_key")
     return row
+
+
+def max_open_sessions(key: ApiKey, publishable_default: int) -> int | None:
+    """How many of its sessions ``key`` may have open at once: its own cap, else
+    ``publishable_default`` for a publishable key; ``None`` (no cap) for a secret key."""
+    if key.max_open_sessions is not None:
+        return key.max_open_sessions
+    return publishable_default if key.kind == PUBLISHABLE else None
+
+
+def lock(db: Session, key_id: str) -> None:
+    """Lock the key's row until ``db`` commits, so that what is counted for the key and then
+    written in this transaction cannot interleave with another transaction doing the same.
+
+    PostgreSQL locks the row (``SELECT … FOR UPDATE``); SQLite has no row locks, and a write
+    takes its one database-wide write lock, so the row is updated to itself: SQLite's
+    transaction begins here (at the first write) and every read after it is serialised."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(select(ApiKey.id).where(ApiKey.id == key_id).with_for_update())
+    else:
+        db.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(kind=ApiKey.kind)
+            .execution_options(synchronize_session=False)
+        )
 
 
 #: ``last_used_at`` is this precise: a key used more often is not written on every request

@@ -57,7 +57,8 @@ class ApiKey(Base):
 
     ``kind`` is ``secret`` (server-side, full access to its owner's resources) or
     ``publishable`` (safe in a web page: it only starts sessions with ``allowed_agents``,
-    from pages on ``allowed_origins``, at most ``rate_limit_per_minute`` a minute).
+    from pages on ``allowed_origins``, at most ``rate_limit_per_minute`` a minute, at most
+    ``max_open_sessions`` open at once).
     """
 
     __tablename__ = "api_keys"
@@ -77,6 +78,10 @@ class ApiKey(Base):
     allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: a publishable key's own limit; default ``Settings.publishable_rate_limit_per_minute``
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: most sessions started with this key that may be open (starting or active) at once;
+    #: default ``Settings.publishable_max_open_sessions`` for a publishable key, none for a
+    #: secret key
+    max_open_sessions: Mapped[int | None] = mapped_column(Integer, default=None)
 
     owner: Mapped[Owner] = relationship(lazy="joined")
 
@@ -100,13 +105,19 @@ class CallSession(Base):
     """One call. ``agent_config`` is the snapshot the voice engine was dispatched with."""
 
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_owner_created", "owner_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_sessions_owner_created", "owner_id", "created_at"),
+        Index("ix_sessions_api_key_status", "api_key_id", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("session"))
     owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
     # Not a foreign key: a session outlives its agent; the snapshot keeps what it ran with.
     agent_id: Mapped[str] = mapped_column(String(40), index=True)
     agent_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: the key that started it (not a foreign key: a session outlives its key); ``None`` for
+    #: sessions stored before keys were recorded (revision 0005)
+    api_key_id: Mapped[str | None] = mapped_column(String(40), default=None)
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     recording: Mapped[bool] = mapped_column(Boolean, default=False)
     max_duration: Mapped[int] = mapped_column(Integer)

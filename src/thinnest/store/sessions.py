@@ -21,6 +21,16 @@ def create_session(db: Session, **fields: Any) -> CallSession:
     return row
 
 
+def count_open(db: Session, api_key_id: str) -> int:
+    """Sessions started with the key that are not over yet (starting or active)."""
+    stmt = (
+        select(func.count())
+        .select_from(CallSession)
+        .where(CallSession.api_key_id == api_key_id, CallSession.status.in_(OPEN_STATUSES))
+    )
+    return db.scalar(stmt) or 0
+
+
 def get_session(db: Session, session_id: str, owner_id: str | None = None) -> CallSession:
     """The session by id; with ``owner_id``, another owner's session is 'not found'."""
     stmt = select(CallSession).where(CallSession.id == session_id)

@@ -26,12 +26,17 @@ def forget(db: Session, worker_id: str) -> None:
     db.execute(delete(Worker).where(Worker.id == worker_id))
 
 
-def live_workers(db: Session, agent_name: str, *, within: float) -> list[Worker]:
-    """Workers for ``agent_name`` heard from in the last ``within`` seconds."""
+def live_workers(
+    db: Session, agent_name: str, *, within: float, lock: bool = False
+) -> list[Worker]:
+    """Workers for ``agent_name`` heard from in the last ``within`` seconds. With ``lock``,
+    their rows stay locked until ``db`` commits (PostgreSQL; SQLite's one writer serialises a
+    transaction that has written already), so two starts cannot both take the last slot."""
     since = utcnow() - timedelta(seconds=within)
-    return list(
-        db.scalars(select(Worker).where(Worker.agent_name == agent_name, Worker.last_seen >= since))
-    )
+    stmt = select(Worker).where(Worker.agent_name == agent_name, Worker.last_seen >= since)
+    if lock:
+        stmt = stmt.order_by(Worker.id).with_for_update()
+    return list(db.scalars(stmt))
 
 
 #: How long a dispatched session may wait for a worker to take it. Younger sessions that no
