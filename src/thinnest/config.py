@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     """`POST /voice/start` calls per API key per minute"""
     publishable_rate_limit_per_minute: int = Field(10, ge=1)
     """`POST /voice/start` calls per publishable key per minute, unless the key sets its own"""
+    publishable_max_open_sessions: int = Field(2, ge=1)
+    """sessions a publishable key may have open (starting or active) at once, unless the key
+    sets its own; one more is refused with `429 too_many_sessions` (secret keys: no cap
+    unless the key sets one)"""
     web_demo: bool | None = None
     """serve the demo page at `/demo` with a server-side session route using the dev key;
     default: on when `env` is `dev`, off otherwise"""
@@ -91,7 +95,8 @@ class Settings(BaseSettings):
     `no_show` and frees its slot; below `room_empty_timeout`, so the engine, not LiveKit,
     ends an unjoined session"""
     no_capacity_retry_after: int = Field(10, ge=1)
-    """`Retry-After` seconds of a `503 no_capacity` answer (every worker's slots are taken)"""
+    """`Retry-After` seconds of a `503 no_capacity` answer (every worker's slots are taken)
+    and of a `429 too_many_sessions` one (the key's open sessions are at its cap)"""
 
     sweep_interval: float = Field(30.0, gt=0)
     """seconds between checks for active sessions whose room is gone (the backstop)"""

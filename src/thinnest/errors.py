@@ -107,8 +107,15 @@ class RateLimitError(ThinnestError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float, code: str | None = None):
-        super().__init__(message, code=code)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        code: str | None = None,
+        field: str | None = None,
+    ):
+        super().__init__(message, code=code, field=field)
         self.retry_after = retry_after
 
 

@@ -149,7 +149,7 @@ def test_a_visitor_may_shorten_a_call_and_turn_recording_off(
     tenant: Tenant, api: RunningApi
 ) -> None:
     agent = tenant.create_agent(max_duration=120, recording=True)
-    key = str(_publishable(tenant, [str(agent["id"])])["key"])
+    key = str(_publishable(tenant, [str(agent["id"])], max_open_sessions=3)["key"])
     for extra, expected in [
         ({"max_duration": 60, "recording": False}, (60, False)),
         ({"max_duration": 120, "recording": True}, (120, True)),

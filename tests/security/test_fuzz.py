@@ -186,6 +186,7 @@ def publishable_key(fuzz_api: tuple[RunningApi, Tenant]) -> str:
             "agents": [agent],
             "origins": ["https://site.example"],
             "rate_limit_per_minute": 100000,
+            "max_open_sessions": 100000,  # no worker ends them: every example's stays open
         },
     )
     assert resp.status_code == 201, resp.text

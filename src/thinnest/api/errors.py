@@ -47,7 +47,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "not found, or not the caller's"),
         (409, "conflicts with what exists (e.g. an agent name in use)"),
         (422, "invalid request; `error.field` names the field"),
-        (429, "rate limit exceeded; see Retry-After"),
+        (
+            429,
+            "rate limit exceeded (`rate_limited`), or the key's open sessions are at its cap "
+            "(`too_many_sessions`); see Retry-After",
+        ),
         (
             503,
             "LiveKit or a voice engine worker is unreachable, or every worker is busy "

@@ -99,6 +99,11 @@ class KeyOut(BaseModel):
     rate_limit_per_minute: int | None = Field(
         None, description="publishable keys: its own limit of POST /voice/start a minute"
     )
+    max_open_sessions: int | None = Field(
+        None,
+        description="its own cap on sessions open at once (null: the server's default for a "
+        "publishable key, no cap for a secret key)",
+    )
 
 
 class KeyCreate(StrictModel):
@@ -116,6 +121,13 @@ class KeyCreate(StrictModel):
     )
     rate_limit_per_minute: StrictInt | None = Field(
         None, ge=1, le=100000, description="publishable: its own limit (default: the server's)"
+    )
+    max_open_sessions: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=100000,
+        description="sessions started with the key that may be open at once (default: the "
+        "server's for a publishable key, none for a secret key); one more gets 429",
     )
 
 

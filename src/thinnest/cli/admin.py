@@ -74,6 +74,13 @@ def keys_create(
         int | None,
         typer.Option(help="publishable: sessions a minute (default THINNEST_PUBLISHABLE_…)"),
     ] = None,
+    max_open_sessions: Annotated[
+        int | None,
+        typer.Option(
+            help="sessions of this key open at once; one more is refused (publishable "
+            "default THINNEST_PUBLISHABLE_MAX_OPEN_SESSIONS, secret: no cap)"
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; the key is printed once, as the last line."""
     if not publishable and (agent or origin or rate_limit is not None):
@@ -91,6 +98,7 @@ def keys_create(
                 agents_allowed=agent or [],
                 origins=origin or [],
                 rate_limit_per_minute=rate_limit,
+                max_open_sessions=max_open_sessions,
             )
             err.print(
                 f"created publishable key {row.id} for owner {owner!r}: agents "
@@ -98,7 +106,9 @@ def keys_create(
                 markup=False,
             )
         else:
-            row, plaintext = keys_store.create_key(db, owner_row, name=name)
+            row, plaintext = keys_store.create_key(
+                db, owner_row, name=name, max_open_sessions=max_open_sessions
+            )
             err.print(
                 f"created key {row.id} for owner {owner!r}; store it now, it is not shown again:",
                 markup=False,

@@ -18,11 +18,11 @@ from thinnest.contracts.dispatch import USER_IDENTITY, DispatchMetadata
 from thinnest.contracts.events import CONTROL_TOPIC, end_control
 from thinnest.contracts.session import FINAL_STATUSES, EndReason, SessionStatus
 from thinnest.contracts.voice import VoiceStartRequest, VoiceStartResponse
-from thinnest.errors import UnavailableError, ValidationError
+from thinnest.errors import RateLimitError, UnavailableError, ValidationError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.livekit.tokens import mint_participant_token
 from thinnest.log import logger
-from thinnest.store import agents, sessions, workers
+from thinnest.store import agents, keys, sessions, workers
 from thinnest.store.db import Database
 from thinnest.store.models import ApiKey
 
@@ -71,6 +71,11 @@ async def start(
 
     def store() -> DispatchMetadata:
         with database.session() as db:
+            # One transaction counts and inserts: the key's row is locked first, so two starts
+            # with one key cannot both see room under its cap (nor, with the workers' rows
+            # locked too, both take a worker's last slot).
+            keys.lock(db, key.id)
+            check_open_sessions(db, key, settings)
             if settings.require_worker:
                 check_capacity(db, settings)
             agent = agents.get_agent(db, key.owner_id, body.agent_id)
@@ -80,6 +85,7 @@ async def start(
                 db,
                 owner_id=key.owner_id,
                 agent_id=agent.id,
+                api_key_id=key.id,
                 agent_config=agent.config,
                 context=context,
                 recording=config.recording if body.recording is None else body.recording,
@@ -126,11 +132,29 @@ async def start(
     )
 
 
+def check_open_sessions(db: Session, key: ApiKey, settings: Settings) -> None:
+    """Refuse a start that would put more of the key's sessions open at once than its cap
+    (``429 too_many_sessions``, with ``Retry-After``): a copied publishable key could
+    otherwise hold every worker slot with calls nobody joins. Call with the key locked."""
+    cap = keys.max_open_sessions(key, settings.publishable_max_open_sessions)
+    if cap is None:
+        return
+    if (open_now := sessions.count_open(db, key.id)) >= cap:
+        raise RateLimitError(
+            f"this API key has {open_now} sessions open and may have at most {cap} at once; "
+            "try again when one has ended",
+            code="too_many_sessions",
+            field="max_open_sessions",
+            retry_after=settings.no_capacity_retry_after,
+        )
+
+
 def check_capacity(db: Session, settings: Settings) -> None:
     """Refuse a call no worker could take: none alive (``no_worker``), or every live one's
-    slots taken (``no_capacity``, with ``Retry-After``: a call or a no-show ends soon)."""
+    slots taken (``no_capacity``, with ``Retry-After``: a call or a no-show ends soon).
+    The live workers' rows stay locked until the start commits."""
     live = workers.live_workers(
-        db, settings.agent_name, within=3 * settings.worker_heartbeat_interval
+        db, settings.agent_name, within=3 * settings.worker_heartbeat_interval, lock=True
     )
     if not live:
         raise UnavailableError(

@@ -32,6 +32,7 @@ def create_key(body: KeyCreate, key: CurrentKey, db: DbSession) -> KeyCreated:
             agents_allowed=body.agents,
             origins=body.origins,
             rate_limit_per_minute=body.rate_limit_per_minute,
+            max_open_sessions=body.max_open_sessions,
         )
     else:
         if body.agents or body.origins or body.rate_limit_per_minute is not None:
@@ -40,7 +41,9 @@ def create_key(body: KeyCreate, key: CurrentKey, db: DbSession) -> KeyCreated:
                 'add "kind": "publishable"',
                 field="kind",
             )
-        row, plaintext = keys.create_key(db, key.owner, name=body.name)
+        row, plaintext = keys.create_key(
+            db, key.owner, name=body.name, max_open_sessions=body.max_open_sessions
+        )
     db.commit()
     shown = KeyOut.model_validate(row, from_attributes=True)
     return KeyCreated(key=plaintext, **shown.model_dump())
