@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, make_url, text
 
-from tests.conftest import RunningApi, Tenant
+from tests.conftest import RunningApi, Tenant, make_settings, start_api
 from thinnest.config import Settings
+from thinnest.contracts.agent import AgentConfig
 from thinnest.contracts.session import OPEN_STATUSES, EndReason, SessionStatus
 from thinnest.errors import ValidationError
-from thinnest.store import keys, sessions
+from thinnest.livekit.devserver import LiveKitDevServer
+from thinnest.store import agents, keys, sessions, workers
 from thinnest.store.db import Database
 from thinnest.store.models import ApiKey, CallSession, Owner
 
@@ -219,3 +224,64 @@ def test_cli_creates_keys_with_a_cap(tmp_path: Path) -> None:
     finally:
         db.close()
     assert made == {"publishable": 5, "secret": 7}
+
+
+@pytest.fixture
+def fresh_database(database_url: str, tmp_path: Path) -> Iterator[Database]:
+    """An empty database of the suite's kind: no other test's young sessions in its counts."""
+    if database_url.startswith("postgresql"):
+        name = f"cap_{secrets.token_hex(4)}"
+        admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    else:
+        url = f"sqlite:///{tmp_path / 'cap.db'}"
+    db = Database(url)
+    db.migrate()
+    try:
+        yield db
+    finally:
+        db.close()
+        if database_url.startswith("postgresql"):
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            admin.dispose()
+
+
+async def test_concurrent_starts_with_different_keys_never_overfill_a_worker(
+    fresh_database: Database, livekit_server: LiveKitDevServer, tmp_path: Path
+) -> None:
+    """The capacity check runs in the start's transaction with the workers' rows locked: ten
+    starts at once, each with its own key, for a worker with three free slots."""
+    slots, tries = 3, 10
+    pool = f"pool-{secrets.token_hex(3)}"
+    with fresh_database.session() as db:
+        owner = keys.get_or_create_owner(db, "capacity")
+        agent = agents.create_agent(db, owner.id, AgentConfig(name="a")).id
+        plaintexts = [keys.create_key(db, owner)[1] for _ in range(tries)]
+        # The row a `thinnest worker` of this pool writes when it has `slots` free slots.
+        workers.heartbeat(db, f"{pool}-w", agent_name=pool, max_jobs=slots, active_jobs=0)
+    settings = make_settings(
+        tmp_path, livekit_server, require_worker=True, agent_name=pool, rate_limit_per_minute=1000
+    )
+    api = start_api(settings, fresh_database)
+    try:
+        async with httpx.AsyncClient(base_url=api.url, timeout=60) as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        "/voice/start",
+                        json={"agent_id": agent},
+                        headers={"Authorization": f"Bearer {p}"},
+                    )
+                    for p in plaintexts
+                )
+            )
+    finally:
+        api.stop()
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200] * slots + [503] * (tries - slots), [r.text for r in answers]
+    refused = [r for r in answers if r.status_code == 503]
+    assert {r.json()["error"]["code"] for r in refused} == {"no_capacity"}
+    assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
