@@ -7,7 +7,10 @@ A publishable key sits in a web page, so anyone can read it. What makes it safe:
 - a browser always sends ``Origin`` on a cross-origin ``POST`` and page scripts cannot forge it,
   so another website's page cannot use the key: its origin is checked against the key's list;
 - its own per-key rate limit bounds what a non-browser client, which can send any ``Origin``,
-  gets out of a copied key.
+  gets out of a copied key, and so does its cap on open sessions
+  (``Settings.publishable_max_open_sessions`` unless the key sets ``max_open_sessions``;
+  checked in the start's own transaction, :func:`thinnest.services.sessions.start`): a
+  copied key cannot hold every worker slot with calls nobody joins.
 
 What a visitor may ask for is bounded by the agent (:func:`check_start`, 403 naming the field):
 ``max_duration`` may only shorten the agent's, ``recording`` may turn recording off but never
