@@ -28,13 +28,14 @@ from a browser.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thinnest.api.limits import RateLimiter
+from thinnest.config import Settings
+from thinnest.contracts.agent import AgentConfig
 from thinnest.contracts.voice import VoiceStartRequest
 from thinnest.errors import ForbiddenError, NotFoundError
 from thinnest.store import agents
@@ -67,37 +68,38 @@ def check_origin(request: Request, key: ApiKey) -> None:
         )
 
 
-def check_agent(database: Database, key: ApiKey, agent_id: str) -> dict[str, Any]:
+def check_agent(database: Database, key: ApiKey, agent_id: str) -> AgentConfig:
     """Refuse a publishable key for an agent it does not name; an unknown agent gets the
     same answer (existence never leaks). Returns the agent's config."""
     with database.session() as db:
         try:
             agent = agents.get_agent(db, key.owner_id, agent_id)
-            resolved, config = agent.id, agent.config
         except NotFoundError:
-            resolved, config = None, {}
-    if resolved is None or resolved not in key.allowed_agents:
-        raise ForbiddenError(
-            f"this publishable key may not start sessions with agent {agent_id!r}",
-            code="agent_not_allowed",
-            field="agent_id",
-        )
-    return config
+            agent = None
+        if agent is not None and agent.id in key.allowed_agents:
+            return agents.config_of(agent)
+    raise ForbiddenError(
+        f"this publishable key may not start sessions with agent {agent_id!r}",
+        code="agent_not_allowed",
+        field="agent_id",
+    )
 
 
-def check_start(database: Database, key: ApiKey, body: VoiceStartRequest) -> None:
+def check_start(
+    database: Database, key: ApiKey, body: VoiceStartRequest, settings: Settings
+) -> None:
     """Refuse what a visitor may not ask of the agent: an agent the key does not name, a
     longer ``max_duration`` than the agent's, ``recording`` the agent does not do."""
     config = check_agent(database, key, body.agent_id)
-    agent_max = config.get("max_duration")
-    if body.max_duration is not None and agent_max is not None and body.max_duration > agent_max:
+    agent_max = config.max_duration or settings.default_max_duration
+    if body.max_duration is not None and body.max_duration > agent_max:
         raise ForbiddenError(
             f"a publishable key may only shorten max_duration: at most {agent_max} seconds "
             "(the agent's)",
             code="max_duration_not_allowed",
             field="max_duration",
         )
-    if body.recording and not config.get("recording", False):
+    if body.recording and not config.recording:
         raise ForbiddenError(
             "a publishable key may not turn recording on: the agent does not record calls",
             code="recording_not_allowed",

@@ -36,7 +36,7 @@ async def voice_start(
     if key.kind == keys.PUBLISHABLE:
         publishable.check_origin(request, key)
         request.app.state.publishable_limits.check(key)
-        await run_in_threadpool(publishable.check_start, database, key, body)
+        await run_in_threadpool(publishable.check_start, database, key, body, settings)
     else:
         limiter.check(key.id)
     return await sessions.start(body, key, database=database, livekit=livekit, settings=settings)
