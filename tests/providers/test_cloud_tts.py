@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,13 +42,18 @@ class FakeTTS:
     query: dict[str, str] = field(default_factory=dict)
 
 
-@pytest.fixture
-async def fake_cartesia(unused_tcp_port: int) -> AsyncIterator[FakeTTS]:
-    state = FakeTTS(url=f"http://127.0.0.1:{unused_tcp_port}")
+Packet = dict[str, Any]
+
+
+def _websocket(
+    state: FakeTTS, key_header: str, error_field: str, answer: Callable[[Packet], list[Packet]]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A vendor's streaming endpoint: a wrong key in ``key_header`` gets 401 with the
+    message under ``error_field``; each JSON packet is recorded and ``answer``'s replies sent."""
 
     async def websocket(request: web.Request) -> web.StreamResponse:
-        if request.headers.get("X-API-Key") != state.key:
-            return web.json_response({"error": "invalid api key"}, status=401)
+        if request.headers.get(key_header) != state.key:
+            return web.json_response({error_field: "invalid api key"}, status=401)
         state.query = dict(request.query)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -57,18 +62,39 @@ async def fake_cartesia(unused_tcp_port: int) -> AsyncIterator[FakeTTS]:
                 continue
             packet = json.loads(msg.data)
             state.packets.append(packet)
-            ctx = packet["context_id"]
-            if packet["transcript"].strip():
-                chunk = base64.b64encode(_TONE).decode()
-                await ws.send_json(
-                    {"type": "chunk", "data": chunk, "done": False, "context_id": ctx}
-                )
-            if not packet["continue"]:
-                await ws.send_json({"type": "done", "done": True, "context_id": ctx})
+            for reply in answer(packet):
+                await ws.send_json(reply)
         return ws
 
+    return websocket
+
+
+def _cartesia_answer(packet: Packet) -> list[Packet]:
+    ctx = packet["context_id"]
+    replies: list[Packet] = []
+    if packet["transcript"].strip():
+        chunk = base64.b64encode(_TONE).decode()
+        replies.append({"type": "chunk", "data": chunk, "done": False, "context_id": ctx})
+    if not packet["continue"]:
+        replies.append({"type": "done", "done": True, "context_id": ctx})
+    return replies
+
+
+def _elevenlabs_answer(packet: Packet) -> list[Packet]:
+    ctx = packet.get("context_id")
+    replies: list[Packet] = []
+    if packet.get("text", "").strip():
+        replies.append({"audio": base64.b64encode(_TONE).decode(), "context_id": ctx})
+    if packet.get("close_context"):
+        replies.append({"isFinal": True, "context_id": ctx})
+    return replies
+
+
+@pytest.fixture
+async def fake_cartesia(unused_tcp_port: int) -> AsyncIterator[FakeTTS]:
+    state = FakeTTS(url=f"http://127.0.0.1:{unused_tcp_port}")
     app = web.Application()
-    app.router.add_get("/tts/websocket", websocket)
+    app.router.add_get("/tts/websocket", _websocket(state, "X-API-Key", "error", _cartesia_answer))
     async with serve(app, unused_tcp_port):
         yield state
 
@@ -76,28 +102,11 @@ async def fake_cartesia(unused_tcp_port: int) -> AsyncIterator[FakeTTS]:
 @pytest.fixture
 async def fake_elevenlabs(unused_tcp_port: int) -> AsyncIterator[FakeTTS]:
     state = FakeTTS(url=f"http://127.0.0.1:{unused_tcp_port}/v1")
-
-    async def websocket(request: web.Request) -> web.StreamResponse:
-        if request.headers.get("xi-api-key") != state.key:
-            return web.json_response({"detail": "invalid api key"}, status=401)
-        state.query = dict(request.query)
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            packet = json.loads(msg.data)
-            state.packets.append(packet)
-            ctx = packet.get("context_id")
-            if packet.get("text", "").strip():
-                chunk = base64.b64encode(_TONE).decode()
-                await ws.send_json({"audio": chunk, "context_id": ctx})
-            if packet.get("close_context"):
-                await ws.send_json({"isFinal": True, "context_id": ctx})
-        return ws
-
     app = web.Application()
-    app.router.add_get("/v1/text-to-speech/{voice_id}/multi-stream-input", websocket)
+    app.router.add_get(
+        "/v1/text-to-speech/{voice_id}/multi-stream-input",
+        _websocket(state, "xi-api-key", "detail", _elevenlabs_answer),
+    )
     async with serve(app, unused_tcp_port):
         yield state
 
