@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._cli import run_thinnest
 from tests.conftest import free_port
 from thinnest.devstack import port_in_use
 
@@ -22,14 +23,7 @@ pytestmark = pytest.mark.integration
 def thinnest(
     data_dir: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "THINNEST_DATA_DIR": str(data_dir), **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, "-m", "thinnest", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_thinnest(data_dir, *args, env=env, timeout=60)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

@@ -7,10 +7,7 @@ exceed the cap; over it, ``429 too_many_sessions`` naming the field, with ``Retr
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+from tests._cli import run_thinnest
 from tests.conftest import RunningApi, Tenant, make_settings, start_api
 from thinnest.config import Settings
 from thinnest.contracts.agent import AgentConfig
@@ -182,19 +180,9 @@ def test_sessions_that_end_free_the_slot_whatever_ends_them(
 
 
 def test_cli_creates_keys_with_a_cap(tmp_path: Path) -> None:
-    env = {**os.environ, "THINNEST_DATA_DIR": str(tmp_path)}
-
-    def thinnest(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "thinnest", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,  # a cold interpreter start on a loaded CI machine
-        )
-
-    assert thinnest("agents", "create", "helper", "--owner", "acme").returncode == 0
-    publishable = thinnest(
+    assert run_thinnest(tmp_path, "agents", "create", "helper", "--owner", "acme").returncode == 0
+    publishable = run_thinnest(
+        tmp_path,
         "keys",
         "create",
         "--owner",
@@ -208,9 +196,9 @@ def test_cli_creates_keys_with_a_cap(tmp_path: Path) -> None:
         "5",
     )
     assert publishable.returncode == 0, publishable.stderr
-    secret = thinnest("keys", "create", "--owner", "acme", "--max-open-sessions", "7")
+    secret = run_thinnest(tmp_path, "keys", "create", "--owner", "acme", "--max-open-sessions", "7")
     assert secret.returncode == 0, secret.stderr
-    bad = thinnest("keys", "create", "--owner", "acme", "--max-open-sessions", "0")
+    bad = run_thinnest(tmp_path, "keys", "create", "--owner", "acme", "--max-open-sessions", "0")
     assert bad.returncode != 0 and "max_open_sessions" in bad.stderr.replace("-", "_")
     settings = Settings(data_dir=tmp_path)  # type: ignore[call-arg]
     db = Database(settings.resolved_database_url)

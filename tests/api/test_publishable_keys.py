@@ -3,15 +3,13 @@ with their own rate limit; CORS for /voice/start; readable by nothing else."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests._cli import run_thinnest
 from tests.conftest import RunningApi, Tenant
 from thinnest.store import keys
 from thinnest.store.db import Database
@@ -290,17 +288,9 @@ def test_a_page_can_never_read_a_secret_key_response(tenant: Tenant, api: Runnin
 
 
 def test_cli_creates_a_publishable_key(tmp_path: Path) -> None:
-    def thinnest(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "thinnest", *args],
-            env={**os.environ, "THINNEST_DATA_DIR": str(tmp_path)},
-            capture_output=True,
-            text=True,
-            timeout=240,  # a cold interpreter start on a loaded CI machine
-        )
-
-    assert thinnest("agents", "create", "helper", "--owner", "acme").returncode == 0
-    created = thinnest(
+    assert run_thinnest(tmp_path, "agents", "create", "helper", "--owner", "acme").returncode == 0
+    created = run_thinnest(
+        tmp_path,
         "keys",
         "create",
         "--owner",
@@ -316,8 +306,12 @@ def test_cli_creates_a_publishable_key(tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     assert re.fullmatch(r"tn_pk_[A-Za-z0-9_-]{43}", created.stdout.strip().splitlines()[-1])
     assert "https://shop.example" in created.stderr
-    assert "publishable" in thinnest("keys", "list", "--owner", "acme").stdout
-    refused = thinnest("keys", "create", "--owner", "acme", "--origin", "https://shop.example")
+    assert "publishable" in run_thinnest(tmp_path, "keys", "list", "--owner", "acme").stdout
+    refused = run_thinnest(
+        tmp_path, "keys", "create", "--owner", "acme", "--origin", "https://shop.example"
+    )
     assert refused.returncode == 1 and "--publishable" in refused.stderr
-    no_origin = thinnest("keys", "create", "--owner", "acme", "--publishable", "--agent", "helper")
+    no_origin = run_thinnest(
+        tmp_path, "keys", "create", "--owner", "acme", "--publishable", "--agent", "helper"
+    )
     assert no_origin.returncode == 1 and "origin" in no_origin.stderr

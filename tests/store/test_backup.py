@@ -3,30 +3,18 @@ pointer to pg_dump for PostgreSQL. The command runs as a user runs it, in its ow
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+from tests._cli import run_thinnest
 from thinnest.contracts.agent import AgentConfig
 from thinnest.store import agents, keys, sessions
 from thinnest.store.db import Database
 
 pytestmark = pytest.mark.integration
-
-
-def thinnest(data_dir: Path, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    return subprocess.run(
-        [sys.executable, "-m", "thinnest", *args],
-        env={**os.environ, "THINNEST_DATA_DIR": str(data_dir), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _populate(db: Database) -> str:
@@ -68,7 +56,7 @@ def test_backup_copies_a_live_database_consistently(tmp_path: Path) -> None:
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        done = thinnest(tmp_path, "backup", str(tmp_path / "copies" / "copy.db"))
+        done = run_thinnest(tmp_path, "backup", str(tmp_path / "copies" / "copy.db"))
     finally:
         stop.set()
         thread.join(30)
@@ -102,17 +90,17 @@ def test_backup_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     db.close()
     target = tmp_path / "copy.db"
     target.write_text("precious")
-    refused = thinnest(tmp_path, "backup", str(target))
+    refused = run_thinnest(tmp_path, "backup", str(target))
     assert refused.returncode == 1
     assert "exists already" in refused.stderr and "Traceback" not in refused.stderr
     assert target.read_text() == "precious"
-    assert thinnest(tmp_path, "backup", str(target), "--force").returncode == 0
+    assert run_thinnest(tmp_path, "backup", str(target), "--force").returncode == 0
     assert target.read_bytes().startswith(b"SQLite format 3")
 
 
 def test_backup_of_postgresql_points_to_pg_dump(tmp_path: Path) -> None:
     url = "postgresql+psycopg://thinnest:hunter2secret@127.0.0.1:5/thinnest"
-    done = thinnest(
+    done = run_thinnest(
         tmp_path, "backup", str(tmp_path / "x.dump"), env={"THINNEST_DATABASE_URL": url}
     )
     assert done.returncode == 1
