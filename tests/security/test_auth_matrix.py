@@ -130,10 +130,11 @@ UNAUTHORISED = {
 
 
 def _request(
-    api: RunningApi, world: World, endpoint: Endpoint, auth: str | None
+    api: RunningApi, world: World, endpoint: Endpoint, auth: str | None, origin: str | None = None
 ) -> tuple[httpx.Response, set[str]]:
-    """Fill the path with fresh resources of Alice's, call it with ``auth``; also return the
-    ids of the resources used (for the list checks)."""
+    """Fill the path with fresh resources of Alice's, call it with ``auth`` (from a page of
+    ``origin`` where one is given); also return the ids of the resources used (for the list
+    checks)."""
     used: set[str] = set()
     path = endpoint.path
     for name, make in (
@@ -147,6 +148,8 @@ def _request(
             path = path.replace(name, value)
     body = endpoint.body(world) if endpoint.body else None
     headers = {"Authorization": auth} if auth else {}
+    if origin:
+        headers["Origin"] = origin
     with api.client() as http:
         resp = http.request(endpoint.method, path, json=body, headers=headers)
     return resp, used
@@ -243,22 +246,7 @@ def test_a_publishable_key_is_refused_everywhere_but_its_own_start(
 ) -> None:
     api = security_api
     # From its own website, but for another of Alice's agents or on another endpoint: 403.
-    auth = f"Bearer {world.publishable_key}"
-    used: set[str] = set()
-    path = endpoint.path
-    for name, make in (
-        ("{agent}", world.agent),
-        ("{session}", world.session),
-        ("{key}", world.spare_key),
-    ):
-        if name in path:
-            used.add(make())
-            path = path.replace(name, next(iter(used)))
-    body = endpoint.body(world) if endpoint.body else None
-    with api.client() as http:
-        resp = http.request(
-            endpoint.method, path, json=body, headers={"Authorization": auth, "Origin": SHOP}
-        )
+    resp, used = _request(api, world, endpoint, f"Bearer {world.publishable_key}", origin=SHOP)
     assert resp.status_code == 403, resp.text
     expected = (
         "agent_not_allowed" if endpoint.path == "/voice/start" else ("publishable_key_not_allowed")
