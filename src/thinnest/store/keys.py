@@ -54,14 +54,20 @@ def create_key(
     """Create a secret key for ``owner`` (no cap on its open sessions unless
     ``max_open_sessions`` sets one). Returns the row and the plaintext (shown once)."""
     _check_max_open_sessions(max_open_sessions)
-    plaintext = SECRET_KEY_PREFIX + secrets.token_urlsafe(32)
+    return _mint(db, owner, SECRET, name=name, max_open_sessions=max_open_sessions)
+
+
+def _mint(db: Session, owner: Owner, kind: str, **fields: object) -> tuple[ApiKey, str]:
+    """Store a new key of ``kind`` for ``owner`` with ``fields``: a random key of its kind's
+    prefix, kept as its hash and its first characters (which the listings show)."""
+    key_prefix = PUBLISHABLE_KEY_PREFIX if kind == PUBLISHABLE else SECRET_KEY_PREFIX
+    plaintext = key_prefix + secrets.token_urlsafe(32)
     row = ApiKey(
         owner_id=owner.id,
-        name=name,
-        kind=SECRET,
-        prefix=plaintext[: len(SECRET_KEY_PREFIX) + 6],
+        kind=kind,
+        prefix=plaintext[: len(key_prefix) + 6],
         key_hash=hash_key(plaintext),
-        max_open_sessions=max_open_sessions,
+        **fields,
     )
     db.add(row)
     db.flush()
@@ -110,21 +116,16 @@ def create_publishable_key(
     _check_max_open_sessions(max_open_sessions)
     agent_ids = list(dict.fromkeys(agents.get_agent(db, owner.id, a).id for a in agents_allowed))
     allowed = list(dict.fromkeys(normalize_origin(o) for o in origins))
-    plaintext = PUBLISHABLE_KEY_PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(
-        owner_id=owner.id,
+    return _mint(
+        db,
+        owner,
+        PUBLISHABLE,
         name=name,
-        kind=PUBLISHABLE,
-        prefix=plaintext[: len(PUBLISHABLE_KEY_PREFIX) + 6],
-        key_hash=hash_key(plaintext),
         allowed_agents=agent_ids,
         allowed_origins=allowed,
         rate_limit_per_minute=rate_limit_per_minute,
         max_open_sessions=max_open_sessions,
     )
-    db.add(row)
-    db.flush()
-    return row, plaintext
 
 
 def authenticate(db: Session, plaintext: str | None) -> ApiKey:
