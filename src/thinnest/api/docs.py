@@ -31,6 +31,17 @@ def assets_dir() -> Path:
     return Path(str(files("fastapi_offline") / "static"))
 
 
+def _root(request: Request) -> str:
+    """The path the API is served under (a proxy's ``root_path``), without a trailing ``/``."""
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def _sealed(page: HTMLResponse) -> HTMLResponse:
+    """``page`` with the policy that lets it load nothing from elsewhere."""
+    page.headers["Content-Security-Policy"] = CSP
+    return page
+
+
 def install(app: FastAPI) -> None:
     """Serve ``/docs``, ``/redoc`` and their assets; create the app with
     ``docs_url=None, redoc_url=None`` so FastAPI's CDN pages are not installed too."""
@@ -39,35 +50,35 @@ def install(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
-        page = get_swagger_ui_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} API",
-            swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
-            # Swagger UI's default validator badge is an image from a public server.
-            swagger_ui_parameters={"validatorUrl": None},
+        root = _root(request)
+        return _sealed(
+            get_swagger_ui_html(
+                openapi_url=root + openapi_url,
+                title=f"{app.title} API",
+                swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
+                swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+                # Swagger UI's default validator badge is an image from a public server.
+                swagger_ui_parameters={"validatorUrl": None},
+            )
         )
-        page.headers["Content-Security-Policy"] = CSP
-        return page
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
-        page = get_redoc_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} API",
-            redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
-            with_google_fonts=False,
+        root = _root(request)
+        return _sealed(
+            get_redoc_html(
+                openapi_url=root + openapi_url,
+                title=f"{app.title} API",
+                redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
+                redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+                with_google_fonts=False,
+            )
         )
-        page.headers["Content-Security-Policy"] = CSP
-        return page
 
     @app.get("/", include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
+        root = _root(request)
         links = [
             ("/docs", "API reference (Swagger UI): try the endpoints"),
             ("/redoc", "API reference (ReDoc)"),
