@@ -70,7 +70,7 @@ async def start(
     context = checked_context(body, settings)
 
     def store() -> DispatchMetadata:
-        with database.session() as db:
+        with database.writing() as db:
             # One transaction counts and inserts: the key's row is locked first, so two starts
             # with one key cannot both see room under its cap (nor, with the workers' rows
             # locked too, both take a worker's last slot).
