@@ -19,12 +19,16 @@ from thinnest.store import keys as keys_store
 from thinnest.store.db import Database
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from thinnest.contracts.agent import AgentConfig
+    from thinnest.store.models import Agent
 
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 agents_app = typer.Typer(help="Manage agents.", no_args_is_help=True)
 
 OwnerOpt = Annotated[str, typer.Option("--owner", help="owner (tenant) name")]
+AgentArg = Annotated[str, typer.Argument(help="agent id or name")]
 
 
 def _database(settings: Settings) -> Database:
@@ -201,22 +205,22 @@ def agents_list(owner: OwnerOpt = DEFAULT_OWNER) -> None:
     out.print(table)
 
 
+def _owners_agent(db: Session, owner: str, agent: str) -> Agent:
+    return agents_store.get_agent(db, keys_store.get_owner(db, owner).id, agent)
+
+
 @agents_app.command("show")
-def agents_show(
-    agent: Annotated[str, typer.Argument(help="agent id or name")], owner: OwnerOpt = DEFAULT_OWNER
-) -> None:
+def agents_show(agent: AgentArg, owner: OwnerOpt = DEFAULT_OWNER) -> None:
     """Print an agent's config as JSON."""
     with _database(get_settings()).session() as db:
-        row = agents_store.get_agent(db, keys_store.get_owner(db, owner).id, agent)
+        row = _owners_agent(db, owner, agent)
         out.print_json(data={"id": row.id, **row.config})
 
 
 @agents_app.command("delete")
-def agents_delete(
-    agent: Annotated[str, typer.Argument(help="agent id or name")], owner: OwnerOpt = DEFAULT_OWNER
-) -> None:
+def agents_delete(agent: AgentArg, owner: OwnerOpt = DEFAULT_OWNER) -> None:
     """Delete an agent (its sessions are kept)."""
     with _database(get_settings()).session() as db:
-        row = agents_store.get_agent(db, keys_store.get_owner(db, owner).id, agent)
+        row = _owners_agent(db, owner, agent)
         agents_store.delete_agent(db, row)
         out.print(f"deleted {row.id}")
