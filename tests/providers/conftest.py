@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp import web
+from livekit.agents import llm
 
 from livekit import rtc
 from thinnest.config import Settings
@@ -39,6 +40,24 @@ _NO_KEYS: dict[str, Any] = {
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings on ``data_dir`` with every cloud key unset unless given."""
     return Settings(data_dir=data_dir, **{**_NO_KEYS, **overrides})
+
+
+@llm.function_tool
+async def get_weather(city: str) -> str:
+    """Get the weather of a city.
+
+    Args:
+        city: the city's name.
+    """
+    return "sunny"
+
+
+def weather_chat() -> llm.ChatContext:
+    """What the cloud LLM tests send: a system line and the user's weather question."""
+    ctx = llm.ChatContext()
+    ctx.add_message(role="system", content="Be brief.")
+    ctx.add_message(role="user", content="What is the weather in Paris?")
+    return ctx
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ from livekit.agents import APIConnectOptions, APIStatusError, llm
 
 from thinnest.providers import registry
 
-from .conftest import make_settings, serve
+from .conftest import get_weather, make_settings, serve, weather_chat
 
 pytestmark = [
     pytest.mark.integration,
@@ -79,34 +79,17 @@ async def fake_gemini(unused_tcp_port: int) -> AsyncIterator[FakeGemini]:
         yield state
 
 
-@llm.function_tool
-async def get_weather(city: str) -> str:
-    """Get the weather of a city.
-
-    Args:
-        city: the city's name.
-    """
-    return "sunny"
-
-
 def _gemini(fake: FakeGemini, tmp_path) -> llm.LLM:
     settings = make_settings(tmp_path, google_api_key="g-key")
     options = {"model": "gemini-test", "base_url": fake.url}
     return registry.build("llm", "gemini", options, settings=settings)
 
 
-def _chat() -> llm.ChatContext:
-    ctx = llm.ChatContext()
-    ctx.add_message(role="system", content="Be brief.")
-    ctx.add_message(role="user", content="What is the weather in Paris?")
-    return ctx
-
-
 async def test_streams_text(fake_gemini: FakeGemini, tmp_path) -> None:
     fake_gemini.parts = [{"text": "It is "}, {"text": "sunny."}]
     model = _gemini(fake_gemini, tmp_path)
     text, usage = "", None
-    async with model.chat(chat_ctx=_chat(), conn_options=_OPTS) as stream:
+    async with model.chat(chat_ctx=weather_chat(), conn_options=_OPTS) as stream:
         async for chunk in stream:
             text += (chunk.delta.content or "") if chunk.delta else ""
             usage = chunk.usage or usage
@@ -124,7 +107,9 @@ async def test_returns_function_calls(fake_gemini: FakeGemini, tmp_path) -> None
     fake_gemini.parts = [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]
     model = _gemini(fake_gemini, tmp_path)
     calls: list[llm.FunctionToolCall] = []
-    async with model.chat(chat_ctx=_chat(), tools=[get_weather], conn_options=_OPTS) as stream:
+    async with model.chat(
+        chat_ctx=weather_chat(), tools=[get_weather], conn_options=_OPTS
+    ) as stream:
         async for chunk in stream:
             if chunk.delta:
                 calls.extend(chunk.delta.tool_calls)
@@ -140,7 +125,7 @@ async def test_rate_limit_is_a_retryable_status(fake_gemini: FakeGemini, tmp_pat
     fake_gemini.status = 429
     model = _gemini(fake_gemini, tmp_path)
     with pytest.raises(APIStatusError) as err:
-        async with model.chat(chat_ctx=_chat(), conn_options=_OPTS) as stream:
+        async with model.chat(chat_ctx=weather_chat(), conn_options=_OPTS) as stream:
             async for _ in stream:
                 pass
     await model.aclose()

@@ -18,7 +18,7 @@ from livekit.agents import APIConnectOptions, APIStatusError, APITimeoutError, l
 
 from thinnest.providers import registry
 
-from .conftest import make_settings, serve
+from .conftest import get_weather, make_settings, serve, weather_chat
 
 pytestmark = pytest.mark.integration
 
@@ -95,23 +95,6 @@ def _build(fake: FakeOpenAI, built: list[llm.LLM], tmp_path, **options: Any) -> 
     return model
 
 
-def _chat() -> llm.ChatContext:
-    ctx = llm.ChatContext()
-    ctx.add_message(role="system", content="Be brief.")
-    ctx.add_message(role="user", content="What is the weather in Paris?")
-    return ctx
-
-
-@llm.function_tool
-async def get_weather(city: str) -> str:
-    """Look up the weather of a city.
-
-    Args:
-        city: the city's name.
-    """
-    return "sunny"
-
-
 async def test_streams_text_from_the_endpoint(fake_openai: FakeOpenAI, tmp_path, built) -> None:
     fake_openai.reply = [
         _chunk({"role": "assistant", "content": "It is "}),
@@ -119,7 +102,7 @@ async def test_streams_text_from_the_endpoint(fake_openai: FakeOpenAI, tmp_path,
         _chunk({}, finish="stop"),
     ]
     model = _build(fake_openai, built, tmp_path)
-    async with model.chat(chat_ctx=_chat(), conn_options=_NO_RETRY) as stream:
+    async with model.chat(chat_ctx=weather_chat(), conn_options=_NO_RETRY) as stream:
         text = "".join(
             [chunk.delta.content async for chunk in stream if chunk.delta and chunk.delta.content]
         )
@@ -147,7 +130,9 @@ async def test_returns_tool_calls_streamed_in_pieces(
     ]
     model = _build(fake_openai, built, tmp_path)
     calls: list[llm.FunctionToolCall] = []
-    async with model.chat(chat_ctx=_chat(), tools=[get_weather], conn_options=_NO_RETRY) as st:
+    async with model.chat(
+        chat_ctx=weather_chat(), tools=[get_weather], conn_options=_NO_RETRY
+    ) as st:
         async for chunk in st:
             if chunk.delta:
                 calls.extend(chunk.delta.tool_calls)
@@ -162,7 +147,7 @@ async def test_error_status_reaches_the_session(fake_openai: FakeOpenAI, tmp_pat
     fake_openai.status = 503
     model = _build(fake_openai, built, tmp_path)
     with pytest.raises(APIStatusError) as err:
-        async with model.chat(chat_ctx=_chat(), conn_options=_NO_RETRY) as stream:
+        async with model.chat(chat_ctx=weather_chat(), conn_options=_NO_RETRY) as stream:
             async for _ in stream:
                 pass
     assert err.value.status_code == 503
@@ -175,7 +160,7 @@ async def test_slow_endpoint_times_out(fake_openai: FakeOpenAI, tmp_path, built)
     model = _build(fake_openai, built, tmp_path)
     quick = APIConnectOptions(max_retry=0, timeout=0.5)
     with pytest.raises(APITimeoutError):
-        async with model.chat(chat_ctx=_chat(), conn_options=quick) as stream:
+        async with model.chat(chat_ctx=weather_chat(), conn_options=quick) as stream:
             async for _ in stream:
                 pass
 
@@ -186,6 +171,6 @@ async def test_unreachable_endpoint_is_a_connection_error(tmp_path, built, unuse
     fake = FakeOpenAI(url=f"http://127.0.0.1:{unused_tcp_port}/v1")
     model = _build(fake, built, tmp_path)
     with pytest.raises(APIConnectionError):
-        async with model.chat(chat_ctx=_chat(), conn_options=_NO_RETRY) as stream:
+        async with model.chat(chat_ctx=weather_chat(), conn_options=_NO_RETRY) as stream:
             async for _ in stream:
                 pass
