@@ -9,12 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conftest import Tenant
+from thinnest.client import VoiceClient
 from thinnest.contracts.session import FINAL_STATUSES
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store import sessions
@@ -162,3 +165,30 @@ def weather_tool(url: str, *, method: str = "GET") -> dict[str, object]:
         "method": method,
         "timeout": 5,
     }
+
+
+def scripted_weather_agent(
+    tenant: Tenant, llm_url: str, tool_url: str, *, method: str = "GET", **fields: object
+) -> dict[str, object]:
+    """An agent with the ``get_weather`` tool calling ``tool_url``, the scripted LLM at
+    ``llm_url`` (the real openai provider), and Whisper base, which hears the weather
+    question more reliably than the default tiny.en."""
+    return tenant.create_agent(
+        providers={
+            "stt": {"name": "whisper", "options": {"model": "base"}},
+            "llm": {"name": "openai", "options": {"base_url": llm_url, "model": "scripted"}},
+        },
+        greeting="Hi, ask me about the weather.",
+        tools=[weather_tool(tool_url, method=method)],
+        max_duration=150,
+        **fields,
+    )
+
+
+async def ask_the_weather(client: VoiceClient, speak: Callable[[str], Path]) -> dict[str, Any]:
+    """After the agent's greeting, ask the weather in Paris; return the ``get_weather`` call
+    the client is told of."""
+    await client.next_event(90, type="transcript", role="agent")
+    await asyncio.sleep(2)
+    await client.play_wav(speak("What is the weather in Paris?"))
+    return await client.next_event(120, type="tool_call", name="get_weather")

@@ -17,7 +17,7 @@ from livekit.agents import llm
 from pydantic import SecretStr
 
 from tests.conftest import Tenant, free_port
-from tests.engine.conftest import Worker, wait_final, weather_tool
+from tests.engine.conftest import Worker, ask_the_weather, scripted_weather_agent, wait_final
 from thinnest.client import VoiceClient
 from thinnest.config import Settings
 from thinnest.contracts.agent import HttpTool, ProviderChoice
@@ -170,27 +170,13 @@ async def test_a_failed_tool_calls_error_reaches_the_client_and_the_session_deta
     session detail) keeps it."""
     scripted = ScriptedChatServer().start()
     try:
-        agent = tenant.create_agent(
-            providers={
-                "stt": {"name": "whisper", "options": {"model": "base"}},
-                "llm": {
-                    "name": "openai",
-                    "options": {"base_url": scripted.base_url, "model": "scripted"},
-                },
-            },
-            greeting="Hi, ask me about the weather.",
-            tools=[weather_tool(f"{endpoint}/boom", method="POST")],
-            max_duration=150,
-        )
+        agent = scripted_weather_agent(tenant, scripted.base_url, f"{endpoint}/boom", method="POST")
         resp = await asyncio.to_thread(
             tenant.http.post, "/voice/start", json={"agent_id": agent["id"]}
         )
         started = resp.json()
         async with VoiceClient(started["livekit_url"], started["token"]) as client:
-            await client.next_event(90, type="transcript", role="agent")
-            await asyncio.sleep(2)
-            await client.play_wav(speak("What is the weather in Paris?"))
-            call = await client.next_event(120, type="tool_call", name="get_weather")
+            call = await ask_the_weather(client, speak)
             assert call["error"] == "get_weather failed with HTTP 500", call
             assert call["arguments"]["city"].lower().startswith("paris")
             await client.next_event(60, type="transcript", role="agent")

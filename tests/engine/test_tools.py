@@ -13,7 +13,13 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.conftest import Tenant
-from tests.engine.conftest import Worker, wait_final, weather_tool
+from tests.engine.conftest import (
+    Worker,
+    ask_the_weather,
+    scripted_weather_agent,
+    wait_final,
+    weather_tool,
+)
 from thinnest.client import VoiceClient
 from thinnest.store.db import Database
 from thinnest.testing import ScriptedChatServer
@@ -72,30 +78,19 @@ async def test_http_tool_then_end_call(
     scripted_llm: ScriptedChatServer,
     speak,
 ) -> None:
-    agent = tenant.create_agent(
-        providers={
-            # Whisper base hears this question more reliably than the default tiny.en.
-            "stt": {"name": "whisper", "options": {"model": "base"}},
-            "llm": {
-                "name": "openai",
-                "options": {"base_url": scripted_llm.base_url, "model": "scripted"},
-            },
-        },
-        greeting="Hi, ask me about the weather.",
+    agent = scripted_weather_agent(
+        tenant,
+        scripted_llm.base_url,
+        weather.url,
         instructions=(
             "You are a weather assistant. For any weather question call get_weather "
             "with the city. When the user says goodbye, call end_call."
         ),
-        tools=[weather_tool(weather.url)],
-        max_duration=150,
     )
     resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
     started = resp.json()
     async with VoiceClient(started["livekit_url"], started["token"]) as client:
-        await client.next_event(90, type="transcript", role="agent")
-        await asyncio.sleep(2)
-        await client.play_wav(speak("What is the weather in Paris?"))
-        call = await client.next_event(120, type="tool_call", name="get_weather")
+        call = await ask_the_weather(client, speak)
         heard = [
             m["content"]
             for r in scripted_llm.requests
