@@ -21,3 +21,13 @@ def run_thinnest(
         text=True,
         timeout=timeout,
     )
+
+
+def create_publishable_key(
+    data_dir: Path, origin: str, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """As a user sets one up: the agent ``helper`` of the owner ``acme``, then a publishable key
+    of acme's for it, usable from ``origin``, with ``options``; the second command's result."""
+    assert run_thinnest(data_dir, "agents", "create", "helper", "--owner", "acme").returncode == 0
+    command = ("keys", "create", "--owner", "acme", "--publishable", "--agent", "helper")
+    return run_thinnest(data_dir, *command, "--origin", origin, *options)

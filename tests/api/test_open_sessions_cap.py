@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from tests._cli import run_thinnest
+from tests._cli import create_publishable_key, run_thinnest
 from tests.conftest import RunningApi, Tenant, make_settings, start_api
 from thinnest.config import Settings
 from thinnest.contracts.agent import AgentConfig
@@ -180,21 +180,7 @@ def test_sessions_that_end_free_the_slot_whatever_ends_them(
 
 
 def test_cli_creates_keys_with_a_cap(tmp_path: Path) -> None:
-    assert run_thinnest(tmp_path, "agents", "create", "helper", "--owner", "acme").returncode == 0
-    publishable = run_thinnest(
-        tmp_path,
-        "keys",
-        "create",
-        "--owner",
-        "acme",
-        "--publishable",
-        "--agent",
-        "helper",
-        "--origin",
-        SITE,
-        "--max-open-sessions",
-        "5",
-    )
+    publishable = create_publishable_key(tmp_path, SITE, "--max-open-sessions", "5")
     assert publishable.returncode == 0, publishable.stderr
     secret = run_thinnest(tmp_path, "keys", "create", "--owner", "acme", "--max-open-sessions", "7")
     assert secret.returncode == 0, secret.stderr

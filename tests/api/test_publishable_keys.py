@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._cli import run_thinnest
+from tests._cli import create_publishable_key, run_thinnest
 from tests.conftest import RunningApi, Tenant
 from thinnest.store import keys
 from thinnest.store.db import Database
@@ -288,21 +288,7 @@ def test_a_page_can_never_read_a_secret_key_response(tenant: Tenant, api: Runnin
 
 
 def test_cli_creates_a_publishable_key(tmp_path: Path) -> None:
-    assert run_thinnest(tmp_path, "agents", "create", "helper", "--owner", "acme").returncode == 0
-    created = run_thinnest(
-        tmp_path,
-        "keys",
-        "create",
-        "--owner",
-        "acme",
-        "--publishable",
-        "--agent",
-        "helper",
-        "--origin",
-        "https://shop.example",
-        "--rate-limit",
-        "5",
-    )
+    created = create_publishable_key(tmp_path, "https://shop.example", "--rate-limit", "5")
     assert created.returncode == 0, created.stderr
     assert re.fullmatch(r"tn_pk_[A-Za-z0-9_-]{43}", created.stdout.strip().splitlines()[-1])
     assert "https://shop.example" in created.stderr
