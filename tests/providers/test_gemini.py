@@ -103,6 +103,18 @@ async def test_streams_text(fake_gemini: FakeGemini, tmp_path) -> None:
     assert body["systemInstruction"]["parts"][0]["text"] == "Be brief."
 
 
+async def test_sends_the_options_that_are_set(fake_gemini: FakeGemini, tmp_path) -> None:
+    fake_gemini.parts = [{"text": "Hi."}]
+    settings = make_settings(tmp_path, google_api_key="g-key")
+    options = {"base_url": fake_gemini.url, "temperature": 0.3, "max_output_tokens": 9}
+    model = registry.build("llm", "gemini", options, settings=settings)
+    async with model.chat(chat_ctx=weather_chat(), conn_options=_OPTS) as stream:
+        assert [c async for c in stream]
+    await model.aclose()
+    config = fake_gemini.requests[0][1]["generationConfig"]
+    assert (config["temperature"], config["maxOutputTokens"]) == (0.3, 9)
+
+
 async def test_returns_function_calls(fake_gemini: FakeGemini, tmp_path) -> None:
     fake_gemini.parts = [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]
     model = _gemini(fake_gemini, tmp_path)

@@ -114,6 +114,19 @@ async def test_streams_text_from_the_endpoint(fake_openai: FakeOpenAI, tmp_path,
     assert fake_openai.headers[0]["Authorization"] == "Bearer sk-test"
 
 
+async def test_sends_the_options_that_are_set_and_only_those(
+    fake_openai: FakeOpenAI, tmp_path, built
+) -> None:
+    fake_openai.reply = [_chunk({"role": "assistant", "content": "Hi."}), _chunk({}, "stop")]
+    for options in ({"temperature": 0.3, "max_completion_tokens": 9}, {}):
+        model = _build(fake_openai, built, tmp_path, **options)
+        async with model.chat(chat_ctx=weather_chat(), conn_options=_NO_RETRY) as stream:
+            assert [c async for c in stream]
+    set_, unset = fake_openai.requests
+    assert (set_["temperature"], set_["max_completion_tokens"]) == (0.3, 9)
+    assert "temperature" not in unset and "max_completion_tokens" not in unset
+
+
 async def test_returns_tool_calls_streamed_in_pieces(
     fake_openai: FakeOpenAI, tmp_path, built
 ) -> None:

@@ -41,11 +41,8 @@ def check(options: CartesiaOptions, settings: Settings) -> None:
 def build(options: CartesiaOptions, settings: Settings) -> Any:
     """Factory of the ``cartesia`` TTS: a ``livekit.plugins.cartesia.TTS``."""
     cartesia = require("livekit.plugins.cartesia", extra="cloud", provider="cartesia")
-    kwargs: dict[str, Any] = {}
-    if options.voice is not None:
-        kwargs["voice"] = options.voice
-    if options.speed is not None:
-        kwargs["speed"] = options.speed
+    # The options left unset keep the plugin's defaults.
+    kwargs = options.model_dump(include={"voice", "speed"}, exclude_none=True)
     return cartesia.TTS(
         model=options.model,
         language=options.language,

@@ -43,13 +43,8 @@ def check(options: ElevenLabsOptions, settings: Settings) -> None:
 def build(options: ElevenLabsOptions, settings: Settings) -> Any:
     """Factory of the ``elevenlabs`` TTS: a ``livekit.plugins.elevenlabs.TTS``."""
     elevenlabs = require("livekit.plugins.elevenlabs", extra="cloud", provider="elevenlabs")
-    kwargs: dict[str, Any] = {}
-    if options.voice_id is not None:
-        kwargs["voice_id"] = options.voice_id
-    if options.language is not None:
-        kwargs["language"] = options.language
-    if options.base_url is not None:
-        kwargs["base_url"] = options.base_url
+    # The options left unset keep the plugin's defaults.
+    kwargs = options.model_dump(include={"voice_id", "language", "base_url"}, exclude_none=True)
     return elevenlabs.TTS(
         model=options.model,
         encoding=options.encoding,

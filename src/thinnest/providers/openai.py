@@ -63,13 +63,10 @@ def build(options: OpenAIOptions, settings: Settings) -> Any:
     check(options, settings)
     openai_plugin = require("livekit.plugins.openai", extra="cloud", provider="openai")
     base_url, key = _endpoint(options, settings)
-    kwargs: dict[str, Any] = {}
+    # The options left unset keep the plugin's defaults.
+    kwargs = options.model_dump(include={"temperature", "max_completion_tokens"}, exclude_none=True)
     if base_url is not None:
         kwargs["base_url"] = base_url
-    if options.temperature is not None:
-        kwargs["temperature"] = options.temperature
-    if options.max_completion_tokens is not None:
-        kwargs["max_completion_tokens"] = options.max_completion_tokens
     # A stream that stays silent this long fails (and the session retries it): a hung
     # endpoint must not leave the caller in silence for the SDK's own default.
     kwargs["timeout"] = httpx.Timeout(settings.provider_timeout, connect=5.0)

@@ -15,11 +15,8 @@ __all__ = ["build_llm"]
 def build_llm(options: GeminiOptions, settings: Settings) -> Any:
     """Factory of the ``gemini`` LLM: a ``livekit.plugins.google.LLM``."""
     google = require("livekit.plugins.google", extra="cloud", provider="gemini")
-    kwargs: dict[str, Any] = {}
-    if options.temperature is not None:
-        kwargs["temperature"] = options.temperature
-    if options.max_output_tokens is not None:
-        kwargs["max_output_tokens"] = options.max_output_tokens
+    # The options left unset keep the plugin's defaults.
+    kwargs = options.model_dump(include={"temperature", "max_output_tokens"}, exclude_none=True)
     if options.base_url is not None:
         genai_types = require("google.genai.types", extra="cloud", provider="gemini")
         kwargs["http_options"] = genai_types.HttpOptions(base_url=options.base_url)
