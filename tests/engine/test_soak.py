@@ -9,6 +9,7 @@ One minute by default; ``THINNEST_SOAK_SECONDS=600`` runs the ten-minute version
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from pathlib import Path
@@ -51,14 +52,18 @@ def _snapshot(pid: int) -> dict[str, float]:
     }
 
 
-async def _settled(pid: int, want_processes: float, within: float = 60) -> dict[str, float]:
-    """The worker at rest again: its idle job processes respawned, as many as before."""
+async def _settled(pid: int, most_processes: float, within: float = 60) -> dict[str, float]:
+    """The worker at rest: no more processes than ``most_processes``, and its process count
+    the same over 3 s (a job process that is still exiting, or an idle one being respawned,
+    is not counted as the worker's size at rest)."""
     deadline = time.monotonic() + within
-    snap = _snapshot(pid)
-    while snap["processes"] != want_processes and time.monotonic() < deadline:
+    counts = [_snapshot(pid)["processes"]]
+    while time.monotonic() < deadline:
         await asyncio.sleep(1)
-        snap = _snapshot(pid)
-    await asyncio.sleep(2)
+        counts.append(_snapshot(pid)["processes"])
+        last = counts[-4:]
+        if len(last) == 4 and len(set(last)) == 1 and last[0] <= most_processes:
+            break
     return _snapshot(pid)
 
 
@@ -101,7 +106,7 @@ async def test_repeated_short_calls_leak_nothing(
 
     try:
         await one_call()  # warm-up: first-call allocations are not a leak
-        before = await _settled(worker.process.pid, _snapshot(worker.process.pid)["processes"])
+        before = await _settled(worker.process.pid, math.inf)
         durations: list[float] = []
         soak_end = time.monotonic() + SOAK_SECONDS
         while time.monotonic() < soak_end:
@@ -132,7 +137,8 @@ async def test_repeated_short_calls_leak_nothing(
         )
         assert calls >= 2, "the soak should fit several calls"
         assert [r.name for r in rooms.rooms] == []
-        assert after["processes"] == before["processes"]
+        # A leak is growth; one fewer (an idle process being respawned) is not.
+        assert after["processes"] <= before["processes"]
         assert after["worker_fds"] <= before["worker_fds"] + MAX_FD_GROWTH
         assert after["own_fds"] <= before["own_fds"] + MAX_FD_GROWTH
         assert grown <= MAX_MAIN_RSS_GROWTH_MB
