@@ -65,6 +65,11 @@ def within(words: list[str], other: list[str]) -> bool:
     return any(other[i : i + n] == words for i in range(len(other) - n + 1))
 
 
+def _begins(word: str, start: str) -> bool:
+    """Whether ``start`` is ``word`` or its beginning, cut off mid-way (``o`` of ``o'clock``)."""
+    return word == start or bool(start) and word.startswith(start)
+
+
 def without_repeats(text: str) -> str:
     """``text`` cut to one period where its words repeat it (``A B C. A B C. A B``: ``A B C.``).
 
@@ -74,7 +79,9 @@ def without_repeats(text: str) -> str:
     ``6 o'clock``), so the first word (no leading space in Whisper's tokens) matches too.
     A one-word answer is the worst case: tiny.en wrote 19 of 20 (10 words, 2 voices) two or
     three times in the fitted window ("Paris Paris", "No. No. No."), none in the 30 s one;
-    text that is one word over and over is that word once.
+    text that is one word over and over is that word once. The repeat's last word may be cut
+    off itself ("... seven o'clock tomorrow evening. Your table ... seven o", whisper base on
+    Piper's voice): it matches a word it begins.
     """
     words = text.split()
     key = [bare(w) for w in words]  # one per word, even "..."
@@ -86,6 +93,8 @@ def without_repeats(text: str) -> str:
         whole = n - period >= period
         if not whole and (n - period < 3 or words[period - 1][-1] not in ".!?"):
             continue
-        if all(key[i] == key[i - period] for i in range(period, n)):
+        if all(key[i] == key[i - period] for i in range(period, n - 1)) and _begins(
+            key[n - 1 - period], key[n - 1]
+        ):
             return " ".join(words[:period])
     return text
