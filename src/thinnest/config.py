@@ -160,6 +160,23 @@ class Settings(BaseSettings):
     """JSON list of hosts and CIDRs HTTP tools may call even though they are not public, such
     as `["10.1.2.0/24", "tools.internal"]`"""
 
+    # --- Shared model services (`thinnest models`) ------------------------------------------
+    models_url: str | None = Field(None, pattern="^https?://")
+    """base URL of the shared model service (`thinnest models`), such as
+    `http://10.0.0.5:8790`: the offline providers (whisper, llama, hibari, piper) are then its
+    clients and a call's process loads no model; unset, each job process loads its own
+    (`thinnest dev` sets it to the service it starts)"""
+    models_host: str = "127.0.0.1"
+    """address `thinnest models` binds"""
+    models_port: int = Field(8790, ge=1, le=65535)
+    """port of `thinnest models` (its own HTTP endpoints and the LLM behind it)"""
+    llama_server_bin: Path | None = None
+    """llama.cpp's `llama-server` for `thinnest models`; default: `.tools/bin`, then PATH"""
+    models_llm_slots: int = Field(4, ge=1, le=64)
+    """answers the shared LLM generates at once (llama-server's parallel slots, batched)"""
+    models_threads: int | None = Field(None, ge=1, le=256)
+    """CPU threads of each shared model; default: the machine's cores"""
+
     # --- Providers (offline models and cloud vendors) ---------------------------------------
     models_dir: Path | None = None
     """joined model files; default `<data_dir>/models`"""
