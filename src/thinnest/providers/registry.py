@@ -83,6 +83,9 @@ class Provider:
             when imported and refuses to outside the main thread: the voice engine imports
             these on its main thread and then builds the provider in a worker thread (model
             files are hashed and loaded there, off the call's event loop).
+        remote: builds the provider as a client of the shared model service instead
+            (``THINNEST_MODELS_URL`` set): the same options, no model in this process. The
+            service itself builds with ``factory`` (its settings have no ``models_url``).
     """
 
     kind: ProviderKind
@@ -92,6 +95,7 @@ class Provider:
     check: Callable[[Any, Settings], None] | None = None
     description: str = ""
     plugins: tuple[str, ...] = ()
+    remote: Callable[[Any, Settings], Any] | None = None
 
 
 _registry: dict[tuple[str, str], Provider] = {}
@@ -236,7 +240,10 @@ def build(
             or its model files are missing or corrupt.
     """
     opts = validate(kind, name, options, settings=settings)
-    return get(kind, name).factory(opts, settings)
+    provider = get(kind, name)
+    if settings.models_url and provider.remote is not None:
+        return provider.remote(opts, settings)
+    return provider.factory(opts, settings)
 
 
 def _ensure_loaded() -> None:
