@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "engine": 4,
     "devstack": 4,
     "calls": 4,
+    "modelsvc": 4,
     # the bench drives the components (the engine in-process too)
     "bench": 5,
     # the command line starts everything
@@ -46,6 +47,7 @@ LAYERS: dict[str, int] = {
 EXCEPTIONS = {
     ("api", "gateway"): "the API's server (api/main.py) mounts the gateway's WebSocket route: "
     "`thinnest serve` is both",
+    ("modelsvc", "api"): "the model service answers errors in the API's one format (api/errors.py)",
 }
 
 

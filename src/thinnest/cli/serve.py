@@ -1,5 +1,5 @@
-"""The processes: ``thinnest serve`` (API and gateway), ``worker`` (voice engine) and ``dev``
-(all of them on loopback, with a LiveKit server)."""
+"""The processes: ``thinnest serve`` (API and gateway), ``worker`` (voice engine), ``models``
+(the shared models) and ``dev`` (all of them on loopback, with a LiveKit server)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,25 @@ def worker() -> None:
     settings = get_settings()
     configure(settings.log_level)
     run_worker(settings)
+
+
+def models(
+    host: Annotated[str | None, typer.Option(help="bind address (THINNEST_MODELS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (THINNEST_MODELS_PORT)")] = None,
+) -> None:
+    """Run the shared model services (LLM, speech-to-text, text-to-speech) that every call on
+    this machine, or on workers with THINNEST_MODELS_URL, uses."""
+    from thinnest.modelsvc.service import run_models
+
+    settings = get_settings()
+    updates: dict[str, Any] = {}
+    if host:
+        updates["models_host"] = host
+    if port:
+        updates["models_port"] = port
+    settings = settings.model_copy(update=updates)
+    configure(settings.log_level)
+    run_models(settings)
 
 
 def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
