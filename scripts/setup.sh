@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever is missing for Thinnest on this machine, and nothing twice:
-#   Debian packages, the pinned livekit-server (built with Go into .tools/bin),
+#   Debian packages, the pinned livekit-server (built with Go into .tools/bin), llama.cpp's
+#   llama-server (built from the pinned llama-cpp-python archive into .tools/bin),
 #   a project-local virtualenv (.venv) synced to the hashed lock file.
 # Usage: scripts/setup.sh [--test|--peers]   (--test adds what the test suite needs, the
 #   benchmark peers included; --peers adds only the Pipecat peer's virtualenv)
@@ -23,9 +24,12 @@ die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 LLAMA_WHEELS=$CACHE/wheels
 LLAMA_VERSION=$(sed -nE 's/^llama-cpp-python==([0-9.]+).*/\1/p' requirements/llama.lock)
 have_llama_wheel() { compgen -G "$LLAMA_WHEELS/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; }
+# llama.cpp's llama-server (the shared LLM of `thinnest models`), built from the same archive.
+LLAMA_SERVER=$CACHE/bin/llama-server-$LLAMA_VERSION
+have_llama_server() { [[ -x "$LLAMA_SERVER" ]] && "$LLAMA_SERVER" --version >/dev/null 2>&1; }
 
 APT_PACKAGES=(ca-certificates espeak-ng)
-have_llama_wheel || APT_PACKAGES+=(cmake build-essential)
+{ have_llama_wheel && have_llama_server; } || APT_PACKAGES+=(cmake build-essential)
 if [[ "${1:-}" == "--test" ]]; then
   APT_PACKAGES+=(postgresql chromium)   # chromium: the browser tests (tests/web)
 fi
@@ -86,18 +90,59 @@ if [[ ! -f "$stamp" ]]; then
   "$VENV/bin/uv" pip sync -q --python "$VENV/bin/python" --require-hashes --only-binary :all: "$LOCK"
 fi
 
-# llama-cpp-python ships only source: build the wheel once (about 11 min on 2 cores) from the
-# hash-checked archive, keep it in the cache, install from it afterwards.
+# llama-cpp-python ships only source: the hash-checked archive is downloaded once (into a
+# temporary directory removed on exit) for the wheel and llama-server, whichever is missing.
+LLAMA_SDIST=""
+fetch_llama_sdist() {
+  [[ -z "$LLAMA_SDIST" ]] || return 0
+  LLAMA_SDIST=$(mktemp -d)
+  trap 'rm -rf "$LLAMA_SDIST"' EXIT
+  "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    --require-hashes -r requirements/llama.lock -d "$LLAMA_SDIST/dist"
+}
+# Portable x86-64 build (AVX2/FMA/F16C), not tuned to this CPU: the binaries may move machines.
+GGML_PORTABLE=(-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON)
+
+# The wheel: built once (about 11 min on 2 cores), kept in the cache, installed from it after.
 if ! have_llama_wheel; then
   say "building llama-cpp-python $LLAMA_VERSION once (about 11 minutes on 2 cores; reused after)"
-  sdist=$(mktemp -d)
-  "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
-    --require-hashes -r requirements/llama.lock -d "$sdist"
-  # Portable x86-64 build (AVX2/FMA/F16C), not tuned to this CPU: the wheel may move machines.
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+  fetch_llama_sdist
+  CMAKE_ARGS="${GGML_PORTABLE[*]}" \
   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-    "$VENV/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps -w "$LLAMA_WHEELS" "$sdist"/*
-  rm -rf "$sdist"
+    "$VENV/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps -w "$LLAMA_WHEELS" \
+      "$LLAMA_SDIST"/dist/llama_cpp_python-*.tar.gz
+fi
+
+# llama-server: the archive's vendor/llama.cpp, built once (about 9 min on 2 cores; cached),
+# static, CPU only. Offline and hash-checked only: no web UI download (LLAMA_USE_PREBUILT_UI
+# defaults to on and fetches one at build time), no npm, no curl or OpenSSL (we pass -m <path>).
+if ! have_llama_server; then
+  say "building llama-server from llama-cpp-python $LLAMA_VERSION once (about 9 minutes on 2 cores; reused after)"
+  fetch_llama_sdist
+  mkdir -p "$LLAMA_SDIST/src" "$CACHE/bin"
+  tar xzf "$LLAMA_SDIST"/dist/llama_cpp_python-*.tar.gz -C "$LLAMA_SDIST/src" --strip-components=1
+  generator=()
+  if command -v ninja >/dev/null; then generator=(-G Ninja); fi
+  build_log=$CACHE/llama-server-build.log
+  if ! {
+    cmake -S "$LLAMA_SDIST/src/vendor/llama.cpp" -B "$LLAMA_SDIST/build" ${generator[@]+"${generator[@]}"} \
+      -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF "${GGML_PORTABLE[@]}" \
+      -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON \
+      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
+      -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF &&
+      cmake --build "$LLAMA_SDIST/build" --target llama-server -j"$(nproc)"
+  } >"$build_log" 2>&1; then
+    tail -n 30 "$build_log" >&2
+    die "building llama-server failed; the whole log is in $build_log"
+  fi
+  "$LLAMA_SDIST/build/bin/llama-server" --version >/dev/null 2>&1 ||
+    die "the llama-server just built does not run; see $build_log"
+  cp "$LLAMA_SDIST/build/bin/llama-server" "$LLAMA_SERVER.tmp"
+  mv -f "$LLAMA_SERVER.tmp" "$LLAMA_SERVER"
+fi
+if ! cmp -s "$LLAMA_SERVER" "$TOOLS/llama-server"; then
+  cp -f "$LLAMA_SERVER" "$TOOLS/llama-server"
+  chmod 755 "$TOOLS/llama-server"
 fi
 if [[ ! -f "$stamp" ]]; then
   "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps --no-index \
