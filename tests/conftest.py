@@ -17,6 +17,7 @@ import anyio
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import create_engine, make_url, text
 
 from thinnest.api.main import create_app
 from thinnest.bench.postgres import start_postgres
@@ -121,6 +122,29 @@ def database(database_url: str) -> Iterator[Database]:
     db.migrate()
     yield db
     db.close()
+
+
+@pytest.fixture
+def fresh_database(database_url: str, tmp_path: Path) -> Iterator[Database]:
+    """An empty database of the suite's kind: no other test's young sessions in its counts."""
+    if database_url.startswith("postgresql"):
+        name = f"fresh_{secrets.token_hex(4)}"
+        admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    else:
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    db = Database(url)
+    db.migrate()
+    try:
+        yield db
+    finally:
+        db.close()
+        if database_url.startswith("postgresql"):
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            admin.dispose()
 
 
 def make_settings(tmp: Path, livekit: LiveKitDevServer | None, **overrides: object) -> Settings:

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, make_url, text
 
 from tests._cli import create_publishable_key, run_thinnest
 from tests.conftest import RunningApi, Tenant, make_settings, start_api
@@ -198,29 +196,6 @@ def test_cli_creates_keys_with_a_cap(tmp_path: Path) -> None:
     finally:
         db.close()
     assert made == {"publishable": 5, "secret": 7}
-
-
-@pytest.fixture
-def fresh_database(database_url: str, tmp_path: Path) -> Iterator[Database]:
-    """An empty database of the suite's kind: no other test's young sessions in its counts."""
-    if database_url.startswith("postgresql"):
-        name = f"cap_{secrets.token_hex(4)}"
-        admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{tmp_path / 'cap.db'}"
-    db = Database(url)
-    db.migrate()
-    try:
-        yield db
-    finally:
-        db.close()
-        if database_url.startswith("postgresql"):
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            admin.dispose()
 
 
 async def test_concurrent_starts_with_different_keys_never_overfill_a_worker(

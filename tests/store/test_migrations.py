@@ -11,9 +11,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, make_url, text
 
 from thinnest.contracts.agent import AgentConfig
-from thinnest.store import agents, keys, sessions
+from thinnest.store import agents, keys, sessions, workers
 from thinnest.store.backup import backup
 from thinnest.store.db import Database, alembic_config, downgrade, migrate
+from thinnest.store.models import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +198,31 @@ def test_0005_records_session_keys_on_a_populated_database_at_0004(fresh_url: st
 
 
 _T = "2026-12-01 00:00:00"
+
+
+def test_0006_gives_workers_stored_before_it_no_model_services(fresh_url: str) -> None:
+    """A worker row from before 0006 says "" (models in its processes): it still takes calls."""
+    db = Database(fresh_url)
+    migrate(db.engine, "0005")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO workers (id, agent_name, host, pid, active_jobs, max_jobs, "
+                "session_ids, started_at, last_seen) VALUES "
+                "('w1', 'thinnest-agent', 'h', 1, 0, 4, '[]', :t, :t)"
+            ),
+            {"t": _T},
+        )
+    migrate(db.engine)
+    with db.session() as s:
+        worker = s.get(Worker, "w1")
+        assert worker is not None and worker.models_status == ""
+        assert workers.models_usable(worker)
+        worker.models_status = "http://m: stt down"
+    with db.session() as s:
+        assert not workers.models_usable(s.get(Worker, "w1"))
+    downgrade(db.engine, "0005")
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM workers")).scalar() == 1
+    migrate(db.engine)
+    db.close()

@@ -22,6 +22,7 @@ from thinnest.config import Settings
 from thinnest.engine.job import entrypoint
 from thinnest.engine.warmup import prewarm
 from thinnest.log import logger
+from thinnest.providers.modelservice import models_status
 from thinnest.store import workers
 from thinnest.store.db import Database
 
@@ -99,9 +100,25 @@ async def _heartbeat(
         "max_jobs": settings.worker_max_jobs,
     }
 
+    models_seen = [""]
+
     def beat(rooms: list[str]) -> None:
+        models = models_status(settings)
+        if models != models_seen[0]:
+            if models in ("", "ok"):
+                log.info("model services: %s", models or "in process")
+            else:
+                log.error("model services unusable, taking no calls: %s", models)
+            models_seen[0] = models
         with database.session() as db:
-            workers.heartbeat(db, worker_id, active_jobs=len(rooms), session_ids=rooms, **fields)
+            workers.heartbeat(
+                db,
+                worker_id,
+                active_jobs=len(rooms),
+                session_ids=rooms,
+                models_status=models,
+                **fields,
+            )
 
     def forget() -> None:
         with database.session() as db:

@@ -162,6 +162,13 @@ def check_capacity(db: Session, settings: Settings) -> None:
             "(`thinnest dev` starts one)",
             code="no_worker",
         )
+    if not any(workers.models_usable(w) for w in live):
+        raise UnavailableError(
+            "the model services of every voice engine worker are down "
+            f"({live[0].models_status}); calls start again once they are back",
+            code="models_unavailable",
+            retry_after=settings.no_capacity_retry_after,
+        )
     if workers.free_slots(live, db) <= 0:
         raise UnavailableError(
             f"every voice engine worker is busy ({sum(w.max_jobs for w in live)} calls on "

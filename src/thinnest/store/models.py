@@ -183,5 +183,7 @@ class Worker(Base):
     max_jobs: Mapped[int] = mapped_column(Integer, default=0)
     #: the sessions (rooms) of the calls it holds, as of ``last_seen``
     session_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: its model services: "" (none, models in process), "ok", or why they are unusable
+    models_status: Mapped[str] = mapped_column(String(200), default="", server_default="")
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -39,6 +39,12 @@ def live_workers(
     return list(db.scalars(stmt))
 
 
+def models_usable(worker: Worker) -> bool:
+    """Whether the worker's calls have their models: in its processes (``""``), or in model
+    services that answered its last look (``"ok"``)."""
+    return worker.models_status in ("", "ok")
+
+
 #: How long a dispatched session may wait for a worker to take it. Younger sessions that no
 #: worker reports holding are counted as taking a slot; older ones no worker wanted.
 DISPATCH_WINDOW = timedelta(seconds=15)
@@ -49,6 +55,7 @@ def free_slots(workers: list[Worker], db: Session) -> int:
     (``max_jobs - active_jobs``; a worker reports within a fraction of a second of a change),
     less the sessions started in the last :data:`DISPATCH_WINDOW` that no worker reports
     holding yet (dispatched, on their way to a worker)."""
+    workers = [w for w in workers if models_usable(w)]
     if not workers:
         return 0
     free = sum(max(0, w.max_jobs - w.active_jobs) for w in workers)

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from thinnest.api.deps import DatabaseDep, LiveKitDep, SettingsDep
 from thinnest.config import Settings
 from thinnest.errors import ThinnestError
+from thinnest.providers.modelservice import models_status
 from thinnest.store import workers
 from thinnest.store.db import Database
 
@@ -32,7 +33,7 @@ def _workers(db: Database, settings: Settings) -> int:
 
 @router.get("/readyz")
 async def readyz(db: DatabaseDep, livekit: LiveKitDep, settings: SettingsDep) -> JSONResponse:
-    """The database and the LiveKit server are reachable."""
+    """The database, the LiveKit server and the model services (where used) are reachable."""
     checks: dict[str, str] = {}
     try:
         await run_in_threadpool(db.ping)
@@ -44,6 +45,8 @@ async def readyz(db: DatabaseDep, livekit: LiveKitDep, settings: SettingsDep) ->
         checks["livekit"] = "ok"
     except ThinnestError as exc:
         checks["livekit"] = exc.message
+    if settings.models_url:
+        checks["models"] = await run_in_threadpool(models_status, settings)
     if all(v == "ok" for v in checks.values()):
         live = await run_in_threadpool(_workers, db, settings)
         return JSONResponse({"status": "ready", "checks": checks, "workers": live})
