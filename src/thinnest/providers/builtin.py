@@ -16,6 +16,7 @@ from thinnest.providers import (
     llama,
     openai,
     piper,
+    remote_tts,
     silero,
     turn,
     whisper,
@@ -32,6 +33,7 @@ PROVIDERS: list[Provider] = [
         whisper.build,
         description="offline faster-whisper (base, tiny.en)",
         plugins=("livekit.plugins.silero",),
+        remote=whisper.build_remote,
     ),
     Provider(
         "stt",
@@ -82,6 +84,7 @@ PROVIDERS: list[Provider] = [
         piper.PiperOptions,
         piper.build,
         description="offline piper, en_US joe (GPL-3.0 extra)",
+        remote=remote_tts.remote("piper"),
     ),
     Provider(
         "tts",
@@ -89,6 +92,7 @@ PROVIDERS: list[Provider] = [
         espeak.EspeakOptions,
         espeak.build,
         description="offline espeak-ng (robotic fallback)",
+        remote=remote_tts.remote("espeak"),
     ),
     Provider(
         "tts",

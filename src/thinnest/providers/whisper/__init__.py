@@ -28,6 +28,7 @@ Modules: :mod:`.options` (the options), :mod:`.stt` (the model, its decodes, the
 from __future__ import annotations
 
 from thinnest.providers.whisper.options import WhisperOptions
+from thinnest.providers.whisper.remote import build_remote
 from thinnest.providers.whisper.stt import WhisperSTT, build
 
-__all__ = ["WhisperOptions", "WhisperSTT", "build"]
+__all__ = ["WhisperOptions", "WhisperSTT", "build", "build_remote"]

@@ -16,7 +16,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
-from livekit.agents import APIConnectOptions, stt
+from livekit.agents import APIConnectOptions, APIError, stt
 from livekit.agents.utils import aio
 from livekit.agents.vad import VADEvent, VADEventType, VADStream
 
@@ -26,7 +26,7 @@ from thinnest.providers._audio import to_mono_float32
 from thinnest.providers.whisper.options import SAMPLE_RATE, WhisperOptions
 
 if TYPE_CHECKING:
-    from thinnest.providers.whisper.stt import WhisperSTT
+    from thinnest.providers.whisper.stt import BaseWhisperSTT
 
 __all__ = ["WhisperStream"]
 
@@ -48,7 +48,7 @@ class WhisperStream(stt.RecognizeStream):
 
     def __init__(
         self,
-        whisper: WhisperSTT,
+        whisper: BaseWhisperSTT,
         *,
         options: WhisperOptions,
         vad: Any,
@@ -73,6 +73,8 @@ class WhisperStream(stt.RecognizeStream):
             text, _ = await asyncio.to_thread(
                 self._whisper.transcribe, audio, self._language, final=final
             )
+        except APIError:
+            raise  # the shared model service's error: livekit-agents retries it or gives up
         except Exception as exc:
             raise ProviderError(f"whisper failed: {exc}", retryable=False) from exc
         return text

@@ -13,10 +13,10 @@ import functools
 import math
 import os
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm, stt
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, APIError, llm, stt
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from faster_whisper import WhisperModel
     from livekit.agents.voice.events import ConversationItemAddedEvent
 
-__all__ = ["WhisperSTT", "build"]
+__all__ = ["BaseWhisperSTT", "WhisperSTT", "build"]
 
 FULL_WINDOW = 3000  # mel frames in Whisper's 30 s encoder window
 HOP = 160  # samples per mel frame (10 ms)
@@ -72,19 +72,15 @@ def _encode(model: WhisperModel, text: str) -> tuple[int, ...]:
     return tuple(model.hf_tokenizer.encode(" " + text, add_special_tokens=False).ids)
 
 
-class WhisperSTT(stt.STT):
-    """faster-whisper as a livekit-agents ``stt.STT`` (non-streaming)."""
+class BaseWhisperSTT(stt.STT):
+    """What every ``whisper`` STT shares, wherever its model runs: capabilities, a call's
+    context (the agent's last words), the Silero VAD and :class:`WhisperStream`.
 
-    def __init__(self, *, options: WhisperOptions, settings: Settings) -> None:
-        """Load (or reuse) the model; its files are verified first.
+    Subclasses implement :meth:`transcribe`: in this process (:class:`WhisperSTT`), or as a
+    client of the shared model service (:mod:`thinnest.providers.whisper.remote`).
+    """
 
-        Args:
-            options: validated options.
-            settings: where the models cache lives.
-
-        Raises:
-            ConfigError: the model's packages are missing or its cache is corrupt.
-        """
+    def __init__(self, *, options: WhisperOptions) -> None:
         super().__init__(
             capabilities=stt.STTCapabilities(
                 streaming=options.streaming,
@@ -96,23 +92,18 @@ class WhisperSTT(stt.STT):
         self._opts = options
         self._vad: Any = None
         self._context = ""
-        path = models.prepare(_MODEL_DIRS[options.resolved_model], settings=settings)
-        self._model = _load(str(path), options.threads)
-        if options.streaming:
-            # Loaded now (in a job process's prewarm), not at a call's first stream: creating
-            # the ONNX session blocks the event loop for 0.1-0.2 s. Missing, stream() says so.
-            with contextlib.suppress(ConfigError):
-                self._vad = self._load_vad()
 
-    def for_call(self) -> WhisperSTT:
+    def for_call(self) -> Self:
         """A view of this STT for one call: the same model and VAD, its own context.
 
         The engine shares one loaded STT among the calls of a process; what the agent said
         in one call must not steer the transcripts of another.
         """
-        view = WhisperSTT.__new__(WhisperSTT)
+        view = type(self).__new__(type(self))
         stt.STT.__init__(view, capabilities=self.capabilities)
-        view._opts, view._vad, view._model = self._opts, self._vad, self._model
+        for name, value in vars(self).items():
+            if name not in vars(view):  # the model, options, VAD: shared
+                setattr(view, name, value)
         view._context = ""
         return view
 
@@ -147,7 +138,7 @@ class WhisperSTT(stt.STT):
     def transcribe(
         self, audio: Any, language: str | None = None, *, final: bool = True
     ) -> tuple[str, float]:
-        """Transcribe 16 kHz mono float32 samples synchronously.
+        """Transcribe 16 kHz mono float32 samples synchronously (blocking).
 
         Args:
             audio: the samples.
@@ -156,10 +147,111 @@ class WhisperSTT(stt.STT):
 
         Returns:
             The text and the mean probability of its segments (0 when empty).
+
+        Raises:
+            APIError: the shared model service failed (the remote STT); any other
+                exception is the model's own failure.
+        """
+        raise NotImplementedError
+
+    async def _recognize_impl(
+        self,
+        buffer: AudioBuffer,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
+    ) -> stt.SpeechEvent:
+        audio = to_mono_float32(buffer, SAMPLE_RATE)
+        lang = language if is_given(language) else self._opts.language
+        text, confidence = "", 0.0
+        if audio.size:
+            try:
+                text, confidence = await asyncio.to_thread(self.transcribe, audio, lang)
+            except APIError:
+                raise  # the service's error: livekit-agents retries it or gives up
+            except Exception as exc:
+                raise ProviderError(f"whisper failed: {exc}", retryable=False) from exc
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            request_id=uuid.uuid4().hex,
+            alternatives=[
+                stt.SpeechData(
+                    language=lang,  # type: ignore[arg-type]
+                    text=text,
+                    end_time=audio.size / SAMPLE_RATE,
+                    confidence=confidence,
+                )
+            ],
+        )
+
+    def stream(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> stt.RecognizeStream:
+        """A stream that cuts utterances with a Silero VAD and transcribes ahead.
+
+        Raises:
+            ConfigError: ``streaming`` is off, or livekit-plugins-silero is missing.
+        """
+        if not self._opts.streaming:
+            raise ConfigError(
+                "this whisper STT is non-streaming (option streaming=false): pair it with a VAD"
+            )
+        if self._vad is None:
+            self._vad = self._load_vad()
+        lang = language if is_given(language) else self._opts.language
+        return WhisperStream(
+            self, options=self._opts, vad=self._vad, language=lang, conn_options=conn_options
+        )
+
+
+class WhisperSTT(BaseWhisperSTT):
+    """faster-whisper as a livekit-agents ``stt.STT`` (non-streaming)."""
+
+    def __init__(self, *, options: WhisperOptions, settings: Settings) -> None:
+        """Load (or reuse) the model; its files are verified first.
+
+        Args:
+            options: validated options.
+            settings: where the models cache lives.
+
+        Raises:
+            ConfigError: the model's packages are missing or its cache is corrupt.
+        """
+        super().__init__(options=options)
+        path = models.prepare(_MODEL_DIRS[options.resolved_model], settings=settings)
+        self._model = _load(str(path), options.threads)
+        if options.streaming:
+            # Loaded now (in a job process's prewarm), not at a call's first stream: creating
+            # the ONNX session blocks the event loop for 0.1-0.2 s. Missing, stream() says so.
+            with contextlib.suppress(ConfigError):
+                self._vad = self._load_vad()
+
+    def transcribe(
+        self,
+        audio: Any,
+        language: str | None = None,
+        *,
+        final: bool = True,
+        hint: str | None = None,
+    ) -> tuple[str, float]:
+        """Transcribe 16 kHz mono float32 samples synchronously.
+
+        Args:
+            audio: the samples.
+            language: the spoken language, default the option's.
+            final: decode with ``beam_size`` beams; False (an interim transcript): greedy.
+            hint: the text said before (option prompt and a call's context); default this
+                STT's own (the shared model service passes its client's).
+
+        Returns:
+            The text and the mean probability of its segments (0 when empty).
         """
         language = language or self._opts.language
         beams = self._opts.resolved_beam_size if final else 1
-        hint = self._hint()
+        hint = self._hint() if hint is None else hint
         context = list(_encode(self._model, hint)[-PROMPT_TOKENS:]) if hint else []
         heard = self._decode(audio, language, beams, context)
         if not_speech(heard):
@@ -258,56 +350,6 @@ class WhisperSTT(stt.STT):
             log.debug("whisper: a looping decode in a short window (%r), decoding 30 s", text)
             return no_speech
         return Heard(text, min(1.0, math.exp(avg_logprob)) if text else 0.0, no_speech)
-
-    async def _recognize_impl(
-        self,
-        buffer: AudioBuffer,
-        *,
-        language: NotGivenOr[str] = NOT_GIVEN,
-        conn_options: APIConnectOptions,
-    ) -> stt.SpeechEvent:
-        audio = to_mono_float32(buffer, SAMPLE_RATE)
-        lang = language if is_given(language) else self._opts.language
-        text, confidence = "", 0.0
-        if audio.size:
-            try:
-                text, confidence = await asyncio.to_thread(self.transcribe, audio, lang)
-            except Exception as exc:
-                raise ProviderError(f"whisper failed: {exc}", retryable=False) from exc
-        return stt.SpeechEvent(
-            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-            request_id=uuid.uuid4().hex,
-            alternatives=[
-                stt.SpeechData(
-                    language=lang,  # type: ignore[arg-type]
-                    text=text,
-                    end_time=audio.size / SAMPLE_RATE,
-                    confidence=confidence,
-                )
-            ],
-        )
-
-    def stream(
-        self,
-        *,
-        language: NotGivenOr[str] = NOT_GIVEN,
-        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
-    ) -> stt.RecognizeStream:
-        """A stream that cuts utterances with a Silero VAD and transcribes ahead.
-
-        Raises:
-            ConfigError: ``streaming`` is off, or livekit-plugins-silero is missing.
-        """
-        if not self._opts.streaming:
-            raise ConfigError(
-                "this whisper STT is non-streaming (option streaming=false): pair it with a VAD"
-            )
-        if self._vad is None:
-            self._vad = self._load_vad()
-        lang = language if is_given(language) else self._opts.language
-        return WhisperStream(
-            self, options=self._opts, vad=self._vad, language=lang, conn_options=conn_options
-        )
 
 
 def build(options: WhisperOptions, settings: Settings) -> WhisperSTT:
