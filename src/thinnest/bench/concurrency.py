@@ -12,9 +12,11 @@ continuous tone, near-silent (lost audio). The ramp stops at the first unhealthy
 before a level that would leave less than ``min_free_mb`` of memory.
 
 CPU and memory per call come from psutil over the voice engine's process tree (the worker,
-its job processes): CPU seconds used while the callers speak / wall time / calls, and the
-median proportional set size of the job processes: every call is a job process of its
-own, prewarmed with the offline models (see the engine's ``prewarm``).
+its job processes) and, with ``models`` (the default), the shared model services' tree: CPU
+seconds used while the callers speak / wall time / calls, and the memory each call adds:
+the trees' proportional set size (PSS) while the calls are connected, less their PSS at rest
+before the level, / calls. The job processes' median PSS and the services' PSS are reported
+beside it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class ConcurrencyOptions:
     bad_frames: float = 0.01
     min_free_mb: float = 3000.0
     quiet: float = 1.5
+    models: bool = True
     workdir: Path | None = None
 
 
@@ -158,6 +161,9 @@ async def _level(
     options: ConcurrencyOptions,
     worker_pid: int,
 ) -> dict[str, Any]:
+    services = stack.children["models"].pid if "models" in stack.children else None
+    roots = [worker_pid, *([services] if services else [])]
+    at_rest = sum(size for pid in roots for size in _pss_mb(pid))
     ready = asyncio.Barrier(calls + 1)
     go = asyncio.Event()
     tone = stack_name == "fixed"
@@ -179,8 +185,9 @@ async def _level(
             error = f"calls did not all start: {exc!r}"
         await _settle(worker_pid, calls=calls, within=90)
         # Each call is a job process of its own, prewarmed (the big ones of the tree).
-        jobs = [size for size in _pss_mb(worker_pid) if size > 150]
-        procs = _tree(worker_pid)
+        jobs = [size for size in _pss_mb(worker_pid)[1:] if size > 40]
+        connected = sum(size for pid in roots for size in _pss_mb(pid))
+        procs = [p for pid in roots for p in _tree(pid)]
         cpu0, t0 = _cpu_seconds(procs), time.monotonic()
         go.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -204,8 +211,10 @@ async def _level(
         "quiet_ratio": sum(t.quiet_frames for t in answered) / frames,
         "cpu_percent_per_call": 100 * cpu / calls,
         "cpu_percent_total": 100 * cpu,
-        "memory_mb_per_call": percentile(jobs, 50),
+        "memory_mb_per_call": max(0.0, connected - at_rest) / calls,
+        "memory_mb_job_process": percentile(jobs, 50),
         "memory_mb_worker_tree": sum(_pss_mb(worker_pid)),
+        "memory_mb_services": sum(_pss_mb(services)) if services else 0.0,
         "errors": ([error] if error else []) + failures,
     }
 
@@ -237,7 +246,11 @@ async def run_concurrency_bench(
     audio = await _audio(16, settings)
     workdir = options.workdir or settings.data_dir / "bench" / f"concurrency-{int(started)}"
     stack_opts = StackOptions(
-        workdir=workdir, worker_max_jobs=options.max_calls + 2, worker_idle_processes=2
+        workdir=workdir,
+        worker_max_jobs=options.max_calls + 2,
+        worker_idle_processes=2,
+        # The fixed providers use no model: their calls need no services.
+        models=options.models and "offline" in options.stacks,
     )
     levels: list[dict[str, Any]] = []
     best: dict[str, int] = {}
@@ -298,6 +311,8 @@ def _skipped(stack: str, calls: int, why: str) -> dict[str, Any]:
         "cpu_percent_per_call": nan,
         "cpu_percent_total": nan,
         "memory_mb_per_call": nan,
+        "memory_mb_job_process": nan,
+        "memory_mb_services": nan,
         "errors": [],
         "healthy": False,
         "why": why,

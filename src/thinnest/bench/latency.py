@@ -97,6 +97,8 @@ class LatencyOptions:
         pipecat_python: the Python of the Pipecat virtualenv (default ``.venv-pipecat``).
         quiet: seconds of agent silence that end its answer.
         answer_timeout: seconds to wait for an answer before counting the turn lost.
+        models: the shared model services (``thinnest models``) serve the calls; off, each
+            job process loads its own models.
         workdir: where the stack keeps its files (a fresh directory).
     """
 
@@ -108,6 +110,7 @@ class LatencyOptions:
     pipecat_python: Path | None = None
     quiet: float = 1.5
     answer_timeout: float = 30.0
+    models: bool = True
     workdir: Path | None = None
 
 
@@ -237,7 +240,11 @@ async def run_latency_bench(
         for sy in systems
         if sy != "pipecat" or st == "fixed"
     }
-    stack_opts = StackOptions(workdir=workdir, peer_worker=options.peers)
+    stack_opts = StackOptions(
+        workdir=workdir,
+        peer_worker=options.peers,
+        models=options.models and "offline" in options.stacks,
+    )
     progress(f"starting LiveKit, API and workers in {workdir}")
     with BenchStack(stack_opts, settings) as stack:
         agents = {

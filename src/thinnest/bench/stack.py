@@ -60,6 +60,8 @@ class StackOptions:
         worker_idle_processes: prewarmed job processes it keeps.
         peer_worker: also start the plain livekit-agents peer worker
             (:mod:`thinnest.bench.peer`).
+        models: start the shared model services (``thinnest models``) and make the API and
+            workers their clients; off, each job process loads its own models.
         env: extra environment for every child.
     """
 
@@ -69,6 +71,7 @@ class StackOptions:
     worker_max_jobs: int = 4
     worker_idle_processes: int = 2
     peer_worker: bool = False
+    models: bool = False
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -89,6 +92,8 @@ class BenchStack:
         self.lk_key, self.lk_secret = generate_credentials()
         #: how the API is started (a profiler may wrap it)
         self.api_command = ["-m", "thinnest", "serve"]
+        self.models_port = free_port()
+        self.models_url = f"http://127.0.0.1:{self.models_port}" if options.models else None
 
     def __enter__(self) -> BenchStack:
         try:
@@ -123,16 +128,19 @@ class BenchStack:
                 "THINNEST_WORKER_IDLE_PROCESSES": str(self.options.worker_idle_processes),
                 "THINNEST_WORKER_HEARTBEAT_INTERVAL": "1.0",
                 "HF_HUB_OFFLINE": "1",
+                **({"THINNEST_MODELS_URL": self.models_url} if self.models_url else {}),
                 **self.options.env,
             }
         )
         return env
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.options.workdir / f"{name}.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, *args],
-            env=self.env(),
+            env=env or self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -172,12 +180,20 @@ class BenchStack:
                 _row, self.api_key = keys.create_key(db, owner)
         finally:
             database.close()
+        if self.models_url:
+            env = {**self.env(), "THINNEST_MODELS_PORT": str(self.models_port)}
+            del env["THINNEST_MODELS_URL"]  # the service serves the models; it is no client
+            models = self._spawn("models", ["-m", "thinnest", "models"], env)
         api = self._spawn("api", self.api_command)
         if self.options.worker:
             self._spawn("worker", ["-m", "thinnest", "worker"])
         if self.options.peer_worker:
             self._spawn("peer", ["-m", "thinnest.bench.peer"])
         wait_http(f"{self.api_url}/healthz", timeout=60, alive=lambda: api.poll() is None)
+        if self.models_url:
+            wait_http(
+                f"{self.models_url}/healthz", timeout=180, alive=lambda: models.poll() is None
+            )
         for name in ("worker", "peer"):
             if name in self.children:
                 self._wait_log(name, _WORKER_READY, timeout=300)

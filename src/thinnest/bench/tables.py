@@ -62,6 +62,8 @@ def concurrency_table(results: dict[str, Any]) -> Table:
         "quiet %",
         "cpu %/call",
         "MB/call",
+        "MB job",
+        "MB models",
         "healthy",
     ):
         table.add_column(name, justify="left" if name == "stack" else "right")
@@ -76,6 +78,8 @@ def concurrency_table(results: dict[str, Any]) -> Table:
             f"{100 * level['quiet_ratio']:.1f}",
             f"{level['cpu_percent_per_call']:.0f}",
             f"{level['memory_mb_per_call']:.0f}",
+            f"{level.get('memory_mb_job_process', float('nan')):.0f}",
+            f"{level.get('memory_mb_services', float('nan')):.0f}",
             "[green]yes[/]" if level["healthy"] else f"[red]no[/] {level['why']}",
         )
     table.caption = "max healthy: " + ", ".join(

@@ -93,6 +93,13 @@ def bench_latency(
     stack: Annotated[
         list[str] | None, typer.Option(help="offline, fixed (repeatable; default both)")
     ] = None,
+    models: Annotated[
+        bool,
+        typer.Option(
+            "--models/--in-process",
+            help="shared model services (thinnest models), or models in each job process",
+        ),
+    ] = True,
     peers: Annotated[bool, typer.Option(help="also run the livekit-agents peer")] = True,
     pipecat: Annotated[
         bool | None,
@@ -116,6 +123,7 @@ def bench_latency(
         count=count,
         turns_per_call=turns_per_call,
         stacks=tuple(stack or ("offline", "fixed")),
+        models=models,
         peers=peers,
         pipecat=pipecat,
         pipecat_python=pipecat_python,
@@ -186,6 +194,13 @@ def bench_concurrency(
     ] = None,
     max_calls: Annotated[int, typer.Option(help="highest level (1, 2, 4, … up to it)")] = 32,
     turns: Annotated[int, typer.Option(help="utterances per call at each level")] = 3,
+    models: Annotated[
+        bool,
+        typer.Option(
+            "--models/--in-process",
+            help="shared model services (thinnest models), or models in each job process",
+        ),
+    ] = True,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="JSON file; default <data dir>/bench/")
     ] = None,
@@ -196,7 +211,10 @@ def bench_concurrency(
 
     settings = get_settings()
     options = ConcurrencyOptions(
-        stacks=tuple(stack or ("offline", "fixed")), max_calls=max_calls, turns=turns
+        stacks=tuple(stack or ("offline", "fixed")),
+        max_calls=max_calls,
+        turns=turns,
+        models=models,
     )
     _run_bench(run_concurrency_bench, options, settings, concurrency_table, "concurrency", out_file)
 
