@@ -31,7 +31,7 @@ def test_every_default_is_registered() -> None:
     assert DEFAULTS == {
         "stt": "whisper",
         "llm": "llama",
-        "tts": "piper",
+        "tts": "hibari",
         "vad": "silero",
         "turn_detection": "transcript",
     }
@@ -40,7 +40,7 @@ def test_every_default_is_registered() -> None:
 def test_lists_builtin_names_per_kind() -> None:
     assert registry.names("stt") == ["deepgram", "fixed", "google", "whisper"]
     assert registry.names("llm") == ["fixed", "gemini", "llama", "openai"]
-    assert registry.names("tts") == ["cartesia", "elevenlabs", "espeak", "fixed", "piper"]
+    assert registry.names("tts") == ["cartesia", "elevenlabs", "espeak", "fixed", "hibari", "piper"]
     assert registry.names("vad") == ["silero"]
     assert registry.names("turn_detection") == ["livekit", "transcript"]
     assert registry.names("nonsense") == []

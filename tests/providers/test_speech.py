@@ -1,7 +1,7 @@
 """The offline speech providers run for real, with the network refused.
 
-whisper transcribes espeak-ng speech; piper and espeak speak, and whisper transcribes them
-back; silero finds the speech; the LiveKit turn detector scores the end of a turn.
+whisper transcribes espeak-ng speech; hibari, piper and espeak speak, and whisper
+transcribes them back; silero finds the speech; the LiveKit turn detector scores the end of a turn.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def _as_speech(pcm: np.ndarray, rate: int, text: str) -> Speech:
     return Speech(text=text, pcm=pcm, sample_rate=rate)
 
 
-@pytest.mark.parametrize("name", ["piper", "espeak"])
+@pytest.mark.parametrize("name", ["hibari", "piper", "espeak"])
 async def test_tts_speaks_what_whisper_understands(models_settings, whisper_base, name) -> None:
     engine = registry.build("tts", name, {}, settings=models_settings)
     text = "Your table for two is booked for seven o'clock tomorrow evening."

@@ -21,7 +21,7 @@ PROVIDER_KINDS: tuple[ProviderKind, ...] = get_args(ProviderKind)
 DEFAULT_PROVIDERS: dict[ProviderKind, str] = {
     "stt": "whisper",
     "llm": "llama",
-    "tts": "piper",
+    "tts": "hibari",
     "vad": "silero",
     "turn_detection": "transcript",
 }

@@ -13,6 +13,7 @@ from thinnest.providers import (
     espeak,
     fixed,
     google,
+    hibari,
     llama,
     openai,
     piper,
@@ -77,6 +78,13 @@ PROVIDERS: list[Provider] = [
         google.check,
         description="Google Gemini",
         plugins=("livekit.plugins.google",),
+    ),
+    Provider(
+        "tts",
+        "hibari",
+        hibari.HibariOptions,
+        hibari.build,
+        description="offline hibari-tts, American English heart voice (Apache-2.0)",
     ),
     Provider(
         "tts",
