@@ -88,7 +88,7 @@ async def test_each_segment_starts_with_a_clause_again() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("name", ["piper", "espeak"])
+@pytest.mark.parametrize("name", ["hibari", "piper", "espeak"])
 async def test_a_sentence_at_a_time_tts_is_wrapped_and_speaks(tmp_path, name: str) -> None:
     settings = Settings(data_dir=tmp_path, models_dir=REPO / ".thinnest" / "models")
     engine = registry.build("tts", name, {}, settings=settings)

@@ -11,7 +11,7 @@ What is measured (see ``docs/benchmarks.md`` for the method and numbers):
   VAD's own silence window. The time from the last speech sample to the final text
   (VAD window included) is kept in the JSON as ``after_audio_end_ms``. WER compares the
   final text with the utterance's text.
-- **TTS** (piper, espeak): time from ``synthesize()`` to the first audio frame, and the
+- **TTS** (hibari, piper, espeak): time from ``synthesize()`` to the first audio frame, and the
   real-time factor (synthesis time / audio duration), over the test sentences.
 - **LLM** (llama): time to the first content token of a short answer, and tokens/s after it
   (``completion_tokens - 1`` over the time from the first to the last chunk).
@@ -108,7 +108,7 @@ class SpeechBenchOptions:
     count: int = FULL_SET
     stt_models: tuple[str, ...] = ("tiny.en", "base")
     stt_context: str = DEFAULT_GREETING
-    tts: tuple[str, ...] = ("piper", "espeak")
+    tts: tuple[str, ...] = ("hibari", "piper", "espeak")
     tts_sentences: int = 12
     llm: tuple[str, ...] = ("llama",)
     llm_prompts: int = 8
