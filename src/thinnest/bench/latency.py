@@ -10,7 +10,7 @@ after the agent has finished the previous answer.
 
 Stacks (provider sets):
 
-- ``offline``: the default agent: whisper, llama, piper, silero, LiveKit's turn model.
+- ``offline``: the default agent: whisper, llama, hibari, silero, LiveKit's turn model.
 - ``fixed``: the ``fixed`` providers (STT 100 ms after end of speech, LLM first token
   200 ms with the whole reply at once, TTS first audio 100 ms) with silero and VAD-only
   turn detection: the known floor is the VAD's silence window + those three, and **engine
