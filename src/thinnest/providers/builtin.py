@@ -60,6 +60,9 @@ PROVIDERS: list[Provider] = [
         llama.LlamaOptions,
         llama.build,
         description="offline llama.cpp with Qwen2.5-Coder-0.5B-Instruct",
+        # With THINNEST_MODELS_URL: the shared llama-server, through livekit-plugins-openai.
+        plugins=("livekit.plugins.openai",),
+        remote=llama.build_remote,
     ),
     Provider(
         "llm",

@@ -19,7 +19,9 @@ contexts are not thread-safe): concurrent calls in one worker process take turns
 
 Modules: :mod:`.options` (the options), :mod:`.model` (the loaded model, shared by the
 process), :mod:`.prompt` (ChatML rendering), :mod:`.llm` (the LLM), :mod:`.stream` (one
-answer, its tool calls and their one retry), :mod:`.calls` (calls made and answered).
+answer, its tool calls and their one retry), :mod:`.calls` (calls made and answered),
+:mod:`.remote` (the same LLM as a client of the shared model service's llama-server, with
+``THINNEST_MODELS_URL`` set).
 """
 
 from __future__ import annotations
@@ -27,5 +29,14 @@ from __future__ import annotations
 from thinnest.providers.llama.llm import LlamaLLM, build
 from thinnest.providers.llama.options import LlamaOptions
 from thinnest.providers.llama.prompt import DEFAULT_SYSTEM_PROMPT, render_prompt
+from thinnest.providers.llama.remote import RemoteLlamaLLM, build_remote
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "LlamaLLM", "LlamaOptions", "build", "render_prompt"]
+__all__ = [
+    "DEFAULT_SYSTEM_PROMPT",
+    "LlamaLLM",
+    "LlamaOptions",
+    "RemoteLlamaLLM",
+    "build",
+    "build_remote",
+    "render_prompt",
+]

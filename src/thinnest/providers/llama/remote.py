@@ -1,0 +1,266 @@
+"""The ``llama`` LLM as a client of the shared model service (``THINNEST_MODELS_URL``).
+
+The service runs llama.cpp's ``llama-server`` with the same model; this client speaks its
+OpenAI-compatible ``/v1/chat/completions`` through livekit-plugins-openai, the code path of
+any cloud LLM. What stays local is what the 0.5B model needs: it writes a tool call as bare
+JSON text rather than the server's ``<tool_call>`` tags, so a reply that may be a call is held
+back, parsed and validated by :mod:`thinnest.providers._toolcalls` (one retry shown the
+error, then a short apology), exactly as the in-process provider does; plain text streams
+through as it comes. A call the server parsed itself passes through as it is.
+
+Past calls are sent as the in-process provider renders them: not the calls, only their
+results, as facts in the user's turn (shown its own calls, the model repeats them).
+
+No ``prefill``: the server keeps each slot's prompt cached by itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+
+from thinnest.config import Settings
+from thinnest.errors import ConfigError
+from thinnest.providers import _toolcalls
+from thinnest.providers._extras import require
+from thinnest.providers.llama.calls import answered_this_turn, is_repeat, looks_like_json_call
+from thinnest.providers.llama.options import LlamaOptions
+from thinnest.providers.llama.prompt import (
+    _AFTER_TOOL,
+    _FAILED,
+    _FOUND,
+    DEFAULT_SYSTEM_PROMPT,
+    clean,
+)
+from thinnest.providers.llama.stream import APOLOGY
+
+__all__ = ["SERVED_MODEL", "RemoteLlamaLLM", "build_remote", "flat_chat"]
+
+#: The name the model service serves the model under (llama-server's ``--alias``).
+SERVED_MODEL = "qwen2.5-coder-0.5b-instruct"
+
+
+def flat_chat(chat_ctx: llm.ChatContext) -> llm.ChatContext:
+    """The chat as the 0.5B model answers it best: one system message, no past calls.
+
+    A call's result joins the user's turn it answers as a plain fact, with the request to
+    answer in words; consecutive turns of one side are joined (ChatML renders as the
+    in-process provider's :func:`~thinnest.providers.llama.prompt.render_prompt`).
+    """
+    system: list[str] = []
+    turns: list[tuple[str, str]] = []
+
+    def add(role: str, text: str) -> None:
+        side = "user" if role == "tool" else role
+        if turns and ("user" if turns[-1][0] == "tool" else turns[-1][0]) == side:
+            turns[-1] = (role, turns[-1][1] + "\n" + text)
+        else:
+            turns.append((role, text))
+
+    for item in chat_ctx.items:
+        if item.type == "message":
+            text = clean(item.text_content or "")
+            if not text:
+                continue
+            if item.role in ("system", "developer"):
+                system.append(text)
+            else:
+                add("user" if item.role == "user" else "assistant", text)
+        elif item.type == "function_call_output":
+            add("tool", f"{_FAILED if item.is_error else _FOUND} {clean(item.output)}")
+
+    flat = llm.ChatContext()
+    flat.add_message(role="system", content="\n".join(system) or DEFAULT_SYSTEM_PROMPT)
+    for role, text in turns:
+        if role == "tool":
+            role, text = "user", text + "\n" + _AFTER_TOOL
+        flat.add_message(role="user" if role == "user" else "assistant", content=text)
+    return flat
+
+
+class RemoteLlamaLLM(llm.LLM):
+    """The shared ``llama-server`` as a livekit-agents ``llm.LLM``, with JSON-text tool calls."""
+
+    def __init__(self, *, options: LlamaOptions, settings: Settings) -> None:
+        super().__init__()
+        if not settings.models_url:
+            raise ConfigError("the remote llama LLM needs THINNEST_MODELS_URL")
+        openai_plugin = require("livekit.plugins.openai", extra="cloud", provider="llama")
+        self._opts = options
+        self.client: llm.LLM = openai_plugin.LLM(
+            model=SERVED_MODEL,
+            base_url=settings.models_url.rstrip("/") + "/v1",
+            api_key="no-key",  # the SDK refuses none; the service asks for none
+            temperature=options.temperature,
+            max_completion_tokens=options.max_tokens,
+            # A stream silent this long fails, and the session retries it or apologises.
+            timeout=httpx.Timeout(settings.provider_timeout, connect=5.0),
+            max_retries=0,  # the session retries (conn_options), not the SDK as well
+            extra_body={"seed": options.seed, "cache_prompt": True},
+            _strict_tool_schema=False,
+        )
+
+    @property
+    def model(self) -> str:
+        return SERVED_MODEL
+
+    @property
+    def provider(self) -> str:
+        return "llama-server"
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        offered = list(tools or []) if tool_choice != "none" else []
+        return RemoteLlamaStream(self, chat_ctx=chat_ctx, tools=offered, conn_options=conn_options)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class RemoteLlamaStream(llm.LLMStream):
+    """One answer from the server: its text, or its validated tool calls, then its usage."""
+
+    def __init__(
+        self,
+        llm_: RemoteLlamaLLM,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool],
+        conn_options: APIConnectOptions,
+    ) -> None:
+        super().__init__(llm_, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
+        self._remote = llm_
+        self._id = uuid.uuid4().hex
+        # One attempt per request inside; this stream's own loop retries (conn_options).
+        self._once = APIConnectOptions(
+            max_retry=0, retry_interval=conn_options.retry_interval, timeout=conn_options.timeout
+        )
+
+    def _send(
+        self,
+        *,
+        content: str | None = None,
+        calls: list[llm.FunctionToolCall] | None = None,
+        usage: llm.CompletionUsage | None = None,
+    ) -> None:
+        delta = None
+        if content or calls:
+            delta = llm.ChoiceDelta(role="assistant", content=content, tool_calls=calls or [])
+        self._event_ch.send_nowait(llm.ChatChunk(id=self._id, delta=delta, usage=usage))
+
+    async def _complete(
+        self, chat_ctx: llm.ChatContext
+    ) -> tuple[str, str, list[llm.FunctionToolCall], llm.CompletionUsage | None]:
+        """Stream one completion, speaking plain text as it comes, holding what may be a call.
+
+        Returns:
+            The whole reply, its part not streamed yet, the calls the server parsed itself,
+            and the usage it reported.
+        """
+        tag = _toolcalls.OPEN_TAG
+        text, spoken, held = "", 0, False
+        calls: list[llm.FunctionToolCall] = []
+        usage = None
+        stream = self._remote.client.chat(
+            chat_ctx=chat_ctx, tools=self._tools, conn_options=self._once
+        )
+        async with stream:
+            async for chunk in stream:
+                usage = chunk.usage or usage
+                if chunk.delta is None:
+                    continue
+                calls.extend(chunk.delta.tool_calls)
+                if not chunk.delta.content:
+                    continue
+                text += chunk.delta.content
+                head = text.lstrip()
+                if held or not head:
+                    continue
+                if spoken == 0:
+                    if head[0] in "{[`" or head.startswith(tag):
+                        held = True
+                        continue
+                    if tag.startswith(head):
+                        continue  # may still become "<tool_call>"
+                at = text.find(tag, spoken)
+                if at != -1:
+                    held = True
+                    end = at
+                else:
+                    # Keep back a trailing "<tool_c" that the next piece may complete.
+                    last = text.rfind("<", spoken)
+                    end = last if last != -1 and tag.startswith(text[last:]) else len(text)
+                if end > spoken:
+                    self._send(content=text[spoken:end])
+                    spoken = end
+        return text, text[spoken:], calls, usage
+
+    async def _run(self) -> None:
+        chat_ctx = flat_chat(self._chat_ctx)
+        prompt_tokens = completion_tokens = 0
+        for attempt in range(2):
+            text, rest, native, usage = await self._complete(chat_ctx)
+            if usage is not None:
+                prompt_tokens = max(prompt_tokens, usage.prompt_tokens)
+                completion_tokens += usage.completion_tokens
+            if native:
+                self._send(calls=native)
+                break
+            if not rest.strip():
+                break
+            if not self._tools:
+                self._send(content=rest)
+                break
+            result = _toolcalls.parse(rest, self._tools)
+            if result.calls and all(
+                is_repeat(c, answered_this_turn(self._chat_ctx)) for c in result.calls
+            ):
+                # The call whose result it was just given, again: a loop, not a question.
+                name, result.calls = result.calls[0].name, []
+                result.error = (
+                    f"{name} was already called with these arguments and its result is "
+                    "above. Answer in words"
+                )
+            if result.calls:
+                self._send(calls=result.calls)
+                break
+            if not (result.is_tool_call or looks_like_json_call(rest)):
+                self._send(content=rest)
+                break
+            if attempt == 1:
+                self._send(content=APOLOGY)
+                break
+            # One retry, showing the model what was wrong with its call.
+            chat_ctx = chat_ctx.copy()
+            chat_ctx.add_message(role="assistant", content=clean(text))
+            chat_ctx.add_message(
+                role="user",
+                content=(
+                    f"Error: {result.error or 'that is not a valid tool call'}. Call a listed "
+                    "tool with valid arguments, or answer in plain words."
+                ),
+            )
+        self._send(
+            usage=llm.CompletionUsage(
+                completion_tokens=completion_tokens,
+                prompt_tokens=prompt_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            )
+        )
+
+
+def build_remote(options: LlamaOptions, settings: Settings) -> Any:
+    """Remote factory of the ``llama`` LLM: a client of ``settings.models_url``."""
+    return RemoteLlamaLLM(options=options, settings=settings)
