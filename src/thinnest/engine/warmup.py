@@ -35,12 +35,16 @@ def prewarm(proc: JobProcess) -> None:
     cache = ProviderCache(settings)
     default = AgentConfig(name="default")
     cache.warm(default)
-    # Reading the default system prompt and tools fills the LLM's prompt cache (the local
-    # llama reads it without answering), so a first answer does not pay for it (seconds).
-    llm_obj = cache.for_agent("llm", default)
-    warmer = threading.Thread(target=lambda: asyncio.run(_warm_llm(llm_obj, default.instructions)))
-    warmer.start()
-    warmer.join(60)
+    if not settings.models_url:
+        # Reading the default system prompt and tools fills the LLM's prompt cache (the local
+        # llama reads it without answering), so a first answer does not pay for it (seconds).
+        # The shared LLM server keeps its own cache warm: a job process asks it nothing.
+        llm_obj = cache.for_agent("llm", default)
+        warmer = threading.Thread(
+            target=lambda: asyncio.run(_warm_llm(llm_obj, default.instructions))
+        )
+        warmer.start()
+        warmer.join(60)
     ssl_context()  # the tools' TLS context: loading the CA bundle would stall a call's start
     # livekit-agents' transcript synchronizer builds its hyphenation table on first use: at
     # the greeting, 0.15-0.25 s of blocked event loop (logged as such). Built here instead.

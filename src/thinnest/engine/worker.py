@@ -74,6 +74,9 @@ def build_server(
         port=0,
         host="127.0.0.1",
         log_level=settings.log_level.upper(),
+        # Imported once in the forkserver: every job process shares the engine's code (and
+        # what it imports) copy-on-write instead of importing its own copy.
+        preload_modules=[entrypoint_fnc.__module__, setup_fnc.__module__],
     )
     server.rtc_session(
         entrypoint_fnc,
