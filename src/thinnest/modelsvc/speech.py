@@ -236,7 +236,8 @@ class SpeechService:
         except pydantic.ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             where = field_of(err["loc"], default="")
-            name = "language" if where == "language" and language is not None else None
+            # the form's language, or one the options' model cannot hear ("de" for tiny.en)
+            name = "language" if where in ("language", "") and language is not None else None
             raise _BadRequest(
                 f"invalid option {where or 'options'!r}: {err['msg']}",
                 field=name or field_of(err["loc"], prefix="options"),

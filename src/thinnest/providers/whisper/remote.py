@@ -45,8 +45,10 @@ def _http() -> httpx.Client:
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """Float samples in [-1, 1] as a 16-bit mono WAV file."""
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+    """Float samples in [-1, 1] as a 16-bit mono WAV file: exactly the 16-bit samples they
+    were made of (:func:`to_mono_float32` divides by 32768), so the service decodes the same
+    audio as a call's own Whisper would."""
+    pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
         wav.setnchannels(1)
