@@ -80,6 +80,18 @@ async def test_hibari_resamples_to_48khz(models_settings) -> None:
     assert spectrum[freqs > 12500].sum() < 0.01 * spectrum.sum()
 
 
+async def test_hibari_speed_and_volume_apply(models_settings) -> None:
+    text = "Please call me back tomorrow morning about the delivery."
+    normal, _, _ = await _timed(registry.build("tts", "hibari", {}, settings=models_settings), text)
+    fast_quiet, _, _ = await _timed(
+        registry.build("tts", "hibari", {"speed": 1.5, "volume": 0.5}, settings=models_settings),
+        text,
+    )
+    assert fast_quiet.size < 0.8 * normal.size  # 1.5x faster: about 2/3 of the samples
+    rms = [float(np.sqrt(np.mean(p.astype(np.float64) ** 2))) for p in (normal, fast_quiet)]
+    assert 0.3 < rms[1] / rms[0] < 0.7, rms  # half the gain (the voice's noise part varies)
+
+
 def test_hibari_refuses_a_corrupt_model_file(tmp_path: Path) -> None:
     """A copy of the installed package with one byte of its voice model changed is refused
     before onnxruntime reads it, with the command that repairs it."""
