@@ -26,9 +26,11 @@ from livekit.agents import APIConnectionError, APIConnectOptions, stt
 from tests.conftest import free_port
 from tests.providers.conftest import Speech, espeak, make_settings, word_error_rate, words
 from thinnest.config import Settings
+from thinnest.contracts.agent import DEFAULT_PROVIDERS
 from thinnest.modelsvc.speech import MAX_INPUT_CHARS, SpeechService
 from thinnest.providers import registry
 from thinnest.providers.remote_tts import RemoteTTS
+from thinnest.providers.whisper.options import WhisperOptions
 from thinnest.providers.whisper.remote import RemoteWhisperSTT
 from thinnest.providers.whisper.stt import WhisperSTT
 
@@ -195,16 +197,24 @@ async def test_remote_whisper_streams_interim_and_final_transcripts(
 # --- TTS ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["piper", "espeak"])
+@pytest.mark.parametrize(
+    ("name", "options", "rate"),
+    [
+        ("hibari", {}, 24000),
+        ("hibari", {"sample_rate": 48000}, 48000),
+        ("piper", {}, 22050),
+        ("espeak", {}, 22050),
+    ],
+)
 async def test_remote_tts_streams_speech_whisper_understands(
-    client_settings: Settings, name: str
+    client_settings: Settings, name: str, options: dict[str, int], rate: int
 ) -> None:
-    voice = registry.build("tts", name, {}, settings=client_settings)
+    voice = registry.build("tts", name, options, settings=client_settings)
     assert isinstance(voice, RemoteTTS)
-    assert voice.sample_rate == 22050
+    assert voice.sample_rate == rate
     text = (
-        "Your table for two is booked for seven o'clock tomorrow evening. "
-        "We will keep it for fifteen minutes. If you are late, please call us."
+        "Sure. Your table for two is booked for seven o'clock tomorrow evening. "
+        "We will keep it for fifteen minutes, and if you are late, please call us."
     )
     async with voice.synthesize("Hello.") as warm_up:  # the service loads the voice
         assert [audio async for audio in warm_up]
@@ -219,20 +229,18 @@ async def test_remote_tts_streams_speech_whisper_understands(
     pcm = np.frombuffer(b"".join(chunks), dtype=np.int16)
     duration = pcm.size / voice.sample_rate
     assert 5.0 < duration < 20.0, duration
-    assert len(arrivals) > 3
-    if name == "piper":  # espeak-ng speaks the whole text in a few ms: nothing to stream
-        # streamed: the first audio came well before the last (the whole answer's synthesis)
-        assert arrivals[0] < 0.6 * arrivals[-1], arrivals
+    assert np.abs(pcm).max() > 1000  # not silence
+    if name != "espeak":  # espeak-ng speaks the whole text in a few ms: nothing to stream
+        # streamed: "Sure." was heard long before the rest was synthesised
+        assert arrivals[0] < 0.5 * arrivals[-1], arrivals
     print(f"{name}: first audio {arrivals[0] * 1000:.0f} ms, all {arrivals[-1] * 1000:.0f} ms")
 
     whisper = registry.build(
         "stt", "whisper", {**TINY, "streaming": False}, settings=client_settings
     )
-    first = text.split(". ")[0] + "."
-    head = pcm[: int(voice.sample_rate * 3.6)]  # about the first sentence
-    event = await whisper.recognize(Speech(first, head, voice.sample_rate).frames())
-    heard = words(event.alternatives[0].text)
-    assert word_error_rate(" ".join(words(first)[:5]), " ".join(heard[:5])) <= 0.4, heard
+    event = await whisper.recognize(Speech(text, pcm, voice.sample_rate).frames())
+    heard = event.alternatives[0].text
+    assert word_error_rate(text, heard) <= 0.25, heard  # the in-process TTS test's margin
 
 
 # --- bad input ---------------------------------------------------------------------------
@@ -305,8 +313,24 @@ def test_speech_refuses_a_body_that_is_no_json(server: _Server) -> None:
     assert answer.json()["error"]["code"] == "invalid_request"
 
 
-def test_service_health(service: SpeechService) -> None:
+def test_service_preloads_the_default_agents_models(service: SpeechService) -> None:
+    service.preload()
     assert service.health() == {"stt": "ok", "tts": "ok"}
+    default = WhisperOptions()
+    assert any(lane.stts for name, lane in service._lanes.items() if name == default.resolved_model)
+    assert any(name == DEFAULT_PROVIDERS["tts"] for name, _ in service._voices)
+
+
+def test_a_closed_service_is_down_and_refuses_work(service_settings: Settings) -> None:
+    closed = SpeechService(service_settings)
+    closed.close()
+    assert closed.health() == {"stt": "down", "tts": "down"}
+    with _serve(closed) as running:
+        answer = httpx.post(
+            f"{running.url}/v1/audio/speech", json={"model": "espeak", "input": "Hi."}
+        )
+    assert answer.status_code == 503
+    assert answer.json()["error"]["message"]
 
 
 # --- overload and a service that is down ----------------------------------------------------

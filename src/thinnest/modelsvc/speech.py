@@ -133,13 +133,7 @@ class SpeechService:
         key = opts.model_dump_json()
         stt = lane.stts.get(key)
         if stt is None:
-            try:
-                stt = registry.build("stt", "whisper", opts, settings=self._settings)
-            except ConfigError as exc:
-                self._failed["stt"] = exc.message
-                raise
-            self._failed.pop("stt", None)
-            lane.stts[key] = stt
+            stt = lane.stts[key] = registry.build("stt", "whisper", opts, settings=self._settings)
         return stt
 
     def _voice(self, name: str, options: Any) -> tts.TTS:
@@ -148,12 +142,7 @@ class SpeechService:
         with self._voices_lock:
             voice = self._voices.get(key)
             if voice is None:
-                try:
-                    voice = registry.build("tts", name, options, settings=self._settings)
-                except ConfigError as exc:
-                    self._failed["tts"] = exc.message
-                    raise
-                self._failed.pop("tts", None)
+                voice = registry.build("tts", name, options, settings=self._settings)
                 self._voices[key] = voice
             return voice
 
@@ -165,13 +154,24 @@ class SpeechService:
             ConfigError: a model is not installed or its files are corrupt.
         """
         options = WhisperOptions()
-        self._lane(options.resolved_model).executor.submit(self._whisper, options).result()
+        try:
+            self._lane(options.resolved_model).executor.submit(self._whisper, options).result()
+        except ConfigError as exc:
+            self._failed["stt"] = exc.message
+            raise
+        self._failed.pop("stt", None)
         name = DEFAULT_PROVIDERS["tts"]
-        self._voice(name, registry.validate("tts", name, {}, settings=self._settings))
+        try:
+            self._voice(name, registry.validate("tts", name, {}, settings=self._settings))
+        except ConfigError as exc:
+            self._failed["tts"] = exc.message
+            raise
+        self._failed.pop("tts", None)
 
     def health(self) -> dict[str, str]:
-        """``{"stt": "ok"|"down", "tts": "ok"|"down"}``: down when closed, or when its last
-        model load failed."""
+        """``{"stt": "ok"|"down", "tts": "ok"|"down"}``: down when closed, or when
+        :meth:`preload` could not load the default model (a voice that only some agents name
+        and that is not installed here fails their requests, not the service)."""
         return {
             kind: "down" if self._closed or kind in self._failed else "ok"
             for kind in ("stt", "tts")

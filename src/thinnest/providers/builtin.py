@@ -88,6 +88,7 @@ PROVIDERS: list[Provider] = [
         hibari.HibariOptions,
         hibari.build,
         description="offline hibari-tts, American English heart voice (Apache-2.0)",
+        remote=remote_tts.remote("hibari"),
     ),
     Provider(
         "tts",
