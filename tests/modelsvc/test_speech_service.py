@@ -358,6 +358,33 @@ def test_a_full_decode_queue_answers_503(service_settings: Settings, booking: Sp
     assert refused.json()["error"]["code"] == "overloaded"
 
 
+def test_final_decodes_go_before_interim_ones(server: _Server, booking: Speech) -> None:
+    long = _wav(np.tile(_at_16k(booking), 3))  # keeps the model busy meanwhile
+    short = _wav(_at_16k(booking))
+    done: dict[str, float] = {}
+
+    def post(name: str, audio: bytes, final: str) -> None:
+        files = {"file": ("a.wav", audio, "audio/wav")}
+        answer = httpx.post(
+            f"{server.url}/v1/audio/transcriptions",
+            data=_form(final=final),
+            files=files,
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        done[name] = time.monotonic()
+
+    with ThreadPoolExecutor(3) as pool:
+        busy = pool.submit(post, "busy", long, "true")
+        time.sleep(0.1)
+        interim = pool.submit(post, "interim", short, "false")
+        time.sleep(0.1)  # the interim one waits in the queue when the final one comes
+        final = pool.submit(post, "final", short, "true")
+        for job in (busy, interim, final):
+            job.result()
+    assert done["busy"] < done["final"] < done["interim"], done
+
+
 async def test_a_service_that_is_down_fails_fast(tmp_path: Path, booking: Speech) -> None:
     down = make_settings(
         tmp_path, models_url=f"http://127.0.0.1:{free_port()}", provider_timeout=30

@@ -22,12 +22,14 @@ import asyncio
 import contextlib
 import email.parser
 import email.policy
+import heapq
 import io
+import itertools
 import json
 import threading
 import wave
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,11 +82,48 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
 
 @dataclass
 class _Lane:
-    """One Whisper model: its decodes' thread (one at a time, in order) and their count."""
+    """One Whisper model: its decodes' thread, one decode at a time, and their count.
+
+    Final decodes (a final transcript, or a preflight that may be one) go before interim
+    ones, each kind in the order it came: a call's answer waits on its final transcript,
+    while an interim one only shows what is being said.
+    """
 
     executor: ThreadPoolExecutor
     pending: int = 0
     stts: dict[str, Any] = field(default_factory=dict)  # by decode options: WhisperSTT
+    _waiting: list[tuple[int, int, Callable[[], Any], Future[Any]]] = field(default_factory=list)
+    _order: Iterator[int] = field(default_factory=itertools.count)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def submit(self, job: Callable[[], Any], *, final: bool) -> Future[Any]:
+        """Run ``job`` in the lane's thread, finals first.
+
+        Raises:
+            RuntimeError: the lane was shut down.
+        """
+        future: Future[Any] = Future()
+        with self._lock:
+            heapq.heappush(self._waiting, (0 if final else 1, next(self._order), job, future))
+        self.executor.submit(self._run_next)
+        return future
+
+    def _run_next(self) -> None:
+        with self._lock:
+            _, _, job, future = heapq.heappop(self._waiting)
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(job())
+            except BaseException as exc:  # handed to the request that waits on it
+                future.set_exception(exc)
+
+    def shut_down(self) -> None:
+        """Cancel the decodes not started; the running one finishes."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for *_, future in self._waiting:
+                future.cancel()
+            self._waiting.clear()
 
 
 class SpeechService:
@@ -182,7 +221,7 @@ class SpeechService:
         self._closed = True
         with self._lock:
             for lane in self._lanes.values():
-                lane.executor.shutdown(wait=False, cancel_futures=True)
+                lane.shut_down()
             self._lanes.clear()
         with self._voices_lock:
             self._voices.clear()
@@ -273,12 +312,16 @@ class SpeechService:
                 )
                 return str(text), float(confidence)
 
-            loop = asyncio.get_running_loop()
-            text, confidence = await loop.run_in_executor(lane.executor, decode)
+            job = lane.submit(decode, final=final_text == "true")
+            text, confidence = await asyncio.wrap_future(job)
         except ConfigError as exc:
             return _error(503, exc.code, exc.message)
-        except RuntimeError as exc:  # the executor was shut down: the service is closing
+        except RuntimeError as exc:  # the lane was shut down: the service is closing
             return _error(503, "unavailable", f"the speech service is closing: {exc}")
+        except asyncio.CancelledError:
+            if not self._closed:
+                raise  # the request itself was cancelled (its client went away)
+            return _error(503, "unavailable", "the speech service is closing")
         except Exception as exc:
             log.exception("whisper failed")
             return _error(500, "stt_failed", f"whisper failed: {exc}")
