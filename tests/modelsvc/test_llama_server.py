@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +26,8 @@ from thinnest.config import Settings
 from thinnest.errors import UnavailableError
 from thinnest.modelsvc.llama_server import LlamaServer, find_llama_server
 from thinnest.providers import Prefillable, registry
-from thinnest.providers.llama import RemoteLlamaLLM
+from thinnest.providers.llama import DEFAULT_SYSTEM_PROMPT, RemoteLlamaLLM
+from thinnest.providers.llama.remote import flat_chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("offline")]
 
@@ -78,9 +81,12 @@ def server(settings: Settings) -> Iterator[LlamaServer]:
 
 
 @pytest.fixture(scope="module")
-def remote(server: LlamaServer, settings: Settings) -> llm.LLM:
+async def remote(server: LlamaServer, settings: Settings) -> AsyncIterator[llm.LLM]:
+    # Straight at llama-server: it serves /v1 as the model service does.
     client = settings.model_copy(update={"models_url": server.url})
-    return registry.build("llm", "llama", _GREEDY, settings=client)
+    model = registry.build("llm", "llama", _GREEDY, settings=client)
+    yield model
+    await model.aclose()
 
 
 def _ctx(*turns: tuple[str, str]) -> llm.ChatContext:
@@ -139,32 +145,75 @@ async def test_a_tool_call_written_as_text_becomes_a_function_call(remote: llm.L
     assert "{" not in text  # the JSON is never spoken
 
 
-async def test_four_requests_are_answered_at_once(server: LlamaServer, remote: llm.LLM) -> None:
-    busy: list[int] = []
-
-    async def watch() -> None:  # how many slots decode at the same moment
-        async with httpx.AsyncClient(timeout=5) as http:
-            while True:
-                slots = (await http.get(f"{server.url}/slots")).json()
-                busy.append(sum(1 for s in slots if s.get("is_processing")))
-                await asyncio.sleep(0.05)
-
-    questions = ["a colour", "a fruit", "an animal", "a country"]
-    watcher = asyncio.create_task(watch())
-    started = time.perf_counter()
-    try:
-        answers = await asyncio.gather(
-            *(
-                _run(remote, _ctx(("system", "Answer in a few words."), ("user", f"Name {q}.")))
-                for q in questions
-            )
+async def test_answers_from_a_tool_result_in_words(remote: llm.LLM) -> None:
+    ctx = _ctx(
+        ("system", "You are a weather assistant. Use the tools."),
+        ("user", "What is the weather in Paris right now?"),
+    )
+    ctx.insert(
+        llm.FunctionCall(call_id="call_1", name="get_weather", arguments='{"city": "Paris"}')
+    )
+    ctx.insert(
+        llm.FunctionCallOutput(
+            call_id="call_1", name="get_weather", output="sunny, 24 degrees", is_error=False
         )
-    finally:
-        watcher.cancel()
+    )
+    text, calls, _ = await _run(remote, ctx, [get_weather])
+    assert calls == []
+    assert "sunny" in text.lower() or "24" in text
+
+
+def test_past_calls_are_sent_as_facts_not_as_calls() -> None:
+    ctx = _ctx(("user", "What is the weather in Paris?"))
+    ctx.insert(
+        llm.FunctionCall(call_id="call_1", name="get_weather", arguments='{"city": "Paris"}')
+    )
+    ctx.insert(
+        llm.FunctionCallOutput(call_id="call_1", name="get_weather", output="sunny", is_error=False)
+    )
+    flat = flat_chat(ctx, [get_weather])
+    assert [i.type for i in flat.items] == ["message", "message"]
+    system, user = flat.items
+    assert system.role == "system" and system.text_content is not None
+    assert system.text_content.startswith(DEFAULT_SYSTEM_PROMPT + "\n\n# Tools\n")
+    assert '"name": "get_weather"' in system.text_content  # described as the in-process LLM does
+    assert user.role == "user" and user.text_content is not None
+    assert user.text_content.startswith("What is the weather in Paris?\nFacts: sunny\n")
+    assert "get_weather" not in user.text_content
+
+
+def _most_slots_at_once(lines: list[str]) -> int:
+    """How many slots decoded at the same moment, from llama-server's log (the pinned
+    version's ``launch_slot_: id N`` and ``release: id N`` lines)."""
+    busy: set[str] = set()
+    most = 0
+    for line in lines:
+        if found := re.search(r"slot\s+launch_slot_: id\s+(\d+)", line):
+            busy.add(found.group(1))
+            most = max(most, len(busy))
+        elif found := re.search(r"slot\s+release: id\s+(\d+)", line):
+            busy.discard(found.group(1))
+    return most
+
+
+async def test_four_requests_are_answered_at_once(
+    remote: llm.LLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Read from the log, not by polling /slots: that stalls the server's loop for seconds.
+    caplog.set_level(logging.DEBUG, logger="thinnest.modelsvc.llama")
+    questions = ["a colour", "a fruit", "an animal", "a country"]
+    started = time.perf_counter()
+    answers = await asyncio.gather(
+        *(
+            _run(remote, _ctx(("system", "Answer in a few words."), ("user", f"Name {q}.")))
+            for q in questions
+        )
+    )
     wall = time.perf_counter() - started
     print(f"\n4 concurrent: {wall:.2f}s wall, TTFTs {[round(a[2], 2) for a in answers]}")
     assert all(text.strip() for text, _, _ in answers)
-    assert max(busy, default=0) >= 2, busy  # parallel slots, not a queue
+    lines = [r.getMessage() for r in caplog.records if r.name == "thinnest.modelsvc.llama"]
+    assert _most_slots_at_once(lines) >= 2, lines  # parallel slots, not a queue
 
 
 async def test_a_server_that_is_down_is_a_connection_error(settings: Settings) -> None:

@@ -2,24 +2,29 @@
 
 The service runs llama.cpp's ``llama-server`` with the same model; this client speaks its
 OpenAI-compatible ``/v1/chat/completions`` through livekit-plugins-openai, the code path of
-any cloud LLM. What stays local is what the 0.5B model needs: it writes a tool call as bare
-JSON text rather than the server's ``<tool_call>`` tags, so a reply that may be a call is held
-back, parsed and validated by :mod:`thinnest.providers._toolcalls` (one retry shown the
-error, then a short apology), exactly as the in-process provider does; plain text streams
-through as it comes. A call the server parsed itself passes through as it is.
-
-Past calls are sent as the in-process provider renders them: not the calls, only their
+any cloud LLM. The messages are the ones the in-process provider renders, so the model sees
+the same prompt either way: tools described in the system prompt in Qwen's convention
+(:data:`~thinnest.providers.llama.prompt._TOOLS_PROMPT`), past calls not shown, only their
 results, as facts in the user's turn (shown its own calls, the model repeats them).
+
+Not the server's native tool calling (``tools`` in the request, the GGUF's template, a lazy
+grammar): the 0.5B model writes its calls as bare JSON text there too, never inside the tags
+that switch the grammar on, and measured greedy on four turns the native path called the tool
+again after its result (then apologised) where this prompt answered in words. So a reply that
+may be a call is held back, parsed and validated by :mod:`thinnest.providers._toolcalls` (one
+retry shown the error, then a short apology); plain text streams through as it comes. A call
+the server parsed itself would pass through as it is (``native_tools=True``, for a larger
+model behind ``THINNEST_MODELS_URL``).
 
 No ``prefill``: the server keeps each slot's prompt cached by itself.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
-import httpx
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
@@ -33,6 +38,7 @@ from thinnest.providers.llama.prompt import (
     _AFTER_TOOL,
     _FAILED,
     _FOUND,
+    _TOOLS_PROMPT,
     DEFAULT_SYSTEM_PROMPT,
     clean,
 )
@@ -44,7 +50,7 @@ __all__ = ["SERVED_MODEL", "RemoteLlamaLLM", "build_remote", "flat_chat"]
 SERVED_MODEL = "qwen2.5-coder-0.5b-instruct"
 
 
-def flat_chat(chat_ctx: llm.ChatContext) -> llm.ChatContext:
+def flat_chat(chat_ctx: llm.ChatContext, tools: list[llm.Tool] | None = None) -> llm.ChatContext:
     """The chat as the 0.5B model answers it best: one system message, no past calls.
 
     A call's result joins the user's turn it answers as a plain fact, with the request to
@@ -73,8 +79,14 @@ def flat_chat(chat_ctx: llm.ChatContext) -> llm.ChatContext:
         elif item.type == "function_call_output":
             add("tool", f"{_FAILED if item.is_error else _FOUND} {clean(item.output)}")
 
+    head = "\n".join(system) or DEFAULT_SYSTEM_PROMPT
+    described = _toolcalls.describe_tools(tools or [])
+    if described:
+        head += _TOOLS_PROMPT.format(
+            tools="\n".join(json.dumps(t, ensure_ascii=False) for t in described)
+        )
     flat = llm.ChatContext()
-    flat.add_message(role="system", content="\n".join(system) or DEFAULT_SYSTEM_PROMPT)
+    flat.add_message(role="system", content=head)
     for role, text in turns:
         if role == "tool":
             role, text = "user", text + "\n" + _AFTER_TOOL
@@ -83,13 +95,27 @@ def flat_chat(chat_ctx: llm.ChatContext) -> llm.ChatContext:
 
 
 class RemoteLlamaLLM(llm.LLM):
-    """The shared ``llama-server`` as a livekit-agents ``llm.LLM``, with JSON-text tool calls."""
+    """The shared ``llama-server`` as a livekit-agents ``llm.LLM``, with JSON-text tool calls.
 
-    def __init__(self, *, options: LlamaOptions, settings: Settings) -> None:
+    Args:
+        options: sampling (temperature, seed) and ``max_tokens`` go into each request; the
+            context and threads are the server's (``thinnest models``).
+        settings: ``models_url`` (the service or a llama-server itself: both serve ``/v1``)
+            and ``provider_timeout`` (how long a stream may stay silent).
+        native_tools: send the tools in the request for the server's template and grammar,
+            instead of describing them in the system prompt (see the module's docstring).
+    """
+
+    def __init__(
+        self, *, options: LlamaOptions, settings: Settings, native_tools: bool = False
+    ) -> None:
         super().__init__()
+        self.native_tools = native_tools
         if not settings.models_url:
             raise ConfigError("the remote llama LLM needs THINNEST_MODELS_URL")
         openai_plugin = require("livekit.plugins.openai", extra="cloud", provider="llama")
+        # The plugin's HTTP client is httpx2's: an httpx.Timeout given to it is not applied.
+        httpx2 = require("httpx2", extra="cloud", provider="llama")
         self._opts = options
         self.client: llm.LLM = openai_plugin.LLM(
             model=SERVED_MODEL,
@@ -98,7 +124,7 @@ class RemoteLlamaLLM(llm.LLM):
             temperature=options.temperature,
             max_completion_tokens=options.max_tokens,
             # A stream silent this long fails, and the session retries it or apologises.
-            timeout=httpx.Timeout(settings.provider_timeout, connect=5.0),
+            timeout=httpx2.Timeout(settings.provider_timeout, connect=5.0),
             max_retries=0,  # the session retries (conn_options), not the SDK as well
             extra_body={"seed": options.seed, "cache_prompt": True},
             _strict_tool_schema=False,
@@ -174,7 +200,9 @@ class RemoteLlamaStream(llm.LLMStream):
         calls: list[llm.FunctionToolCall] = []
         usage = None
         stream = self._remote.client.chat(
-            chat_ctx=chat_ctx, tools=self._tools, conn_options=self._once
+            chat_ctx=chat_ctx,
+            tools=self._tools if self._remote.native_tools else [],
+            conn_options=self._once,
         )
         async with stream:
             async for chunk in stream:
@@ -208,15 +236,16 @@ class RemoteLlamaStream(llm.LLMStream):
         return text, text[spoken:], calls, usage
 
     async def _run(self) -> None:
-        chat_ctx = flat_chat(self._chat_ctx)
+        native = self._remote.native_tools
+        chat_ctx = flat_chat(self._chat_ctx, None if native else self._tools)
         prompt_tokens = completion_tokens = 0
         for attempt in range(2):
-            text, rest, native, usage = await self._complete(chat_ctx)
+            text, rest, parsed, usage = await self._complete(chat_ctx)
             if usage is not None:
                 prompt_tokens = max(prompt_tokens, usage.prompt_tokens)
                 completion_tokens += usage.completion_tokens
-            if native:
-                self._send(calls=native)
+            if parsed:  # a call the server parsed itself (native_tools)
+                self._send(calls=parsed)
                 break
             if not rest.strip():
                 break
