@@ -18,10 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from livekit.agents import APIConnectionError, llm
+from aiohttp import web
+from livekit.agents import APIConnectionError, APIConnectOptions, llm
 
 from tests.conftest import free_port
-from tests.providers.conftest import make_settings, offline  # noqa: F401 (a fixture)
+from tests.providers.conftest import make_settings, offline, serve  # noqa: F401 (a fixture)
 from thinnest.config import Settings
 from thinnest.errors import UnavailableError
 from thinnest.modelsvc.llama_server import LlamaServer, find_llama_server
@@ -203,6 +204,89 @@ def _most_slots_at_once(lines: list[str]) -> int:
     return most
 
 
+def _long_chat(pairs: int) -> llm.ChatContext:
+    ctx = _ctx(("system", "Be brief."))
+    for i in range(pairs):
+        ctx.add_message(role="user", content=f"Tell me fact number {i} about the sea, please.")
+        ctx.add_message(role="assistant", content=f"Fact {i}: the sea is full of fish and whales.")
+    ctx.add_message(role="user", content="Thanks! What colour is the sea?")
+    return ctx
+
+
+def test_the_oldest_turns_are_dropped_to_fit_the_budget() -> None:
+    flat = flat_chat(_long_chat(150), budget=500)
+    texts = [item.text_content for item in flat.items]
+    assert texts[0] == "Be brief." and texts[-1] == "Thanks! What colour is the sea?"
+    assert 4 < len(texts) < 60
+    assert sum(len(t or "") for t in texts) < 500 * 3  # at most 3 characters a token
+
+
+async def test_a_chat_longer_than_a_slot_is_cut_to_fit(
+    remote: llm.LLM, settings: Settings, server: LlamaServer
+) -> None:
+    # 150 exchanges are about 5000 tokens: the server refuses them whole (400), its slot
+    # holding 4096. A small context keeps this test quick: the prompt sent is the last turns.
+    client = settings.model_copy(update={"models_url": server.url})
+    options = {**_GREEDY, "context_tokens": 512, "max_tokens": 8}
+    small = registry.build("llm", "llama", options, settings=client)
+    try:
+        text, calls, _ = await _run(small, _long_chat(150))
+    finally:
+        await small.aclose()
+    assert text.strip() and calls == []
+
+
+async def test_a_chat_the_estimate_misjudges_is_cut_again_on_the_servers_word(
+    settings: Settings,
+) -> None:
+    # A far end that counts a token per character (a script of few characters a token, as
+    # Chinese is) and answers as llama-server does when the prompt exceeds its slot.
+    asked: list[int] = []
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        asked.append(len(body["messages"]))
+        tokens = sum(len(m["content"]) for m in body["messages"])
+        if tokens > 4096:
+            error = {
+                "code": 400,
+                "message": f"request ({tokens} tokens) exceeds the available context size "
+                "(4096 tokens), try increasing it",
+                "type": "exceed_context_size_error",
+            }
+            return web.json_response({"error": error}, status=400)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        delta = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "qwen2.5-coder-0.5b-instruct",
+            "choices": [{"index": 0, "delta": {"content": "It is blue."}, "finish_reason": None}],
+        }
+        await response.write(f"data: {json.dumps(delta)}\n\ndata: [DONE]\n\n".encode())
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    port = free_port()
+    ctx = _ctx(("system", "Be brief."))
+    for i in range(60):
+        ctx.add_message(role="user", content="海" * 60 + str(i))
+        ctx.add_message(role="assistant", content="鱼" * 60 + str(i))
+    ctx.add_message(role="user", content="What colour is the sea?")
+    client = settings.model_copy(update={"models_url": f"http://127.0.0.1:{port}"})
+    model = registry.build("llm", "llama", _GREEDY, settings=client)
+    try:
+        async with serve(app, port):
+            text, _, _ = await _run(model, ctx)
+    finally:
+        await model.aclose()
+    assert text == "It is blue."
+    assert len(asked) >= 2 and asked == sorted(asked, reverse=True), asked  # cut, then cut more
+    assert asked[-1] < asked[0]
+
+
 async def test_four_requests_are_answered_at_once(
     remote: llm.LLM, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -226,8 +310,14 @@ async def test_four_requests_are_answered_at_once(
 async def test_a_server_that_is_down_is_a_connection_error(settings: Settings) -> None:
     client = settings.model_copy(update={"models_url": f"http://127.0.0.1:{free_port()}"})
     model = registry.build("llm", "llama", _GREEDY, settings=client)
-    with pytest.raises(APIConnectionError):
-        await _run(model, _ctx(("user", "Hello?")))
+    once = APIConnectOptions(max_retry=0, timeout=5.0)
+    try:
+        with pytest.raises(APIConnectionError):  # the session retries it, then apologises
+            async with model.chat(chat_ctx=_ctx(("user", "Hello?")), conn_options=once) as stream:
+                async for _ in stream:
+                    pass
+    finally:
+        await model.aclose()
 
 
 def test_stop_ends_the_process_and_frees_its_port(server: LlamaServer, settings: Settings) -> None:

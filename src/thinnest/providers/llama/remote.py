@@ -25,7 +25,7 @@ import json
 import uuid
 from typing import Any
 
-from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, APIStatusError, llm
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from thinnest.config import Settings
@@ -48,14 +48,30 @@ __all__ = ["SERVED_MODEL", "RemoteLlamaLLM", "build_remote", "flat_chat"]
 
 #: The name the model service serves the model under (llama-server's ``--alias``).
 SERVED_MODEL = "qwen2.5-coder-0.5b-instruct"
+#: Tokens of one server slot's context (``thinnest models`` gives each slot the default).
+SLOT_CONTEXT = LlamaOptions.model_fields["context_tokens"].default
+_CHARS_PER_TOKEN = 3
 
 
-def flat_chat(chat_ctx: llm.ChatContext, tools: list[llm.Tool] | None = None) -> llm.ChatContext:
+def _estimate(text: str) -> int:
+    """Tokens of a ChatML turn, over-estimated: Qwen's tokenizer makes about 3.1 characters
+    a token of a chat full of numbers and more of plain English; 6 for the turn's markers."""
+    return len(text) // _CHARS_PER_TOKEN + 6
+
+
+def flat_chat(
+    chat_ctx: llm.ChatContext,
+    tools: list[llm.Tool] | None = None,
+    *,
+    budget: int | None = None,
+) -> llm.ChatContext:
     """The chat as the 0.5B model answers it best: one system message, no past calls.
 
     A call's result joins the user's turn it answers as a plain fact, with the request to
     answer in words; consecutive turns of one side are joined (ChatML renders as the
-    in-process provider's :func:`~thinnest.providers.llama.prompt.render_prompt`).
+    in-process provider's :func:`~thinnest.providers.llama.prompt.render_prompt`). The
+    oldest turns are dropped until the prompt's estimated tokens fit ``budget`` (the last
+    turn stays): the server refuses a prompt longer than its slot's context.
     """
     system: list[str] = []
     turns: list[tuple[str, str]] = []
@@ -85,6 +101,10 @@ def flat_chat(chat_ctx: llm.ChatContext, tools: list[llm.Tool] | None = None) ->
         head += _TOOLS_PROMPT.format(
             tools="\n".join(json.dumps(t, ensure_ascii=False) for t in described)
         )
+    if budget is not None:
+        size = _estimate(head) + sum(_estimate(text) for _, text in turns)
+        while size > budget and len(turns) > 1:
+            size -= _estimate(turns.pop(0)[1])
     flat = llm.ChatContext()
     flat.add_message(role="system", content=head)
     for role, text in turns:
@@ -116,7 +136,7 @@ class RemoteLlamaLLM(llm.LLM):
         openai_plugin = require("livekit.plugins.openai", extra="cloud", provider="llama")
         # The plugin's HTTP client is httpx2's: an httpx.Timeout given to it is not applied.
         httpx2 = require("httpx2", extra="cloud", provider="llama")
-        self._opts = options
+        self.options = options
         self.client: llm.LLM = openai_plugin.LLM(
             model=SERVED_MODEL,
             base_url=settings.models_url.rstrip("/") + "/v1",
@@ -235,12 +255,32 @@ class RemoteLlamaStream(llm.LLMStream):
                     spoken = end
         return text, text[spoken:], calls, usage
 
+    async def _fitted(
+        self, retry: list[tuple[str, str]]
+    ) -> tuple[str, str, list[llm.FunctionToolCall], llm.CompletionUsage | None]:
+        """:meth:`_complete` the chat (and the ``retry`` turns after it), its oldest turns
+        dropped to fit a slot; halved again while the server says it is still too long
+        (a script of fewer characters a token than the estimate's)."""
+        opts = self._remote.options
+        budget = min(opts.context_tokens, SLOT_CONTEXT) - opts.max_tokens
+        tools = None if self._remote.native_tools else self._tools
+        while True:
+            chat_ctx = flat_chat(self._chat_ctx, tools, budget=budget)
+            for role, content in retry:
+                chat_ctx.add_message(role=role, content=content)  # type: ignore[arg-type]
+            try:
+                return await self._complete(chat_ctx)
+            except APIStatusError as exc:
+                too_long = exc.status_code == 400 and "context" in f"{exc.message} {exc.body}"
+                if not too_long or budget < 256:
+                    raise
+                budget //= 2
+
     async def _run(self) -> None:
-        native = self._remote.native_tools
-        chat_ctx = flat_chat(self._chat_ctx, None if native else self._tools)
         prompt_tokens = completion_tokens = 0
+        retry: list[tuple[str, str]] = []
         for attempt in range(2):
-            text, rest, parsed, usage = await self._complete(chat_ctx)
+            text, rest, parsed, usage = await self._fitted(retry)
             if usage is not None:
                 prompt_tokens = max(prompt_tokens, usage.prompt_tokens)
                 completion_tokens += usage.completion_tokens
@@ -272,15 +312,15 @@ class RemoteLlamaStream(llm.LLMStream):
                 self._send(content=APOLOGY)
                 break
             # One retry, showing the model what was wrong with its call.
-            chat_ctx = chat_ctx.copy()
-            chat_ctx.add_message(role="assistant", content=clean(text))
-            chat_ctx.add_message(
-                role="user",
-                content=(
-                    f"Error: {result.error or 'that is not a valid tool call'}. Call a listed "
-                    "tool with valid arguments, or answer in plain words."
+            error = result.error or "that is not a valid tool call"
+            retry = [
+                ("assistant", clean(text)),
+                (
+                    "user",
+                    f"Error: {error}. Call a listed tool with valid arguments, or answer in "
+                    "plain words.",
                 ),
-            )
+            ]
         self._send(
             usage=llm.CompletionUsage(
                 completion_tokens=completion_tokens,
