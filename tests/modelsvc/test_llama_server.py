@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -329,6 +331,28 @@ def test_stop_ends_the_process_and_frees_its_port(server: LlamaServer, settings:
     assert process.poll() is not None and not other.healthy()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))  # free again
+
+
+def test_a_hung_server_is_unhealthy_from_the_third_probe_a_dead_one_at_once(
+    server: LlamaServer, settings: Settings
+) -> None:
+    other = LlamaServer(settings)
+    other.start()
+    process = other.process
+    assert process is not None
+    try:
+        os.kill(process.pid, signal.SIGSTOP)  # alive, answering nothing
+        try:
+            # A busy server may miss a probe: two misses are forgiven, the third is not.
+            assert [other.healthy() for _ in range(3)] == [True, True, False]
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        assert other.healthy()  # answering again: the count starts over
+        process.kill()
+        process.wait()
+        assert not other.healthy()
+    finally:
+        other.stop()
 
 
 def test_a_missing_binary_says_to_run_make_setup(settings: Settings, tmp_path: Path) -> None:

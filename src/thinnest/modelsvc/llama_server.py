@@ -47,6 +47,7 @@ _INSTALL_HINT = (
     "llama-server binary"
 )
 _LOG_LINES = 40  # the server's last lines kept for an error message
+_MISSES = 3  # health probes in a row without an answer that make a live server unhealthy
 
 
 def find_llama_server(explicit: Path | None = None) -> Path:
@@ -109,6 +110,7 @@ class LlamaServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._lines: collections.deque[str] = collections.deque(maxlen=_LOG_LINES)
         self._reader: threading.Thread | None = None
+        self._misses = 0  # health probes in a row that got no answer
 
     @property
     def url(self) -> str:
@@ -162,6 +164,7 @@ class LlamaServer:
 
     def _spawn(self, cmd: list[str]) -> None:
         self._lines.clear()
+        self._misses = 0
         log.info("starting %s", " ".join(cmd))
         self.process = subprocess.Popen(
             cmd,
@@ -197,7 +200,7 @@ class LlamaServer:
                     f"llama-server exited with code {code} while starting:\n{self.last_lines()}",
                     code="llama_server_failed",
                 )
-            if self.healthy():
+            if self._probe():
                 return
             time.sleep(0.1)
         raise UnavailableError(
@@ -210,13 +213,27 @@ class LlamaServer:
         return "\n".join(list(self._lines)[-n:]) or "(no output)"
 
     def healthy(self) -> bool:
-        """Whether it runs and its ``/health`` answers 200 (503 while the model loads)."""
+        """Whether it runs and its ``/health`` answers 200 (503 while the model loads).
+
+        False at once when the process has exited or answers another status; a probe that
+        gets no answer in 2 s counts only from the third in a row: on a saturated machine
+        (every core decoding) a live server may miss one, and a restart would cut every call.
+        """
         if self.process is None or self.process.poll() is not None:
             return False
+        answer = self._probe()
+        if answer is None:
+            self._misses += 1
+            return self._misses < _MISSES
+        self._misses = 0
+        return answer
+
+    def _probe(self) -> bool | None:
+        """Whether ``/health`` answers 200; ``None`` when it does not answer at all."""
         try:
             return httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200
         except httpx.HTTPError:
-            return False
+            return None
 
     def stop(self, *, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL to its process group after ``grace`` seconds."""
