@@ -8,9 +8,12 @@ apologise instead of waiting.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from thinnest.config import Settings
@@ -18,8 +21,8 @@ from thinnest.log import logger
 
 log = logger.getChild("models")
 
-#: Seconds between looks at the LLM server's process.
-_WATCH_INTERVAL = 0.5
+#: Seconds between looks at the LLM server's health.
+_WATCH_INTERVAL = 1.0
 #: Longest pause between two restarts of an LLM server that keeps failing.
 _MAX_BACKOFF = 30.0
 
@@ -95,6 +98,7 @@ def run_models(settings: Settings) -> None:
     # Nothing downloads at run time: the models ship in installed packages. The service
     # builds the in-process providers: it must not be a client of itself.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per health probe otherwise
     local = settings.model_copy(update={"models_url": None})
     llm = LlmSupervisor(local)
     speech = SpeechService(local)
@@ -114,6 +118,9 @@ def run_models(settings: Settings) -> None:
         speech_router=speech.router(),
         timeout=settings.provider_timeout * 6,
     )
+    # On shutdown, inside the server: uvicorn re-raises SIGTERM once it has stopped, which
+    # would end the process before code after it runs (and orphan the LLM server).
+    app.router.on_shutdown.extend([_in_thread(llm.stop), _in_thread(speech.close)])
     llm.start()
     loader = threading.Thread(target=_load_speech, args=(speech, speech_state), daemon=True)
     loader.start()
@@ -125,6 +132,13 @@ def run_models(settings: Settings) -> None:
             log_level=settings.log_level.lower(),
             access_log=False,
         )
-    finally:
+    finally:  # uvicorn could not start (its port taken, say)
         llm.stop()
         speech.close()
+
+
+def _in_thread(stop: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        await asyncio.to_thread(stop)
+
+    return run
