@@ -14,6 +14,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -353,6 +355,39 @@ def test_a_hung_server_is_unhealthy_from_the_third_probe_a_dead_one_at_once(
         assert not other.healthy()
     finally:
         other.stop()
+
+
+def test_the_server_dies_with_the_process_that_started_it(
+    server: LlamaServer, settings: Settings
+) -> None:
+    # A model service that is SIGKILLed must not leave its llama-server (and model) behind.
+    script = (
+        "import sys, time\n"
+        "from thinnest.config import Settings\n"
+        "from thinnest.modelsvc.llama_server import LlamaServer\n"
+        "server = LlamaServer(Settings())\n"
+        "server.start()\n"
+        "print(server.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = {
+        **os.environ,
+        "THINNEST_DATA_DIR": str(settings.data_dir),
+        "THINNEST_MODELS_DIR": str(settings.resolved_models_dir),
+    }
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, text=True
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            child = int(parent.stdout.readline())
+            assert Path(f"/proc/{child}").exists()
+        finally:
+            parent.kill()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists()
 
 
 def test_a_missing_binary_says_to_run_make_setup(settings: Settings, tmp_path: Path) -> None:

@@ -135,6 +135,11 @@ class LlamaServer:
         ]  # fmt: skip
         if _has_flag(str(binary), "--no-webui"):
             cmd.append("--no-webui")
+        setpriv = shutil.which("setpriv")  # util-linux
+        if setpriv:
+            # Killed with the thread that starts it (keep that one alive as long as the
+            # server): a model service that is SIGKILLed leaves no orphan holding the model.
+            cmd = [setpriv, "--pdeathsig", "KILL", "--", *cmd]
         return cmd
 
     def start(self, *, timeout: float = 60.0) -> None:
