@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from livekit.agents import APIConnectionError, APIConnectOptions, stt
+from livekit.agents import APIConnectionError, APIConnectOptions, APIStatusError, stt
 
 from tests.conftest import free_port
 from tests.providers.conftest import Speech, espeak, make_settings, word_error_rate, words
@@ -32,6 +32,7 @@ from thinnest.providers import registry
 from thinnest.providers.remote_tts import RemoteTTS
 from thinnest.providers.whisper.options import WhisperOptions
 from thinnest.providers.whisper.remote import RemoteWhisperSTT
+from thinnest.providers.whisper.stream import WhisperStream
 from thinnest.providers.whisper.stt import WhisperSTT
 
 TINY = {"model": "tiny.en"}
@@ -383,6 +384,76 @@ def test_final_decodes_go_before_interim_ones(server: _Server, booking: Speech) 
         for job in (busy, interim, final):
             job.result()
     assert done["busy"] < done["final"] < done["interim"], done
+
+
+def test_a_backlogged_model_skips_interim_decodes(server: _Server, booking: Speech) -> None:
+    long = _wav(np.tile(_at_16k(booking), 3))
+    short = _wav(_at_16k(booking))
+
+    def post(audio: bytes, final: str) -> httpx.Response:
+        files = {"file": ("a.wav", audio, "audio/wav")}
+        return httpx.post(
+            f"{server.url}/v1/audio/transcriptions",
+            data=_form(final=final),
+            files=files,
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        busy = pool.submit(post, long, "true")
+        time.sleep(0.1)
+        waiting = pool.submit(post, short, "true")
+        time.sleep(0.1)  # one decode runs, one waits: an interim one would come late
+        skipped = post(short, "false")
+        assert busy.result().status_code == waiting.result().status_code == 200
+    assert skipped.status_code == 503, skipped.text
+    assert skipped.json()["error"]["code"] == "busy"
+    assert post(short, "false").status_code == 200  # idle again
+
+
+async def test_remote_stream_decodes_again_when_its_preflight_was_refused(
+    service: SpeechService, client_settings: Settings, tmp_path: Path
+) -> None:
+    said = espeak("I would like a table for two people tomorrow evening", tmp_path / "t.wav")
+    speech = _at_16k(said)
+    loud = np.flatnonzero(np.abs(speech) > 300)
+    speech = speech[loud[0] : loud[-1] + 1]  # without espeak-ng's silence after the words
+    silence = np.zeros(16000, dtype=np.int16)
+    remote = registry.build(
+        "stt", "whisper", {**TINY, "interim_results": False}, settings=client_settings
+    )
+    stream = remote.stream()
+    assert isinstance(stream, WhisperStream)
+    lane = service._lane("tiny.en")
+    full = lane.pending
+    lane.pending = 10**6  # as if the model were flooded: a decode is refused (503)
+    try:
+        for frame in Speech("", np.concatenate([silence, speech]), 16000).frames():
+            stream.push_frame(frame)
+        await asyncio.sleep(1.5)  # the VAD has judged every frame of the speech
+        # A pause, frame by frame, until it asks for a preflight (0.15 s of silence): the
+        # end of the utterance (0.4 s) is not reached yet.
+        pause = iter(Speech("", silence, 16000).frames())
+        deadline = time.monotonic() + 20
+        preflight = None
+        while preflight is None or not preflight.done():
+            assert time.monotonic() < deadline, "no preflight was asked for"
+            utterance = stream._utterance
+            preflight = utterance.preflight if utterance is not None else None
+            if preflight is None:
+                stream.push_frame(next(pause))
+            await asyncio.sleep(0.05)
+        assert isinstance(preflight.exception(), APIStatusError)
+    finally:
+        lane.pending = full
+    for frame in Speech("", silence, 16000).frames():  # the end of the utterance
+        stream.push_frame(frame)
+    stream.end_input()
+    events = [event async for event in stream]
+    await stream.aclose()
+    finals = [e for e in events if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
+    assert len(finals) == 1, [e.type for e in events]
+    assert word_error_rate(said.text, finals[0].alternatives[0].text) <= 0.2
 
 
 async def test_a_service_that_is_down_fails_fast(tmp_path: Path, booking: Speech) -> None:

@@ -186,7 +186,14 @@ class WhisperStream(stt.RecognizeStream):
         self._send_interim(utterance)  # a partial that finished with the last frame still counts
         end_time = time.time() - ev.silence_duration - ev.inference_duration
         self._send(stt.SpeechEventType.END_OF_SPEECH, speech_end_time=end_time)
-        text = await (utterance.preflight or self._spawn(utterance.speech))
+        text = None
+        if utterance.preflight is not None:
+            try:
+                text = await utterance.preflight
+            except APIError:
+                pass  # the model service was busy or away a moment: decode it again
+        if text is None:
+            text = await self._spawn(utterance.speech)
         if text:
             self._send(stt.SpeechEventType.FINAL_TRANSCRIPT, text, speech_end_time=end_time)
         self._running = None
