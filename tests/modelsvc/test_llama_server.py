@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -127,7 +128,6 @@ def test_serves_the_model_under_its_name(server: LlamaServer) -> None:
 
 async def test_remote_llama_streams_an_answer(remote: llm.LLM) -> None:
     assert isinstance(remote, RemoteLlamaLLM)
-    assert not isinstance(remote, Prefillable)  # the server caches prompts by itself
     ctx = _ctx(
         ("system", "You are a friendly assistant. Answer in one short sentence."),
         ("user", "What is the capital of France?"),
@@ -144,6 +144,47 @@ async def test_remote_llama_streams_an_answer(remote: llm.LLM) -> None:
     print(f"\nanswer in {time.perf_counter() - started:.2f}s, TTFT {ttft:.2f}s: {text!r}")
     assert "paris" in text.lower()
     assert len(pieces) >= 3  # streamed as it comes, not held back to the end
+
+
+async def _usage(
+    model: llm.LLM, ctx: llm.ChatContext, tools: list[llm.Tool] | None = None
+) -> llm.CompletionUsage:
+    usage = None
+    async with model.chat(chat_ctx=ctx, tools=tools or []) as stream:
+        async for chunk in stream:
+            usage = chunk.usage or usage
+    assert usage is not None
+    return usage
+
+
+async def test_prefill_puts_the_calls_prompt_in_a_slots_cache(remote: llm.LLM) -> None:
+    assert isinstance(remote, Prefillable)  # the engine prefills while the greeting plays
+
+    def chat(nonce: str, question: str | None) -> llm.ChatContext:
+        rules = " ".join(f"Rule {i}: be brief and kind to caller {nonce}." for i in range(12))
+        ctx = _ctx(("system", f"You are a weather assistant ({nonce}). {rules}"))
+        ctx.add_message(role="assistant", content="Hello! How can I help?")
+        if question:
+            ctx.add_message(role="user", content=question)
+        return ctx
+
+    prefilled = secrets.token_hex(4)
+    await remote.prefill(chat(prefilled, None), [get_weather])
+    warm = await _usage(remote, chat(prefilled, "Is it warm in Rome?"), [get_weather])
+    cold = await _usage(remote, chat(secrets.token_hex(4), "Is it warm in Rome?"), [get_weather])
+    # The instructions, tools and greeting (well over 100 tokens) came from the cache.
+    assert warm.prompt_cached_tokens > cold.prompt_cached_tokens + 100, (warm, cold)
+
+
+async def test_max_tokens_caps_the_answer(server: LlamaServer, settings: Settings) -> None:
+    client = settings.model_copy(update={"models_url": server.url})
+    short = registry.build("llm", "llama", {**_GREEDY, "max_tokens": 5}, settings=client)
+    try:
+        ctx = _ctx(("user", "Count from one to fifty in words, please."))
+        usage = await _usage(short, ctx)
+    finally:
+        await short.aclose()
+    assert 0 < usage.completion_tokens <= 5
 
 
 async def test_a_tool_call_written_as_text_becomes_a_function_call(remote: llm.LLM) -> None:

@@ -16,13 +16,15 @@ retry shown the error, then a short apology); plain text streams through as it c
 the server parsed itself would pass through as it is (``native_tools=True``, for a larger
 model behind ``THINNEST_MODELS_URL``).
 
-No ``prefill``: the server keeps each slot's prompt cached by itself.
+``prefill`` (the engine calls it while the caller hears the greeting) has the server read a
+call's prompt into a slot's cache, so the first answer reads only the caller's words.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, APIStatusError, llm
@@ -142,7 +144,6 @@ class RemoteLlamaLLM(llm.LLM):
             base_url=settings.models_url.rstrip("/") + "/v1",
             api_key="no-key",  # the SDK refuses none; the service asks for none
             temperature=options.temperature,
-            max_completion_tokens=options.max_tokens,
             # A stream silent this long fails, and the session retries it or apologises.
             timeout=httpx2.Timeout(settings.provider_timeout, connect=5.0),
             max_retries=0,  # the session retries (conn_options), not the SDK as well
@@ -170,6 +171,24 @@ class RemoteLlamaLLM(llm.LLM):
     ) -> llm.LLMStream:
         offered = list(tools or []) if tool_choice != "none" else []
         return RemoteLlamaStream(self, chat_ctx=chat_ctx, tools=offered, conn_options=conn_options)
+
+    async def prefill(self, chat_ctx: llm.ChatContext, tools: Sequence[llm.Tool] = ()) -> None:
+        """Have the server read a call's prompt (instructions, tools, greeting) while the
+        caller hears the greeting: one token generated and dropped. The slot keeps it
+        cached, and the first answer's request, which begins the same, is given that slot
+        (llama-server picks the slot whose cache shares the longest beginning)."""
+        offered = list(tools)
+        native = self.native_tools
+        budget = min(self.options.context_tokens, SLOT_CONTEXT) - self.options.max_tokens
+        stream = self.client.chat(
+            chat_ctx=flat_chat(chat_ctx, None if native else offered, budget=budget),
+            tools=offered if native else [],
+            conn_options=APIConnectOptions(max_retry=0),
+            extra_kwargs={"max_completion_tokens": 1},
+        )
+        async with stream:
+            async for _chunk in stream:
+                pass
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -223,6 +242,7 @@ class RemoteLlamaStream(llm.LLMStream):
             chat_ctx=chat_ctx,
             tools=self._tools if self._remote.native_tools else [],
             conn_options=self._once,
+            extra_kwargs={"max_completion_tokens": self._remote.options.max_tokens},
         )
         async with stream:
             async for chunk in stream:
@@ -278,11 +298,13 @@ class RemoteLlamaStream(llm.LLMStream):
 
     async def _run(self) -> None:
         prompt_tokens = completion_tokens = 0
+        cached: int | None = None  # prompt tokens the server found in a slot's cache
         retry: list[tuple[str, str]] = []
         for attempt in range(2):
             text, rest, parsed, usage = await self._fitted(retry)
             if usage is not None:
                 prompt_tokens = max(prompt_tokens, usage.prompt_tokens)
+                cached = usage.prompt_cached_tokens if cached is None else cached
                 completion_tokens += usage.completion_tokens
             if parsed:  # a call the server parsed itself (native_tools)
                 self._send(calls=parsed)
@@ -325,6 +347,7 @@ class RemoteLlamaStream(llm.LLMStream):
             usage=llm.CompletionUsage(
                 completion_tokens=completion_tokens,
                 prompt_tokens=prompt_tokens,
+                prompt_cached_tokens=cached or 0,
                 total_tokens=prompt_tokens + completion_tokens,
             )
         )
