@@ -33,6 +33,7 @@ from pydantic import BaseModel
 
 from livekit import rtc
 from thinnest.config import Settings
+from thinnest.errors import ConfigError
 from thinnest.providers._service import service_error, timeout
 
 __all__ = ["SAMPLE_RATES", "RemoteTTS", "remote"]
@@ -67,7 +68,8 @@ class RemoteTTS(tts.TTS):
             options: its options.
             settings: ``models_url`` (set) and ``provider_timeout``.
         """
-        assert settings.models_url, "a remote TTS needs THINNEST_MODELS_URL"
+        if not settings.models_url:
+            raise ConfigError("a client of the model service needs THINNEST_MODELS_URL")
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=False),
             sample_rate=_rate_of(name, options),

@@ -9,7 +9,6 @@ service, which runs the same :meth:`WhisperSTT.transcribe` on the model it loade
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import threading
@@ -69,15 +68,11 @@ class RemoteWhisperSTT(BaseWhisperSTT):
             settings: ``models_url`` (set) and ``provider_timeout``.
         """
         super().__init__(options=options)
-        assert settings.models_url, "the remote whisper STT needs THINNEST_MODELS_URL"
+        if not settings.models_url:
+            raise ConfigError("a client of the model service needs THINNEST_MODELS_URL")
         self._url = settings.models_url.rstrip("/") + "/v1/audio/transcriptions"
         self._timeout = timeout(settings)
         self._decode_options = json.dumps(options.model_dump(include=set(DECODE_OPTIONS)))
-        if options.streaming:
-            # Loaded now (in a job process's prewarm), as WhisperSTT does; missing, stream()
-            # says so.
-            with contextlib.suppress(ConfigError):
-                self._vad = self._load_vad()
 
     @property
     def provider(self) -> str:

@@ -92,6 +92,11 @@ class BaseWhisperSTT(stt.STT):
         self._opts = options
         self._vad: Any = None
         self._context = ""
+        if options.streaming:
+            # Loaded now (in a job process's prewarm), not at a call's first stream: creating
+            # the ONNX session blocks the event loop for 0.1-0.2 s. Missing, stream() says so.
+            with contextlib.suppress(ConfigError):
+                self._vad = self._load_vad()
 
     def for_call(self) -> Self:
         """A view of this STT for one call: the same model and VAD, its own context.
@@ -223,11 +228,6 @@ class WhisperSTT(BaseWhisperSTT):
         super().__init__(options=options)
         path = models.prepare(_MODEL_DIRS[options.resolved_model], settings=settings)
         self._model = _load(str(path), options.threads)
-        if options.streaming:
-            # Loaded now (in a job process's prewarm), not at a call's first stream: creating
-            # the ONNX session blocks the event loop for 0.1-0.2 s. Missing, stream() says so.
-            with contextlib.suppress(ConfigError):
-                self._vad = self._load_vad()
 
     def transcribe(
         self,
