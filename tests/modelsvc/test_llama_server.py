@@ -161,7 +161,7 @@ async def test_prefill_puts_the_calls_prompt_in_a_slots_cache(remote: llm.LLM) -
     assert isinstance(remote, Prefillable)  # the engine prefills while the greeting plays
 
     def chat(nonce: str, question: str | None) -> llm.ChatContext:
-        rules = " ".join(f"Rule {i}: be brief and kind to caller {nonce}." for i in range(12))
+        rules = " ".join(f"Rule {i}: be brief and kind to caller {nonce}." for i in range(4))
         ctx = _ctx(("system", f"You are a weather assistant ({nonce}). {rules}"))
         ctx.add_message(role="assistant", content="Hello! How can I help?")
         if question:
