@@ -360,7 +360,7 @@ def test_a_full_decode_queue_answers_503(service_settings: Settings, booking: Sp
 
 
 def test_final_decodes_go_before_interim_ones(server: _Server, booking: Speech) -> None:
-    long = _wav(np.tile(_at_16k(booking), 3))  # keeps the model busy meanwhile
+    long = _wav(np.tile(_at_16k(booking), 6))  # keeps the model busy meanwhile
     short = _wav(_at_16k(booking))
     done: dict[str, float] = {}
 
@@ -387,7 +387,7 @@ def test_final_decodes_go_before_interim_ones(server: _Server, booking: Speech) 
 
 
 def test_a_backlogged_model_skips_interim_decodes(server: _Server, booking: Speech) -> None:
-    long = _wav(np.tile(_at_16k(booking), 3))
+    long = _wav(np.tile(_at_16k(booking), 6))
     short = _wav(_at_16k(booking))
 
     def post(audio: bytes, final: str) -> httpx.Response:
