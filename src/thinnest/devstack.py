@@ -1,7 +1,11 @@
-"""``thinnest dev``: LiveKit server, API and voice engine on loopback, one Ctrl-C away.
+"""``thinnest dev``: LiveKit server, model services, API and voice engine on loopback, one
+Ctrl-C away.
 
-Each component is a child process. If one dies, the others are stopped and ``thinnest dev``
-exits non-zero; on Ctrl-C or SIGTERM everything is stopped and every port freed.
+Each component is a child process. The model services (``thinnest models``) are started
+again if they die (calls in progress apologise, the next ones work); if another child dies,
+the others are stopped and ``thinnest dev`` exits non-zero. On Ctrl-C or SIGTERM everything
+is stopped and every port freed. With ``THINNEST_MODELS_URL`` set, the stack uses those
+model services and starts none.
 """
 
 from __future__ import annotations
@@ -89,11 +93,17 @@ class DevStack:
     livekit: LiveKitDevServer | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    models_restarts: int = 0
+    own_models: bool = field(init=False, default=True)
+
     def __post_init__(self) -> None:
-        # In dev the LiveKit server is ours: its URL follows the port we start it on.
-        self.settings = self.settings.model_copy(
-            update={"livekit_url": f"http://127.0.0.1:{self.settings.livekit_port}"}
-        )
+        # In dev the LiveKit server is ours: its URL follows the port we start it on; so do
+        # the model services' unless they run elsewhere.
+        update = {"livekit_url": f"http://127.0.0.1:{self.settings.livekit_port}"}
+        self.own_models = self.settings.models_url is None
+        if self.own_models:
+            update["models_url"] = f"http://127.0.0.1:{self.settings.models_port}"
+        self.settings = self.settings.model_copy(update=update)
 
     def _check_ports(self) -> None:
         s = self.settings
@@ -101,6 +111,7 @@ class DevStack:
             ("THINNEST_LIVEKIT_PORT", s.livekit_port),
             ("THINNEST_LIVEKIT_RTC_TCP_PORT", s.livekit_rtc_tcp_port),
             ("THINNEST_API_PORT", s.api_port),
+            *([("THINNEST_MODELS_PORT", s.models_port)] if self.own_models else []),
         ]:
             if port_in_use("127.0.0.1", port):
                 raise ConfigError(
@@ -118,6 +129,7 @@ class DevStack:
                 "THINNEST_LIVEKIT_URL": self.settings.livekit_url,
                 "THINNEST_LIVEKIT_API_KEY": ident.livekit_api_key,
                 "THINNEST_LIVEKIT_API_SECRET": ident.livekit_api_secret,
+                "THINNEST_MODELS_URL": str(self.settings.models_url),
                 # Nothing downloads at run time: the models ship in installed packages.
                 "HF_HUB_OFFLINE": "1",
             }
@@ -148,6 +160,8 @@ class DevStack:
         )
         self.livekit.start()
         env = self.child_env(ident)
+        if self.own_models:
+            self._start_models(env)
         api = subprocess.Popen(
             [sys.executable, "-m", "thinnest", "serve"],
             env=env,
@@ -167,7 +181,38 @@ class DevStack:
             alive=lambda: api.poll() is None,
         )
         self._wait_for_worker(timeout=180)
+        if self.own_models:
+            self._wait_for_models(timeout=180)
         return ident
+
+    def _start_models(self, env: dict[str, str]) -> None:
+        env = {**env, "THINNEST_MODELS_PORT": str(self.settings.models_port)}
+        env.pop("THINNEST_MODELS_URL")  # the service serves the models; it is no client
+        self.children["models"] = subprocess.Popen(
+            [sys.executable, "-m", "thinnest", "models"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _wait_for_models(self, *, timeout: float) -> None:
+        """Until every model is loaded: the first call then answers at full speed."""
+        models = self.children["models"]
+        wait_http(
+            f"{self.settings.models_url}/healthz",
+            timeout=timeout,
+            alive=lambda: models.poll() is None,
+        )
+
+    def _restart_models(self, ident: DevIdentity) -> None:
+        self.models_restarts += 1
+        log.error(
+            "the model services exited (code %s); starting them again (restart %d)",
+            self.children["models"].returncode,
+            self.models_restarts,
+        )
+        stop_children({"models": self.children.pop("models")}, grace=1)
+        self._start_models(self.child_env(ident))
 
     def _wait_for_worker(self, *, timeout: float) -> None:
         """Until the worker's first heartbeat: then a call started now gets an agent."""
@@ -204,8 +249,10 @@ class DevStack:
             ident = self.start()
             self.on_ready(ident)
             while True:
-                for name, proc in self.children.items():
-                    if proc.poll() is not None:
+                for name, proc in list(self.children.items()):
+                    if name == "models" and proc.poll() is not None:
+                        self._restart_models(ident)
+                    elif proc.poll() is not None:
                         log.error(
                             "%s exited with code %s; stopping everything", name, proc.returncode
                         )

@@ -137,11 +137,14 @@ class Call:
             recoverable,
             ev.error,
         )
-        if recoverable or self.reason is not None:
+        kind = str(getattr(ev.error, "type", "provider_error")).removesuffix("_error") or "provider"
+        # A recoverable error is retried, and the retry is the turn's answer; but an STT
+        # stream that failed has lost what the caller said (its retry hears only new audio):
+        # that turn failed even so.
+        if (recoverable and kind != "stt") or self.reason is not None:
             return
         # The provider gave up after its retries: this turn failed. Apologise and listen on
         # (never silence forever); after `max_failures` failed turns in a row, end the call.
-        kind = str(getattr(ev.error, "type", "provider_error")).removesuffix("_error") or "provider"
         self.failures += 1
         final = self.failures >= self.max_failures
         self._spawn(

@@ -126,7 +126,11 @@ class ProviderCache:
         if choice.key not in self._built:
             provider = registry.get(choice.kind, choice.name)
             # The options were validated when the choice was resolved: built from them as is.
-            self._built[choice.key] = provider.factory(choice.validated, self.settings)
+            # With shared model services, the provider is their client: no model here.
+            factory = provider.factory
+            if self.settings.models_url and provider.remote is not None:
+                factory = provider.remote
+            self._built[choice.key] = factory(choice.validated, self.settings)
         return self._built[choice.key]
 
     def for_agent(self, kind: ProviderKind, config: AgentConfig) -> Any:

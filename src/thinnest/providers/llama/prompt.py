@@ -15,7 +15,7 @@ from livekit.agents import llm
 
 from thinnest.providers import _toolcalls
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "STOP", "clean", "render_prompt", "retry_turn"]
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "STOP", "chat_turns", "clean", "render_prompt", "retry_turn"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful voice assistant. Answer in one or two short spoken sentences, "
@@ -44,21 +44,25 @@ def clean(text: str) -> str:
     return text
 
 
-def render_prompt(
+def chat_turns(
     chat_ctx: llm.ChatContext, tools: Sequence[llm.Tool], *, system_prompt: str | None = None
-) -> tuple[str, list[str]]:
-    """Render a chat as a ChatML prompt ending in an open assistant turn.
+) -> tuple[str, list[tuple[str, str]]]:
+    """A chat as the 0.5B model answers it best: one system text, then the turns.
+
+    The system and developer messages, the greeting (see below) and the tools' description
+    make the system text; past calls are not shown, only their results, as facts in the
+    user's turn; consecutive turns of one side are joined.
 
     Args:
-        chat_ctx: the conversation; system/developer messages become the system prompt.
+        chat_ctx: the conversation.
         tools: the function tools to describe.
         system_prompt: used when the chat has no system message.
 
     Returns:
-        The system block and the later turns, each a complete ChatML segment (the caller
-        drops the oldest turns to fit the context and appends the assistant opener).
+        The system text and the turns as ``(role, text)``, role ``user`` or ``assistant``.
     """
     system: list[str] = []
+    greeted: list[str] = []
     turns: list[tuple[str, str]] = []
 
     def add(role: str, text: str) -> None:
@@ -78,6 +82,13 @@ def render_prompt(
                 system.append(text)
             elif item.role == "user":
                 add("user", text)
+            elif not turns:
+                # The greeting, said before the caller spoke: as an assistant turn of its
+                # own the 0.5B model answers in its style and never calls a tool (0 of 12
+                # order questions with a listed order-status tool; 12 of 12 with the
+                # greeting in the system prompt). It is fixed per agent: the prompt's
+                # beginning stays the same, as the cache wants.
+                greeted.append(text)
             else:
                 add("assistant", text)
         elif item.type == "function_call_output":
@@ -89,16 +100,30 @@ def render_prompt(
             add("tool", f"{fact} {clean(item.output)}")
 
     head = "\n".join(system) or system_prompt or DEFAULT_SYSTEM_PROMPT
+    if greeted:
+        head += f'\nYou have greeted the caller: "{" ".join(greeted)}"'
     described = _toolcalls.describe_tools(tools)
     if described:
         head += _TOOLS_PROMPT.format(
             tools="\n".join(json.dumps(t, ensure_ascii=False) for t in described)
         )
-    rendered = []
-    for role, text in turns:
-        if role == "tool":
-            role, text = "user", text + "\n" + _AFTER_TOOL
-        rendered.append(f"<|im_start|>{role}\n{text}<|im_end|>\n")
+    return head, [
+        ("user", text + "\n" + _AFTER_TOOL) if role == "tool" else (role, text)
+        for role, text in turns
+    ]
+
+
+def render_prompt(
+    chat_ctx: llm.ChatContext, tools: Sequence[llm.Tool], *, system_prompt: str | None = None
+) -> tuple[str, list[str]]:
+    """Render a chat (:func:`chat_turns`) as a ChatML prompt ending in an open assistant turn.
+
+    Returns:
+        The system block and the later turns, each a complete ChatML segment (the caller
+        drops the oldest turns to fit the context and appends the assistant opener).
+    """
+    head, turns = chat_turns(chat_ctx, tools, system_prompt=system_prompt)
+    rendered = [f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns]
     return f"<|im_start|>system\n{head}<|im_end|>\n", rendered
 
 

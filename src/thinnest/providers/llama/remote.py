@@ -22,7 +22,6 @@ call's prompt into a slot's cache, so the first answer reads only the caller's w
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -36,14 +35,7 @@ from thinnest.providers import _toolcalls
 from thinnest.providers._extras import require
 from thinnest.providers.llama.calls import answered_this_turn, is_repeat, looks_like_json_call
 from thinnest.providers.llama.options import LlamaOptions
-from thinnest.providers.llama.prompt import (
-    _AFTER_TOOL,
-    _FAILED,
-    _FOUND,
-    _TOOLS_PROMPT,
-    DEFAULT_SYSTEM_PROMPT,
-    clean,
-)
+from thinnest.providers.llama.prompt import chat_turns, clean
 from thinnest.providers.llama.stream import APOLOGY
 
 __all__ = ["SERVED_MODEL", "RemoteLlamaLLM", "build_remote", "flat_chat"]
@@ -75,34 +67,7 @@ def flat_chat(
     oldest turns are dropped until the prompt's estimated tokens fit ``budget`` (the last
     turn stays): the server refuses a prompt longer than its slot's context.
     """
-    system: list[str] = []
-    turns: list[tuple[str, str]] = []
-
-    def add(role: str, text: str) -> None:
-        side = "user" if role == "tool" else role
-        if turns and ("user" if turns[-1][0] == "tool" else turns[-1][0]) == side:
-            turns[-1] = (role, turns[-1][1] + "\n" + text)
-        else:
-            turns.append((role, text))
-
-    for item in chat_ctx.items:
-        if item.type == "message":
-            text = clean(item.text_content or "")
-            if not text:
-                continue
-            if item.role in ("system", "developer"):
-                system.append(text)
-            else:
-                add("user" if item.role == "user" else "assistant", text)
-        elif item.type == "function_call_output":
-            add("tool", f"{_FAILED if item.is_error else _FOUND} {clean(item.output)}")
-
-    head = "\n".join(system) or DEFAULT_SYSTEM_PROMPT
-    described = _toolcalls.describe_tools(tools or [])
-    if described:
-        head += _TOOLS_PROMPT.format(
-            tools="\n".join(json.dumps(t, ensure_ascii=False) for t in described)
-        )
+    head, turns = chat_turns(chat_ctx, tools or [])
     if budget is not None:
         size = _estimate(head) + sum(_estimate(text) for _, text in turns)
         while size > budget and len(turns) > 1:
@@ -110,8 +75,6 @@ def flat_chat(
     flat = llm.ChatContext()
     flat.add_message(role="system", content=head)
     for role, text in turns:
-        if role == "tool":
-            role, text = "user", text + "\n" + _AFTER_TOOL
         flat.add_message(role="user" if role == "user" else "assistant", content=text)
     return flat
 

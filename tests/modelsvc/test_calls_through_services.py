@@ -1,0 +1,254 @@
+"""Real calls whose models live in the shared service: API, LiveKit server, a worker that is
+the service's client, a real ``thinnest models`` process and an rtc client speaking."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import psutil
+import pytest
+
+from tests.conftest import Tenant
+from tests.engine.conftest import Worker, heard, wait_final
+from tests.modelsvc.conftest import ModelService, until
+from thinnest.client import VoiceClient
+from thinnest.store.db import Database
+
+pytestmark = pytest.mark.integration
+
+#: Libraries of the models: a job process that maps one holds a model of its own.
+_MODEL_LIBRARIES = ("ctranslate2", "libllama", "libggml", "piper", "hibari", "espeak-ng-data")
+
+
+async def _start(tenant: Tenant, agent: dict[str, object]) -> dict[str, str]:
+    resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+async def _start_when_models_are_back(tenant: Tenant, agent: dict[str, object]) -> dict[str, str]:
+    deadline = time.monotonic() + 15
+    while True:
+        resp = await asyncio.to_thread(
+            tenant.http.post, "/voice/start", json={"agent_id": agent["id"]}
+        )
+        refused = resp.status_code == 503 and resp.json()["error"]["code"] == "models_unavailable"
+        if not refused or time.monotonic() > deadline:
+            assert resp.status_code == 200, resp.text
+            return dict(resp.json())
+        await asyncio.sleep(0.5)
+
+
+def _story(client: VoiceClient, worker: Worker) -> str:
+    """What the client was told, and the worker's log: why an awaited event never came."""
+    told = "\n".join(json.dumps(m) for m in client.received)
+    return f"events:\n{told}\nworker log:\n{worker.text()[-6000:]}"
+
+
+def _job_processes(worker: Worker) -> list[psutil.Process]:
+    return psutil.Process(worker.process.pid).children(recursive=True)
+
+
+def _model_libraries(proc: psutil.Process) -> set[str]:
+    try:
+        maps = proc.memory_maps()
+    except psutil.Error:
+        return set()
+    return {lib for m in maps for lib in _MODEL_LIBRARIES if lib in m.path}
+
+
+async def test_a_call_is_answered_by_the_shared_models_and_its_process_loads_none(
+    services_worker: Worker, services_tenant: Tenant, database: Database, speak
+) -> None:
+    agent = services_tenant.create_agent(
+        greeting="Hello, this is Thinnest.",
+        instructions="You are a friendly assistant. Answer in one short sentence.",
+        max_duration=120,
+    )
+    started = await _start(services_tenant, agent)
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        greeting = await client.next_event(90, type="transcript", role="agent")
+        assert "Thinnest" in greeting["text"]
+        await asyncio.sleep(2.5)
+        await client.play_wav(speak("Please tell me quickly how many legs does a spider have?"))
+        user = await client.next_event(60, type="transcript", role="user", final=True)
+        assert heard(user["text"]), user["text"]
+        reply = await client.next_event(90, type="transcript", role="agent")
+        assert reply["text"].strip()
+        assert client.speech_ended_at is not None
+        assert client.audio.first_voiced_after(client.speech_ended_at) is not None
+        # The call's process (and every other of the worker) holds no model.
+        procs = [services_worker.process, *_job_processes(services_worker)]
+        holding = {p.pid: _model_libraries(psutil.Process(p.pid)) for p in procs}
+        assert not any(holding.values()), holding
+    row = await wait_final(database, started["session_id"], within=60)
+    assert [t.role for t in row.turns][:3] == ["agent", "user", "agent"]
+
+
+class OrderServer:
+    """A local HTTP tool endpoint that records the order numbers it was asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                order = (parse_qs(urlparse(self.path).query).get("order_id") or ["?"])[0]
+                outer.asked.append(order)
+                body = json.dumps({"order_id": order, "status": "shipped", "arrives": "Friday"})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def orders() -> Iterator[OrderServer]:
+    server = OrderServer()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+async def test_the_shipped_model_calls_a_tool_through_the_llm_server(
+    services_worker: Worker,
+    services_tenant: Tenant,
+    database: Database,
+    orders: OrderServer,
+    speak,
+) -> None:
+    agent = services_tenant.create_agent(
+        greeting="Hi, I can check your order.",
+        instructions=(
+            "You are an order-status assistant. When the user asks about an order, call "
+            "get_order_status with the order number, then tell the user its status."
+        ),
+        providers={"stt": {"name": "whisper", "options": {"model": "base"}}},
+        tools=[
+            {
+                "name": "get_order_status",
+                "description": "The status of an order, by its order number",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"order_id": {"type": "string"}},
+                    "required": ["order_id"],
+                },
+                "url": orders.url,
+                "method": "GET",
+                "timeout": 5,
+            }
+        ],
+        max_duration=150,
+    )
+    started = await _start(services_tenant, agent)
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        await client.next_event(90, type="transcript", role="agent")
+        await asyncio.sleep(2.5)
+        await client.play_wav(speak("Where is my order one two three four five?"))
+        try:
+            call = await client.next_event(120, type="tool_call", name="get_order_status")
+        except TimeoutError:
+            pytest.fail(_story(client, services_worker))
+        assert "error" not in call, call
+        reply = await client.next_event(120, type="transcript", role="agent")
+        assert reply["text"].strip()
+    assert orders.asked, "the HTTP tool was never called"
+    digits = "".join(c for c in orders.asked[0] if c.isdigit())
+    assert "12345" in digits or "12345" in orders.asked[0].replace(" ", ""), orders.asked
+    row = await wait_final(database, started["session_id"], within=60)
+    assert row.tool_calls and row.tool_calls[0].name == "get_order_status"
+
+
+def _llm_server(service: ModelService) -> psutil.Process:
+    assert service.process is not None
+    for child in psutil.Process(service.process.pid).children(recursive=True):
+        if "llama-server" in child.name():
+            return child
+    raise AssertionError("no llama-server under the model service")
+
+
+async def test_a_dead_llm_server_is_restarted_and_the_call_goes_on(
+    services_worker: Worker,
+    services_tenant: Tenant,
+    models_service: ModelService,
+    speak,
+) -> None:
+    agent = services_tenant.create_agent(
+        greeting="Hello, this is Thinnest.",
+        instructions="You are a friendly assistant. Answer in one short sentence.",
+        max_duration=150,
+    )
+    started = await _start(services_tenant, agent)
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        await client.next_event(90, type="transcript", role="agent")
+        await asyncio.sleep(2.5)
+        before = _llm_server(models_service)
+        before.kill()
+        # The service notices, starts a new one, and says so in /healthz.
+        await asyncio.to_thread(
+            until,
+            lambda: models_service.healthy() and _llm_server(models_service).pid != before.pid,
+            90,
+            "the LLM server's restart",
+        )
+        await client.play_wav(speak("Please tell me quickly how many legs does a spider have?"))
+        await client.next_event(60, type="transcript", role="user", final=True)
+        reply = await client.next_event(90, type="transcript", role="agent")
+        assert reply["text"].strip()
+    assert "restart 1" in models_service.text()
+
+
+async def test_a_killed_service_ends_or_apologises_and_the_next_call_works(
+    services_worker: Worker,
+    services_tenant: Tenant,
+    models_service: ModelService,
+    database: Database,
+    speak,
+) -> None:
+    agent = services_tenant.create_agent(
+        greeting="Hello, this is Thinnest.",
+        instructions="You are a friendly assistant. Answer in one short sentence.",
+        max_duration=120,
+    )
+    started = await _start(services_tenant, agent)
+    try:
+        async with VoiceClient(started["livekit_url"], started["token"]) as client:
+            await client.next_event(90, type="transcript", role="agent")
+            await asyncio.sleep(2.5)
+            models_service.kill()
+            t0 = time.monotonic()
+            await client.play_wav(speak("Please tell me quickly how many legs does a spider have?"))
+            # The caller is told: an error event for the failed turn (an apology needs the
+            # TTS, which is down too), and the call ends with `error` after a few of them.
+            try:
+                told = await client.next_event(90, type="error")
+            except TimeoutError:
+                pytest.fail(_story(client, services_worker))
+            assert told["code"].endswith("_failed"), told
+            assert time.monotonic() - t0 < 90
+    finally:
+        await asyncio.to_thread(models_service.start)
+    # Back: the worker sees it at its next heartbeat (until then: 503 models_unavailable),
+    # and a new call is answered.
+    second = await _start_when_models_are_back(services_tenant, agent)
+    async with VoiceClient(second["livekit_url"], second["token"]) as client:
+        await client.next_event(90, type="transcript", role="agent")
+        await asyncio.sleep(2.5)
+        await client.play_wav(speak("Please tell me quickly how many legs does a spider have?"))
+        await client.next_event(60, type="transcript", role="user", final=True)
+        reply = await client.next_event(90, type="transcript", role="agent")
+        assert reply["text"].strip()
