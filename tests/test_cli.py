@@ -146,6 +146,7 @@ def test_dev_starts_everything_serves_the_contract_and_stops_cleanly(tmp_path: P
         "THINNEST_LIVEKIT_RTC_TCP_PORT": str(free_port()),
         "THINNEST_LIVEKIT_UDP_PORT_START": str(udp),
         "THINNEST_LIVEKIT_UDP_PORT_END": str(udp + 10),
+        "THINNEST_MODELS_PORT": str(free_port()),
         "THINNEST_MODELS_DIR": str(Path(__file__).parents[1] / ".thinnest" / "models"),
     }
     proc, found = _start_dev(tmp_path, ports)
@@ -169,14 +170,25 @@ def test_dev_starts_everything_serves_the_contract_and_stops_cleanly(tmp_path: P
         assert any("livekit-server" in c for c in running)
         assert any("thinnest serve" in c for c in running), running
         assert any("thinnest worker" in c for c in running), running
+        # The shared models: one service (and its LLM server) for every call.
+        assert any("thinnest models" in c for c in running), running
+        assert any("llama-server" in c for c in running), running
+        models = httpx.get(f"http://127.0.0.1:{ports['THINNEST_MODELS_PORT']}/healthz").json()
+        assert models["services"] == {"llm": "ok", "stt": "ok", "tts": "ok"}
+        assert httpx.get(f"{base}/readyz").json()["checks"]["models"] == "ok"
     finally:
         proc.send_signal(signal.SIGTERM)
         # The worker drains first (up to 30 s: the session above dispatched a job that waits
         # for its caller), then the API and LiveKit stop.
         assert proc.wait(120) == 0
         proc.stdout.close()  # type: ignore[union-attr]
-    assert _stack_pids(tmp_path) == {}  # no orphans: server, API, worker, job processes
-    for name in ("THINNEST_API_PORT", "THINNEST_LIVEKIT_PORT", "THINNEST_LIVEKIT_RTC_TCP_PORT"):
+    assert _stack_pids(tmp_path) == {}  # no orphans: server, API, worker, jobs, models
+    for name in (
+        "THINNEST_API_PORT",
+        "THINNEST_LIVEKIT_PORT",
+        "THINNEST_LIVEKIT_RTC_TCP_PORT",
+        "THINNEST_MODELS_PORT",
+    ):
         assert not port_in_use("127.0.0.1", int(ports[name])), name
 
     # A second run reuses the key and the agent of the first.

@@ -76,6 +76,7 @@ def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
         out.print(f"  [bold]Demo page     {base}/demo[/]   (open it, press Call, talk)")
     out.print(f"  API           {base}   (OpenAPI docs: {base}/docs)")
     out.print(f"  LiveKit       {settings.resolved_public_livekit_url}")
+    out.print(f"  models        {settings.models_url}   (LLM, STT, TTS shared by every call)")
     out.print(f"  data dir      {escape(str(settings.data_dir.resolve()))}")
     out.print(f"  agent id      {ident.agent_id}")
     out.print(f"  API key       {ident.api_key}\n")
