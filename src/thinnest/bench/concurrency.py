@@ -51,6 +51,9 @@ class ConcurrencyOptions:
     Attributes:
         stacks: provider sets to ramp.
         max_calls: the highest level tried (levels double from 1).
+        levels: the levels to run instead, in this order (a smoke test: ``(6,)``).
+        models: start the shared model services (as ``thinnest dev`` does); off, each job
+            process loads the default agent's models itself.
         turns: utterances per call at each level.
         p95_factor: a level is unhealthy past this × the one-call p95.
         p95_limit_ms: … or past this absolute p95.
@@ -68,6 +71,7 @@ class ConcurrencyOptions:
     bad_frames: float = 0.01
     min_free_mb: float = 3000.0
     quiet: float = 1.5
+    levels: tuple[int, ...] = ()
     models: bool = True
     workdir: Path | None = None
 
@@ -249,8 +253,9 @@ async def run_concurrency_bench(
         workdir=workdir,
         worker_max_jobs=options.max_calls + 2,
         worker_idle_processes=2,
-        # The fixed providers use no model: their calls need no services.
-        models=options.models and "offline" in options.stacks,
+        # As `thinnest dev` runs: with the services, a job process loads no model (without
+        # them it holds the default agent's, whatever its call uses).
+        models=options.models,
     )
     levels: list[dict[str, Any]] = []
     best: dict[str, int] = {}
@@ -263,8 +268,7 @@ async def run_concurrency_bench(
             )
             best[stack_name] = 0
             first: dict[str, Any] | None = None
-            calls = 1
-            while calls <= options.max_calls:
+            for calls in options.levels or _doubling(options.max_calls):
                 sizes = [lv["memory_mb_per_call"] for lv in levels]
                 per_call = max((m for m in sizes if m == m), default=800.0)  # NaN != NaN
                 free = psutil.virtual_memory().available / 1e6
@@ -284,8 +288,7 @@ async def run_concurrency_bench(
                 if not level["healthy"]:
                     break
                 first = first or level
-                best[stack_name] = calls
-                calls *= 2
+                best[stack_name] = max(best[stack_name], calls)
                 await asyncio.sleep(3)  # the calls' rooms close
     return {
         "bench": "concurrency",
@@ -296,6 +299,11 @@ async def run_concurrency_bench(
         "levels": levels,
         "max_healthy": best,
     }
+
+
+def _doubling(most: int) -> list[int]:
+    """1, 2, 4, … up to ``most``."""
+    return [2**i for i in range(most.bit_length()) if 2**i <= most]
 
 
 def _skipped(stack: str, calls: int, why: str) -> dict[str, Any]:

@@ -194,6 +194,10 @@ def bench_concurrency(
     ] = None,
     max_calls: Annotated[int, typer.Option(help="highest level (1, 2, 4, … up to it)")] = 32,
     turns: Annotated[int, typer.Option(help="utterances per call at each level")] = 3,
+    calls: Annotated[
+        list[int] | None,
+        typer.Option(help="run these levels instead of the ramp (repeatable)", min=1, max=256),
+    ] = None,
     models: Annotated[
         bool,
         typer.Option(
@@ -212,8 +216,9 @@ def bench_concurrency(
     settings = get_settings()
     options = ConcurrencyOptions(
         stacks=tuple(stack or ("offline", "fixed")),
-        max_calls=max_calls,
+        max_calls=max(calls or [max_calls]),
         turns=turns,
+        levels=tuple(calls or ()),
         models=models,
     )
     _run_bench(run_concurrency_bench, options, settings, concurrency_table, "concurrency", out_file)
