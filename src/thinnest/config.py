@@ -130,8 +130,10 @@ class Settings(BaseSettings):
     """seconds between a worker's heartbeats; three missed ones and it counts as gone"""
     require_worker: bool = True
     """`POST /voice/start` answers 503 while no voice engine worker is alive"""
-    worker_max_jobs: int = Field(4, ge=1, le=256)
-    """concurrent calls one `thinnest worker` takes before LiveKit sends calls elsewhere"""
+    worker_max_jobs: int | None = Field(None, ge=1, le=256)
+    """concurrent calls one `thinnest worker` takes before LiveKit sends calls elsewhere;
+    default: counted from the machine's cores and free memory and what a call measured
+    costs (`thinnest bench concurrency`): 4 on 2 cores"""
     recordings_dir: Path | None = None
     """where call recordings are written; default `<data_dir>/recordings`"""
     endpointing_min_delay: float = Field(0.3, ge=0.0, le=5.0)

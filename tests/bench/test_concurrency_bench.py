@@ -28,3 +28,26 @@ def test_bench_concurrency_ramps_calls(tmp_path: Path) -> None:
     assert data["max_healthy"]["fixed"] in (0, 1, 2)
     for level in data["levels"]:
         assert isinstance(level["healthy"], bool) and ("why" in level)
+
+
+#: What one more call may add to the engine's and the model services' memory (PSS), with
+#: margin: measured 40-60 MB for a fixed-provider call and 60-90 MB for an offline one on
+#: a 2-core machine (docs/benchmarks.md); a job process holding its own models adds 700+.
+_MB_PER_CALL = {"fixed": 150.0, "offline": 250.0}
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(("stack", "calls"), [("fixed", 6), ("offline", 2)])
+def test_concurrent_calls_on_the_shared_models_are_all_answered_and_light(
+    tmp_path: Path, stack: str, calls: int
+) -> None:
+    """The smoke test of issue 19's targets: every turn of concurrent calls answered, each
+    call adding a connection's memory, not a copy of the models."""
+    args = ["concurrency", "--stack", stack, "--calls", str(calls), "--turns", "1"]
+    proc, data = run_bench(tmp_path, *args, timeout=840)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [level] = data["levels"]
+    assert level["calls"] == calls
+    assert level["answered"] == level["turns"] == calls, level["errors"]
+    assert 0 <= level["memory_mb_per_call"] <= _MB_PER_CALL[stack], level
+    assert level["memory_mb_services"] > 300  # the models live in the services

@@ -60,6 +60,7 @@ def build_server(
     the worker's settings: prewarmed processes, capacity counted in calls, loopback HTTP;
     ``claims`` collects the calls it accepted and is starting."""
     key, secret = settings.livekit_credentials()
+    max_jobs = capacity(settings)
     server = AgentServer(
         ws_url=settings.livekit_url,
         api_key=key,
@@ -69,7 +70,7 @@ def build_server(
         initialize_process_timeout=120.0,
         # Capacity is counted in calls, not CPU: on a small machine the CPU is busy in any
         # call, and a CPU threshold would refuse work that fits.
-        load_fnc=lambda srv: len(srv.active_jobs) / settings.worker_max_jobs,
+        load_fnc=lambda srv: len(srv.active_jobs) / max_jobs,
         load_threshold=1.0,
         port=0,
         host="127.0.0.1",
@@ -86,6 +87,33 @@ def build_server(
     return server
 
 
+#: What one call costs the machine, measured by `thinnest bench concurrency` on 2 cores
+#: (docs/benchmarks.md): a core share (the engine's and the model services' work, with the
+#: caller's side of WebRTC beside it), and memory with shared model services or with the
+#: models in each job process.
+CORES_PER_CALL = 0.5
+MB_PER_CALL = {"shared": 200, "in_process": 900}
+
+
+def capacity(settings: Settings) -> int:
+    """The calls this worker takes at once: ``worker_max_jobs``, else what the machine's
+    cores and free memory hold at the measured cost of a call."""
+    if settings.worker_max_jobs is not None:
+        return settings.worker_max_jobs
+    cores = len(os.sched_getaffinity(0))
+    per_call = MB_PER_CALL["shared" if settings.models_url else "in_process"]
+    return max(1, min(int(cores / CORES_PER_CALL), int(_available_mb() / per_call)))
+
+
+def _available_mb() -> float:
+    """Memory the machine can give without swapping (Linux's MemAvailable), MB."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1000
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
 def _rooms(server: AgentServer, claims: Claims) -> list[str]:
     """The rooms (session ids) of the calls the worker holds: running or starting."""
     return sorted({job.job.room.name for job in server.active_jobs} | claims.rooms)
@@ -100,7 +128,7 @@ async def _heartbeat(
         "agent_name": settings.agent_name,
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "max_jobs": settings.worker_max_jobs,
+        "max_jobs": capacity(settings),
     }
 
     models_seen = [""]
