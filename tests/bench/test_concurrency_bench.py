@@ -31,13 +31,15 @@ def test_bench_concurrency_ramps_calls(tmp_path: Path) -> None:
 
 
 #: What one more call may add to the engine's and the model services' memory (PSS), with
-#: margin: measured 40-60 MB for a fixed-provider call and 60-90 MB for an offline one on
-#: a 2-core machine (docs/benchmarks.md); a job process holding its own models adds 700+.
-_MB_PER_CALL = {"fixed": 150.0, "offline": 250.0}
+#: margin: measured about 145 MB a call on a 2-core machine (docs/benchmarks.md); a job
+#: process holding its own models adds 700 MB and more.
+_MB_PER_CALL = {"fixed": 300.0, "offline": 400.0}
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize(("stack", "calls"), [("fixed", 6), ("offline", 2)])
+# 4 fixed-provider calls: the most a 2-core machine keeps healthy with their callers beside
+# them (at 8 the callers and the engine share the cores and answers come late).
+@pytest.mark.parametrize(("stack", "calls"), [("fixed", 4), ("offline", 2)])
 def test_concurrent_calls_on_the_shared_models_are_all_answered_and_light(
     tmp_path: Path, stack: str, calls: int
 ) -> None:
