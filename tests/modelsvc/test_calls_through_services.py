@@ -131,8 +131,11 @@ async def test_the_shipped_model_calls_a_tool_through_the_llm_server(
     orders: OrderServer,
     speak,
 ) -> None:
+    # No greeting: after one (an assistant turn before the caller's), the 0.5B model answers
+    # in its style and never calls a tool (0 of 12 order questions); with the greeting in the
+    # system prompt instead it called end_call on plain questions.
     agent = services_tenant.create_agent(
-        greeting="Hi, I can check your order.",
+        greeting=None,
         instructions=(
             "You are an order-status assistant. When the user asks about an order, call "
             "get_order_status with the order number, then tell the user its status."
@@ -156,8 +159,8 @@ async def test_the_shipped_model_calls_a_tool_through_the_llm_server(
     )
     started = await _start(services_tenant, agent)
     async with VoiceClient(started["livekit_url"], started["token"]) as client:
-        await client.next_event(90, type="transcript", role="agent")
-        await asyncio.sleep(2.5)
+        await client.next_event(90, type="agent_state", state="listening")
+        await asyncio.sleep(1.0)
         await client.play_wav(speak("Where is my order one two three four five?"))
         try:
             call = await client.next_event(120, type="tool_call", name="get_order_status")

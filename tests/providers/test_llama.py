@@ -139,26 +139,6 @@ def test_prompt_is_chatml_with_tools_and_history() -> None:
     ]
 
 
-def test_the_greeting_is_part_of_the_system_prompt() -> None:
-    # As an assistant turn before the caller's first words, the greeting kept the 0.5B model
-    # from ever calling a tool; the agent's replies after that stay turns of their own.
-    ctx = _ctx(
-        ("system", "Check orders."),
-        ("assistant", "Hi, I can check your order."),
-        ("user", "Where is my order 12345?"),
-        ("assistant", "It has shipped."),
-    )
-    head, turns = render_prompt(ctx, [])
-    assert head == (
-        '<|im_start|>system\nCheck orders.\nYou have greeted the caller: "Hi, I can check '
-        'your order."<|im_end|>\n'
-    )
-    assert turns == [
-        "<|im_start|>user\nWhere is my order 12345?<|im_end|>\n",
-        "<|im_start|>assistant\nIt has shipped.<|im_end|>\n",
-    ]
-
-
 def test_past_tool_calls_are_never_shown_as_the_agents_words() -> None:
     """Shown "I called order_status({...})." as its own past words, the 0.5B model said it
     aloud in later answers: no assistant turn of the prompt holds call syntax."""

@@ -49,9 +49,9 @@ def chat_turns(
 ) -> tuple[str, list[tuple[str, str]]]:
     """A chat as the 0.5B model answers it best: one system text, then the turns.
 
-    The system and developer messages, the greeting (see below) and the tools' description
-    make the system text; past calls are not shown, only their results, as facts in the
-    user's turn; consecutive turns of one side are joined.
+    The system and developer messages and the tools' description make the system text; past
+    calls are not shown, only their results, as facts in the user's turn; consecutive turns
+    of one side are joined.
 
     Args:
         chat_ctx: the conversation.
@@ -62,7 +62,6 @@ def chat_turns(
         The system text and the turns as ``(role, text)``, role ``user`` or ``assistant``.
     """
     system: list[str] = []
-    greeted: list[str] = []
     turns: list[tuple[str, str]] = []
 
     def add(role: str, text: str) -> None:
@@ -82,13 +81,6 @@ def chat_turns(
                 system.append(text)
             elif item.role == "user":
                 add("user", text)
-            elif not turns:
-                # The greeting, said before the caller spoke: as an assistant turn of its
-                # own the 0.5B model answers in its style and never calls a tool (0 of 12
-                # order questions with a listed order-status tool; 12 of 12 with the
-                # greeting in the system prompt). It is fixed per agent: the prompt's
-                # beginning stays the same, as the cache wants.
-                greeted.append(text)
             else:
                 add("assistant", text)
         elif item.type == "function_call_output":
@@ -100,8 +92,6 @@ def chat_turns(
             add("tool", f"{fact} {clean(item.output)}")
 
     head = "\n".join(system) or system_prompt or DEFAULT_SYSTEM_PROMPT
-    if greeted:
-        head += f'\nYou have greeted the caller: "{" ".join(greeted)}"'
     described = _toolcalls.describe_tools(tools)
     if described:
         head += _TOOLS_PROMPT.format(
