@@ -2,12 +2,27 @@
 # Installs whatever is missing for Thinnest on this machine, and nothing twice:
 #   Debian packages, the pinned livekit-server (built with Go into .tools/bin), llama.cpp's
 #   llama-server (built from the pinned llama-cpp-python archive into .tools/bin),
-#   a project-local virtualenv (.venv) synced to the hashed lock file.
-# Usage: scripts/setup.sh [--test|--peers]   (--test adds what the test suite needs, the
-#   benchmark peers included; --peers adds only the Pipecat peer's virtualenv)
+#   a project-local virtualenv (.venv) synced to the hashed lock files.
+# Usage: scripts/setup.sh [--piper] [--test] [--peers]
+#   (none)   the default install: no GPL component (the default TTS is hibari, Apache-2.0)
+#   --piper  adds the GPL-3.0 voices: the piper extra (requirements/piper.lock) and the Debian
+#            package espeak-ng (the espeak TTS); later runs keep them (remove .venv to drop piper)
+#   --test   adds what the test suite needs: --piper, --peers, PostgreSQL, chromium
+#   --peers  adds only the Pipecat peer's virtualenv (the latency bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+
+TEST=0 PEERS=0 PIPER=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) TEST=1 PEERS=1 PIPER=1 ;;
+    --peers) PEERS=1 ;;
+    --piper) PIPER=1 ;;
+    *) printf '[setup] error: unknown option %s; usage: scripts/setup.sh [--piper] [--test] [--peers]\n' "$arg" >&2
+       exit 2 ;;
+  esac
+done
 
 LIVEKIT_VERSION=v1.13.5          # keep in sync with thinnest.livekit.devserver.LIVEKIT_VERSION
 GO_MIN_MINOR=26                  # livekit-server v1.13.5 needs Go >= 1.26
@@ -15,7 +30,10 @@ TOOLS=$ROOT/.tools/bin
 # Built artefacts that outlive a clone: reruns on the same machine (CI included) reuse them.
 CACHE=${THINNEST_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/thinnest}
 VENV=$ROOT/.venv
-LOCK=requirements/dev.lock
+LOCKS=(requirements/dev.lock)
+# A venv that an earlier --piper (or --test) gave piper keeps it: nothing is installed twice.
+[[ -f "$VENV/.with-piper" ]] && PIPER=1
+((PIPER)) && LOCKS+=(requirements/piper.lock)
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -28,9 +46,10 @@ have_llama_wheel() { compgen -G "$LLAMA_WHEELS/llama_cpp_python-$LLAMA_VERSION-*
 LLAMA_SERVER=$CACHE/bin/llama-server-$LLAMA_VERSION
 have_llama_server() { [[ -x "$LLAMA_SERVER" ]] && "$LLAMA_SERVER" --version >/dev/null 2>&1; }
 
-APT_PACKAGES=(ca-certificates espeak-ng)
+APT_PACKAGES=(ca-certificates)
+((PIPER)) && APT_PACKAGES+=(espeak-ng)   # GPL-3.0, a separate program: the espeak TTS
 { have_llama_wheel && have_llama_server; } || APT_PACKAGES+=(cmake build-essential)
-if [[ "${1:-}" == "--test" ]]; then
+if ((TEST)); then
   APT_PACKAGES+=(postgresql chromium)   # chromium: the browser tests (tests/web)
 fi
 command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
@@ -83,11 +102,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   say "creating $VENV"
   "$PY" -m venv "$VENV"
 fi
-stamp="$VENV/.synced-$(cat requirements/{bootstrap,dev,llama}.lock pyproject.toml | sha256sum | cut -c1-16)"
+stamp="$VENV/.synced-$(cat requirements/{bootstrap,llama}.lock "${LOCKS[@]}" pyproject.toml | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
-  say "installing Python dependencies from $LOCK (hash-checked, wheels only)"
+  say "installing Python dependencies from ${LOCKS[*]} (hash-checked, wheels only)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r requirements/bootstrap.lock
-  "$VENV/bin/uv" pip sync -q --python "$VENV/bin/python" --require-hashes --only-binary :all: "$LOCK"
+  "$VENV/bin/uv" pip sync -q --python "$VENV/bin/python" --require-hashes --only-binary :all: "${LOCKS[@]}"
 fi
 
 # llama-cpp-python ships only source: the hash-checked archive is downloaded once (into a
@@ -148,13 +167,14 @@ if [[ ! -f "$stamp" ]]; then
   "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps --no-index \
     --find-links "$LLAMA_WHEELS" "llama-cpp-python==$LLAMA_VERSION"
   "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
-  rm -f "$VENV"/.synced-*
+  rm -f "$VENV"/.synced-* "$VENV/.with-piper"
   touch "$stamp"
+  if ((PIPER)); then touch "$VENV/.with-piper"; fi
 fi
 
 # --- The Pipecat peer of the latency bench (--test or --peers): its own virtualenv -----------
 # pipecat-ai pins protobuf and livekit versions that clash with ours, so it cannot share .venv.
-if [[ "${1:-}" == "--test" || "${1:-}" == "--peers" ]]; then
+if ((PEERS)); then
   PEER_VENV=$ROOT/.venv-pipecat
   peer_stamp="$PEER_VENV/.synced-$(sha256sum requirements/pipecat.lock | cut -c1-16)"
   if [[ ! -f "$peer_stamp" ]]; then
@@ -177,7 +197,7 @@ if [[ ! -f "$WEB_OUT" || "$(cat "$WEB_OUT.stamp" 2>/dev/null)" != "$web_hash" ]]
 fi
 # The React example's packages, for its browser test (tests/web/test_react.py builds it).
 REACT=$ROOT/examples/react
-if [[ "${1:-}" == "--test" && ( ! -f "$REACT/node_modules/.package-lock.json" ||
+if [[ $TEST == 1 && ( ! -f "$REACT/node_modules/.package-lock.json" ||
       "$REACT/package-lock.json" -nt "$REACT/node_modules/.package-lock.json" ) ]]; then
   say "installing the React example's packages (npm ci)"
   (cd "$REACT" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
@@ -185,4 +205,4 @@ fi
 
 # Join the split model files into the cache and check their SHA-256 (seconds; once).
 HF_HUB_OFFLINE=1 "$VENV/bin/python" -m thinnest.providers.models
-say "ready: $("$TOOLS/livekit-server" --version), $("$VENV/bin/python" --version), thinnest $("$VENV/bin/thinnest" --version)"
+say "ready: $("$TOOLS/livekit-server" --version), $("$VENV/bin/python" --version), thinnest $("$VENV/bin/thinnest" --version)$( ((PIPER)) && echo ", with piper and espeak-ng (GPL-3.0)")"
