@@ -95,7 +95,8 @@ PROVIDERS: list[Provider] = [
         "piper",
         piper.PiperOptions,
         piper.build,
-        description="offline piper, en_US joe (GPL-3.0 extra)",
+        piper.check,
+        description="offline piper, en_US joe (GPL-3.0 extra: scripts/setup.sh --piper)",
         remote=remote_tts.remote("piper"),
     ),
     Provider(
@@ -103,7 +104,8 @@ PROVIDERS: list[Provider] = [
         "espeak",
         espeak.EspeakOptions,
         espeak.build,
-        description="offline espeak-ng (robotic fallback)",
+        espeak.check,
+        description="offline espeak-ng (robotic fallback; GPL-3.0: scripts/setup.sh --piper)",
         remote=remote_tts.remote("espeak"),
     ),
     Provider(

@@ -1,6 +1,7 @@
 """Fallback TTS ``espeak``: the espeak-ng binary (Debian package ``espeak-ng``), as a subprocess.
 
-Robotic but tiny, fast and licence-free to ship next to us (GPL, but a separate program).
+Robotic but tiny and fast. espeak-ng is GPL-3.0 (a separate program, not linked), so the
+default install leaves it out: ``scripts/setup.sh --piper`` installs it with piper.
 Text goes in on stdin (never argv, so text starting with ``-`` is not an option); WAV comes
 out on stdout and its PCM is streamed as it arrives.
 """
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from thinnest.config import Settings
 from thinnest.errors import ConfigError, ProviderError
 
-__all__ = ["EspeakOptions", "EspeakTTS", "build"]
+__all__ = ["EspeakOptions", "EspeakTTS", "build", "check"]
 
 SAMPLE_RATE = 22050  # what espeak-ng's voices produce
 _HEADER = 44
@@ -45,7 +46,9 @@ def _binary() -> str:
     path = shutil.which("espeak-ng")
     if path is None:
         raise ConfigError(
-            "the espeak TTS needs the espeak-ng program: apt-get install espeak-ng",
+            "the espeak TTS needs the espeak-ng program, which is not on PATH here (GPL-3.0, "
+            "so the default install leaves it out): run `scripts/setup.sh --piper` (or "
+            "apt-get install espeak-ng), or choose the default TTS 'hibari'",
             code="provider_not_installed",
         )
     return path
@@ -136,6 +139,16 @@ class _EspeakStream(tts.ChunkedStream):
                 proc.kill()
                 await proc.wait()
         output_emitter.flush()
+
+
+def check(options: EspeakOptions, settings: Settings) -> None:
+    """espeak-ng is on PATH here: an agent that names espeak is refused when it is saved,
+    not mid-call (the default install has no espeak-ng).
+
+    Raises:
+        ConfigError: the program is missing, with what to run.
+    """
+    _binary()
 
 
 def build(options: EspeakOptions, settings: Settings) -> Any:

