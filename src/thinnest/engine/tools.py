@@ -16,7 +16,6 @@ between the check and the request (DNS rebinding) cannot lead it to a private ad
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import json
 import re
@@ -33,6 +32,7 @@ from livekit.agents import llm
 
 from thinnest.config import Settings
 from thinnest.contracts.agent import HttpTool
+from thinnest.providers.modelservice import tls_context
 from thinnest.services.destinations import Address, refused_address
 
 #: Longest tool result handed back to the LLM (characters); the rest is cut.
@@ -144,11 +144,10 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-@functools.cache
 def ssl_context() -> ssl.SSLContext:
     """The tools' TLS context, made once per process (loading the CA bundle blocks the event
     loop for 0.1-0.3 s: the prewarm makes it, not a call's start)."""
-    return httpx.create_ssl_context()
+    return tls_context()
 
 
 class _GuardedTransport(httpx.AsyncHTTPTransport):

@@ -21,6 +21,7 @@ from thinnest.engine.providers import ProviderCache
 from thinnest.engine.tools import end_call_tool, ssl_context
 from thinnest.log import logger
 from thinnest.providers import Prefillable
+from thinnest.providers.modelservice import warm_clients
 from thinnest.store.db import Database
 
 __all__ = ["prefill", "prewarm"]
@@ -46,6 +47,7 @@ def prewarm(proc: JobProcess) -> None:
         warmer.start()
         warmer.join(60)
     ssl_context()  # the tools' TLS context: loading the CA bundle would stall a call's start
+    warm_clients()  # the model service's clients: their TLS context, the SDK's lazy modules
     # livekit-agents' transcript synchronizer builds its hyphenation table on first use: at
     # the greeting, 0.15-0.25 s of blocked event loop (logged as such). Built here instead.
     tokenize.basic.hyphenate_word("prewarm")

@@ -8,8 +8,9 @@ import urllib.error
 import urllib.request
 
 from thinnest.config import Settings
+from thinnest.providers._service import tls_context, warm_clients
 
-__all__ = ["models_status"]
+__all__ = ["models_status", "tls_context", "warm_clients"]
 
 
 def models_status(settings: Settings) -> str:

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from livekit import rtc
 from thinnest.config import Settings
 from thinnest.errors import ConfigError
-from thinnest.providers._service import service_error, timeout
+from thinnest.providers._service import service_error, timeout, tls_context
 
 __all__ = ["SAMPLE_RATES", "RemoteTTS", "remote"]
 
@@ -52,7 +52,7 @@ def _http() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = _clients[loop] = httpx.AsyncClient()
+        client = _clients[loop] = httpx.AsyncClient(verify=tls_context())
     return client
 
 

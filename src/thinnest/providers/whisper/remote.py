@@ -21,7 +21,7 @@ from livekit.agents import APIConnectionError, APIStatusError, APITimeoutError
 
 from thinnest.config import Settings
 from thinnest.errors import ConfigError
-from thinnest.providers._service import service_error, timeout
+from thinnest.providers._service import service_error, timeout, tls_context
 from thinnest.providers.whisper.options import SAMPLE_RATE, WhisperOptions
 from thinnest.providers.whisper.stt import BaseWhisperSTT
 
@@ -39,7 +39,9 @@ def _http() -> httpx.Client:
     global _client
     with _client_lock:
         if _client is None:
-            _client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=8))
+            _client = httpx.Client(
+                limits=httpx.Limits(max_keepalive_connections=8), verify=tls_context()
+            )
         return _client
 
 
