@@ -16,6 +16,7 @@ from thinnest.cli.admin import agents_app, backup, keys_app
 from thinnest.cli.bench import bench_app
 from thinnest.cli.call import call
 from thinnest.cli.output import out, print_error
+from thinnest.cli.say import say
 from thinnest.cli.serve import dev, models, serve, worker
 from thinnest.errors import ThinnestError
 
@@ -38,7 +39,7 @@ def _root(
 
 
 # `thinnest --help` lists the commands in this order.
-for command in (serve, worker, models, call, dev, backup):
+for command in (serve, worker, models, call, say, dev, backup):
     app.command()(command)
 app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")
