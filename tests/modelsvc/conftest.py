@@ -4,6 +4,7 @@ with in-process models never takes their calls)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -13,12 +14,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import RunningApi, Tenant, free_port, make_settings, start_api
 from tests.engine.conftest import REPO, Worker, speak, start_worker, stop_worker
+from thinnest.client import VoiceClient
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store import keys
 from thinnest.store.db import Database
@@ -26,6 +29,8 @@ from thinnest.store.db import Database
 __all__ = ["speak"]  # the engine tests' fixture, for these tests too
 
 AGENT_NAME = "thinnest-services-test"
+#: The caller's question in these tests' calls.
+QUESTION = "Please tell me quickly how many legs does a spider have?"
 
 
 @dataclass
@@ -168,3 +173,21 @@ def until(check: Callable[[], bool], within: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {within} s")
         time.sleep(0.2)
+
+
+async def greeted(client: VoiceClient) -> dict[str, Any]:
+    """The agent's greeting, once heard, and a pause after it: the caller speaks next."""
+    greeting = await client.next_event(90, type="transcript", role="agent")
+    await asyncio.sleep(2.5)
+    return greeting
+
+
+async def ask(
+    client: VoiceClient, speak: Callable[[str], Path], question: str = QUESTION
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Say ``question``: the caller's final transcript, and the agent's answer (not empty)."""
+    await client.play_wav(speak(question))
+    user = await client.next_event(60, type="transcript", role="user", final=True)
+    reply = await client.next_event(90, type="transcript", role="agent")
+    assert reply["text"].strip()
+    return user, reply
