@@ -1,7 +1,8 @@
 """The ``thinnest`` command: thin typer commands over the same functions the API uses.
 
-One module per job: ``serve`` (the processes: serve, worker, dev), ``call``, ``admin`` (the
-database: keys, agents, backup), ``bench`` (the benchmarks); ``output`` is where they write.
+One module per job: ``serve`` (the processes: serve, worker, dev), ``call``, ``say`` (text to a
+WAV), ``admin`` (the database: keys, agents, backup), ``bench`` (the benchmarks); ``output`` is
+where they write.
 """
 
 from __future__ import annotations
