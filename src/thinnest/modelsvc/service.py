@@ -117,6 +117,7 @@ def run_models(settings: Settings) -> None:
         health=health,
         speech_router=speech.router(),
         timeout=settings.provider_timeout * 6,
+        slots=settings.models_llm_slots,
     )
     # On shutdown, inside the server: uvicorn re-raises SIGTERM once it has stopped, which
     # would end the process before code after it runs (and orphan the LLM server).

@@ -111,6 +111,9 @@ class RemoteLlamaLLM(llm.LLM):
             timeout=httpx2.Timeout(settings.provider_timeout, connect=5.0),
             max_retries=0,  # the session retries (conn_options), not the SDK as well
             extra_body={"seed": options.seed, "cache_prompt": True},
+            # The service keeps this client's requests on one slot of the server, so a
+            # redrafted answer reads only its new words (thinnest.modelsvc.slots).
+            prompt_cache_key=f"call-{uuid.uuid4().hex}",
             _strict_tool_schema=False,
         )
 
