@@ -25,6 +25,9 @@ def test_bench_concurrency_ramps_calls(tmp_path: Path) -> None:
     assert first["answered"] == first["turns"] == 1, first["errors"]
     assert first["v2v_ms"]["p50"] > 0 and first["cpu_percent_per_call"] > 0
     assert first["memory_mb_per_call"] >= 0
+    # The agent's join and its greeting, timed from the caller's connection.
+    assert first["join_ms"]["n"] == 1 and 0 <= first["join_ms"]["p50"] < 60_000
+    assert first["greeting_ms"]["n"] == 1 and first["greeting_ms"]["p50"] > 0
     assert data["max_healthy"]["fixed"] in (0, 1, 2)
     for level in data["levels"]:
         assert isinstance(level["healthy"], bool) and ("why" in level)

@@ -131,6 +131,7 @@ async def _one_call(
     ready: asyncio.Barrier,
     go: asyncio.Event,
     options: ConcurrencyOptions,
+    starts: list[dict[str, float | None]],
 ) -> list[TurnResult]:
     try:
         session = await stack.start_session(http, agent_id)
@@ -142,6 +143,12 @@ async def _one_call(
     try:
         joined = time.monotonic()
         greeted = await client.wait_answer(joined, within=240)
+        starts.append(
+            {
+                "join_ms": client.join_ms(),
+                "greeting_ms": None if greeted is None else 1000 * (greeted - joined),
+            }
+        )
         if greeted is not None:
             await client.wait_quiet(options.quiet, within=60)
         await ready.wait()
@@ -171,6 +178,7 @@ async def _level(
     ready = asyncio.Barrier(calls + 1)
     go = asyncio.Event()
     tone = stack_name == "fixed"
+    starts: list[dict[str, float | None]] = []  # each call's agent join and greeting
     async with httpx.AsyncClient(timeout=60) as http:
         tasks = []
         for c in range(calls):
@@ -178,7 +186,15 @@ async def _level(
             tasks.append(
                 asyncio.create_task(
                     _one_call(
-                        stack, http, agent_id, mine, tone=tone, ready=ready, go=go, options=options
+                        stack,
+                        http,
+                        agent_id,
+                        mine,
+                        tone=tone,
+                        ready=ready,
+                        go=go,
+                        options=options,
+                        starts=starts,
                     )
                 )
             )
@@ -211,6 +227,8 @@ async def _level(
             "p95": percentile(v2v, 95),
             "max": max(v2v) if v2v else float("nan"),
         },
+        "join_ms": _spread([s["join_ms"] for s in starts]),
+        "greeting_ms": _spread([s["greeting_ms"] for s in starts]),
         "late_ratio": sum(t.late_frames for t in answered) / frames,
         "quiet_ratio": sum(t.quiet_frames for t in answered) / frames,
         "cpu_percent_per_call": 100 * cpu / calls,
@@ -220,6 +238,16 @@ async def _level(
         "memory_mb_worker_tree": sum(_pss_mb(worker_pid)),
         "memory_mb_services": sum(_pss_mb(services)) if services else 0.0,
         "errors": ([error] if error else []) + failures,
+    }
+
+
+def _spread(values: list[float | None]) -> dict[str, float]:
+    """p50 and max of the calls' figures that were measured (NaN when none was)."""
+    known = [v for v in values if v is not None]
+    return {
+        "p50": percentile(known, 50),
+        "max": max(known) if known else float("nan"),
+        "n": len(known),
     }
 
 
@@ -314,6 +342,8 @@ def _skipped(stack: str, calls: int, why: str) -> dict[str, Any]:
         "turns": 0,
         "answered": 0,
         "v2v_ms": {"p50": nan, "p95": nan, "max": nan},
+        "join_ms": _spread([]),
+        "greeting_ms": _spread([]),
         "late_ratio": 0.0,
         "quiet_ratio": 0.0,
         "cpu_percent_per_call": nan,

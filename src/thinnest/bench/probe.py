@@ -69,10 +69,28 @@ class ProbeClient(VoiceClient):
         self.source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=100)
         self._speech: asyncio.Queue[tuple[np.ndarray, asyncio.Future[float]]] = asyncio.Queue()
         self._mic: asyncio.Task[None] | None = None
+        self.connected_at = 0.0  # monotonic time the caller's connection was up
+        self.agent_joined_at: float | None = None  # monotonic time the agent joined
 
     async def connect(self) -> None:
+        self.room.on("participant_connected", self._on_participant)
+        self.connected_at = time.monotonic()
         await super().connect()
+        self.connected_at = time.monotonic()
+        for participant in self.room.remote_participants.values():
+            self._on_participant(participant)  # an agent there before the caller
         self._mic = asyncio.get_running_loop().create_task(self._microphone())
+
+    def _on_participant(self, participant: rtc.RemoteParticipant) -> None:
+        if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+            self.agent_joined_at = self.agent_joined_at or time.monotonic()
+
+    def join_ms(self) -> float | None:
+        """How long after the caller's connection (published microphone) the agent joined;
+        0 when it was in the room first; ``None`` until it joins."""
+        if self.agent_joined_at is None:
+            return None
+        return max(0.0, 1000 * (self.agent_joined_at - self.connected_at))
 
     async def aclose(self) -> None:
         if self._mic is not None:

@@ -64,6 +64,8 @@ def concurrency_table(results: dict[str, Any]) -> Table:
         "MB/call",
         "MB job",
         "MB models",
+        "join p50",
+        "greet p50",
         "healthy",
     ):
         table.add_column(name, justify="left" if name == "stack" else "right")
@@ -80,6 +82,8 @@ def concurrency_table(results: dict[str, Any]) -> Table:
             f"{level['memory_mb_per_call']:.0f}",
             f"{level.get('memory_mb_job_process', float('nan')):.0f}",
             f"{level.get('memory_mb_services', float('nan')):.0f}",
+            _ms(level.get("join_ms", {}).get("p50", float("nan"))),
+            _ms(level.get("greeting_ms", {}).get("p50", float("nan"))),
             "[green]yes[/]" if level["healthy"] else f"[red]no[/] {level['why']}",
         )
     table.caption = "max healthy: " + ", ".join(
