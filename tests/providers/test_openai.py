@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,6 +177,30 @@ async def test_slow_endpoint_times_out(fake_openai: FakeOpenAI, tmp_path, built)
         async with model.chat(chat_ctx=weather_chat(), conn_options=quick) as stream:
             async for _ in stream:
                 pass
+
+
+async def test_the_sdk_clients_own_timeout_is_the_provider_timeout(
+    fake_openai: FakeOpenAI, tmp_path, built
+) -> None:
+    """A request sent without a timeout of its own (the plugin's chat passes the session's)
+    gives up on a silent endpoint after ``provider_timeout``: the client's timeout is one
+    its HTTP library (httpx2) applies."""
+    import openai
+
+    fake_openai.delay = 5.0
+    fake_openai.reply = [_chunk({"content": "late"})]
+    settings = make_settings(tmp_path, openai_api_key="sk-test", provider_timeout=1.0)
+    model = registry.build(
+        "llm", "openai", {"model": "qwen-test", "base_url": fake_openai.url}, settings=settings
+    )
+    built.append(model)
+    client = model._client  # the plugin's openai.AsyncClient
+    asked = time.monotonic()
+    with pytest.raises(openai.APITimeoutError):
+        await client.chat.completions.create(
+            model="qwen-test", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert time.monotonic() - asked < 4.0
 
 
 async def test_unreachable_endpoint_is_a_connection_error(tmp_path, built, unused_tcp_port) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from thinnest.config import Settings
@@ -67,9 +66,11 @@ def build(options: OpenAIOptions, settings: Settings) -> Any:
     kwargs = options.model_dump(include={"temperature", "max_completion_tokens"}, exclude_none=True)
     if base_url is not None:
         kwargs["base_url"] = base_url
-    # A stream that stays silent this long fails (and the session retries it): a hung
-    # endpoint must not leave the caller in silence for the SDK's own default.
-    kwargs["timeout"] = httpx.Timeout(settings.provider_timeout, connect=5.0)
+    # The plugin's HTTP client is httpx2's, which takes an httpx.Timeout for one number (a
+    # TypeError at the first request that uses it). Chat sends the session's conn_options
+    # timeout with each request; this one bounds any request sent without its own.
+    httpx2 = require("httpx2", extra="cloud", provider="openai")
+    kwargs["timeout"] = httpx2.Timeout(settings.provider_timeout, connect=5.0)
     return openai_plugin.LLM(
         model=options.model,
         # The SDK refuses an empty key even for endpoints that ignore it.
