@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -149,6 +153,44 @@ def heard(text: str, spoken: str = QUESTION, *, at_least: float = 0.6) -> bool:
 
     said, got = words(spoken), set(words(text))
     return sum(w in got for w in said) >= at_least * len(said)
+
+
+class ToolServer:
+    """A local HTTP tool endpoint (GET) that records each request's query (``parse_qs``'s
+    lists) and answers ``answer(query)`` as JSON; ``with`` it to shut it down after.
+
+    Args:
+        path: the endpoint's path (``url`` is the whole address).
+        answer: the JSON body for a request's query.
+    """
+
+    def __init__(self, path: str, answer: Callable[[dict[str, list[str]]], object]) -> None:
+        self.requests: list[dict[str, list[str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                query = parse_qs(urlparse(self.path).query)
+                outer.requests.append(query)
+                body = json.dumps(answer(query))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> ToolServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def weather_tool(url: str, *, method: str = "GET") -> dict[str, object]:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from tests.conftest import Tenant
 from tests.engine.conftest import (
+    ToolServer,
     Worker,
     ask_the_weather,
     scripted_weather_agent,
@@ -27,38 +25,16 @@ from thinnest.testing import ScriptedChatServer
 pytestmark = pytest.mark.integration
 
 
-class WeatherServer:
-    """A local HTTP tool endpoint that records what it was asked."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, list[str]]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                query = parse_qs(urlparse(self.path).query)
-                outer.requests.append(query)
-                city = (query.get("city") or ["?"])[0]
-                body = json.dumps({"city": city, "forecast": "sunny", "temperature_c": 21})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/weather"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def _forecast(query: dict[str, list[str]]) -> dict[str, object]:
+    city = (query.get("city") or ["?"])[0]
+    return {"city": city, "forecast": "sunny", "temperature_c": 21}
 
 
 @pytest.fixture
-def weather() -> Iterator[WeatherServer]:
-    server = WeatherServer()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def weather() -> Iterator[ToolServer]:
+    """A local ``get_weather`` endpoint that records what it was asked."""
+    with ToolServer("/weather", _forecast) as server:
+        yield server
 
 
 @pytest.fixture
@@ -74,7 +50,7 @@ async def test_http_tool_then_end_call(
     worker: Worker,
     tenant: Tenant,
     database: Database,
-    weather: WeatherServer,
+    weather: ToolServer,
     scripted_llm: ScriptedChatServer,
     speak,
 ) -> None:
@@ -131,7 +107,7 @@ async def test_the_shipped_model_never_says_tool_syntax_in_a_call_with_a_tool(
     worker: Worker,
     tenant: Tenant,
     database: Database,
-    weather: WeatherServer,
+    weather: ToolServer,
     speak,
 ) -> None:
     """The offline llama, a tool on loopback, two spoken questions: whatever the model
