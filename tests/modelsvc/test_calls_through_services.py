@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import psutil
 import pytest
 
 from tests.conftest import Tenant
-from tests.engine.conftest import Worker, heard, wait_final
-from tests.modelsvc.conftest import ModelService, until
+from tests.engine.conftest import ToolServer, Worker, heard, wait_final
+from tests.modelsvc.conftest import QUESTION, ModelService, ask, assistant, greeted, until
 from thinnest.client import VoiceClient
 from thinnest.store.db import Database
 
@@ -66,21 +63,13 @@ def _model_libraries(proc: psutil.Process) -> set[str]:
 async def test_a_call_is_answered_by_the_shared_models_and_its_process_loads_none(
     services_worker: Worker, services_tenant: Tenant, database: Database, speak
 ) -> None:
-    agent = services_tenant.create_agent(
-        greeting="Hello, this is Thinnest.",
-        instructions="You are a friendly assistant. Answer in one short sentence.",
-        max_duration=120,
-    )
+    agent = assistant(services_tenant)
     started = await _start(services_tenant, agent)
     async with VoiceClient(started["livekit_url"], started["token"]) as client:
-        greeting = await client.next_event(90, type="transcript", role="agent")
+        greeting = await greeted(client)
         assert "Thinnest" in greeting["text"]
-        await asyncio.sleep(2.5)
-        await client.play_wav(speak("Please tell me quickly how many legs does a spider have?"))
-        user = await client.next_event(60, type="transcript", role="user", final=True)
+        user, _reply = await ask(client, speak)
         assert heard(user["text"]), user["text"]
-        reply = await client.next_event(90, type="transcript", role="agent")
-        assert reply["text"].strip()
         assert client.speech_ended_at is not None
         assert client.audio.first_voiced_after(client.speech_ended_at) is not None
         # The call's process (and every other of the worker) holds no model.
@@ -91,44 +80,23 @@ async def test_a_call_is_answered_by_the_shared_models_and_its_process_loads_non
     assert [t.role for t in row.turns][:3] == ["agent", "user", "agent"]
 
 
-class OrderServer:
-    """A local HTTP tool endpoint that records the order numbers it was asked about."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                order = (parse_qs(urlparse(self.path).query).get("order_id") or ["?"])[0]
-                outer.asked.append(order)
-                body = json.dumps({"order_id": order, "status": "shipped", "arrives": "Friday"})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def _order_status(query: dict[str, list[str]]) -> dict[str, object]:
+    order = (query.get("order_id") or ["?"])[0]
+    return {"order_id": order, "status": "shipped", "arrives": "Friday"}
 
 
 @pytest.fixture
-def orders() -> Iterator[OrderServer]:
-    server = OrderServer()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def orders() -> Iterator[ToolServer]:
+    """A local order-status endpoint that records the orders it was asked about."""
+    with ToolServer("/orders", _order_status) as server:
+        yield server
 
 
 async def test_the_shipped_model_calls_a_tool_through_the_llm_server(
     services_worker: Worker,
     services_tenant: Tenant,
     database: Database,
-    orders: OrderServer,
+    orders: ToolServer,
     speak,
 ) -> None:
     # No greeting: after one (an assistant turn before the caller's), the 0.5B model answers
@@ -169,9 +137,10 @@ async def test_the_shipped_model_calls_a_tool_through_the_llm_server(
         assert "error" not in call, call
         reply = await client.next_event(120, type="transcript", role="agent")
         assert reply["text"].strip()
-    assert orders.asked, "the HTTP tool was never called"
-    digits = "".join(c for c in orders.asked[0] if c.isdigit())
-    assert "12345" in digits or "12345" in orders.asked[0].replace(" ", ""), orders.asked
+    asked = [(query.get("order_id") or ["?"])[0] for query in orders.requests]
+    assert asked, "the HTTP tool was never called"
+    digits = "".join(c for c in asked[0] if c.isdigit())
+    assert "12345" in digits or "12345" in asked[0].replace(" ", ""), asked
     row = await wait_final(database, started["session_id"], within=60)
     assert row.tool_calls and row.tool_calls[0].name == "get_order_status"
 
@@ -190,15 +159,10 @@ async def test_a_dead_llm_server_is_restarted_and_the_call_goes_on(
     models_service: ModelService,
     speak,
 ) -> None:
-    agent = services_tenant.create_agent(
-        greeting="Hello, this is Thinnest.",
-        instructions="You are a friendly assistant. Answer in one short sentence.",
-        max_duration=150,
-    )
+    agent = assistant(services_tenant, max_duration=150)
     started = await _start(services_tenant, agent)
     async with VoiceClient(started["livekit_url"], started["token"]) as client:
-        await client.next_event(90, type="transcript", role="agent")
-        await asyncio.sleep(2.5)
+        await greeted(client)
         before = _llm_server(models_service)
         before.kill()
         # The service notices, starts a new one, and says so in /healthz.
@@ -208,10 +172,7 @@ async def test_a_dead_llm_server_is_restarted_and_the_call_goes_on(
             90,
             "the LLM server's restart",
         )
-        await client.play_wav(speak("Please tell me quickly how many legs does a spider have?"))
-        await client.next_event(60, type="transcript", role="user", final=True)
-        reply = await client.next_event(90, type="transcript", role="agent")
-        assert reply["text"].strip()
+        await ask(client, speak)
     assert "restart 1" in models_service.text()
 
 
@@ -222,19 +183,14 @@ async def test_a_killed_service_ends_or_apologises_and_the_next_call_works(
     database: Database,
     speak,
 ) -> None:
-    agent = services_tenant.create_agent(
-        greeting="Hello, this is Thinnest.",
-        instructions="You are a friendly assistant. Answer in one short sentence.",
-        max_duration=120,
-    )
+    agent = assistant(services_tenant)
     started = await _start(services_tenant, agent)
     try:
         async with VoiceClient(started["livekit_url"], started["token"]) as client:
-            await client.next_event(90, type="transcript", role="agent")
-            await asyncio.sleep(2.5)
+            await greeted(client)
             models_service.kill()
             t0 = time.monotonic()
-            await client.play_wav(speak("Please tell me quickly how many legs does a spider have?"))
+            await client.play_wav(speak(QUESTION))
             # The caller is told: an error event for the failed turn (an apology needs the
             # TTS, which is down too), and the call ends with `error` after a few of them.
             try:
@@ -249,9 +205,5 @@ async def test_a_killed_service_ends_or_apologises_and_the_next_call_works(
     # and a new call is answered.
     second = await _start_when_models_are_back(services_tenant, agent)
     async with VoiceClient(second["livekit_url"], second["token"]) as client:
-        await client.next_event(90, type="transcript", role="agent")
-        await asyncio.sleep(2.5)
-        await client.play_wav(speak("Please tell me quickly how many legs does a spider have?"))
-        await client.next_event(60, type="transcript", role="user", final=True)
-        reply = await client.next_event(90, type="transcript", role="agent")
-        assert reply["text"].strip()
+        await greeted(client)
+        await ask(client, speak)
