@@ -175,6 +175,19 @@ def until(check: Callable[[], bool], within: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def assistant(tenant: Tenant, **fields: object) -> dict[str, object]:
+    """An agent of ``tenant`` that greets ("Hello, this is Thinnest.") and answers in one
+    short sentence; ``fields`` add to or replace these."""
+    return tenant.create_agent(
+        **{
+            "greeting": "Hello, this is Thinnest.",
+            "instructions": "You are a friendly assistant. Answer in one short sentence.",
+            "max_duration": 120,
+            **fields,
+        }
+    )
+
+
 async def greeted(client: VoiceClient) -> dict[str, Any]:
     """The agent's greeting, once heard, and a pause after it: the caller speaks next."""
     greeting = await client.next_event(90, type="transcript", role="agent")

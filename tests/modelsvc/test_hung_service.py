@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tests.conftest import RunningApi, Tenant, make_settings, start_api
 from tests.engine.conftest import Worker, start_worker, stop_worker
-from tests.modelsvc.conftest import QUESTION, ModelService, greeted, until
+from tests.modelsvc.conftest import QUESTION, ModelService, assistant, greeted, until
 from thinnest.client import VoiceClient
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store.db import Database
@@ -88,7 +88,8 @@ class HangingProxy:
         if request.path == self.hang:
             return await self._hold(request)
         assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        skip = _HOP_HEADERS | {"host"}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in skip}
         async with self._session.request(
             request.method,
             self.upstream + request.path_qs,
@@ -212,12 +213,7 @@ async def test_a_hung_model_service_is_bounded_by_the_provider_timeout(
     speak,
 ) -> None:
     proxy = hung_stack.proxy
-    agent = tenant.create_agent(
-        greeting="Hello, this is Thinnest.",
-        instructions="You are a friendly assistant. Answer in one short sentence.",
-        error_message=SORRY,
-        max_duration=120,
-    )
+    agent = assistant(tenant, error_message=SORRY)
     with hung_stack.api.client(tenant.key) as http:
         resp = await asyncio.to_thread(http.post, "/voice/start", json={"agent_id": agent["id"]})
     assert resp.status_code == 200, resp.text
