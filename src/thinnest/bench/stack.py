@@ -128,6 +128,7 @@ class BenchStack:
                 "THINNEST_WORKER_IDLE_PROCESSES": str(self.options.worker_idle_processes),
                 "THINNEST_WORKER_HEARTBEAT_INTERVAL": "1.0",
                 "HF_HUB_OFFLINE": "1",
+                "THINNEST_LOG_LEVEL": self.settings.log_level,  # DEBUG: llama-server's slots
                 **({"THINNEST_MODELS_URL": self.models_url} if self.models_url else {}),
                 **self.options.env,
             }
