@@ -64,6 +64,19 @@ async def test_hibari_streams_sentence_by_sentence(models_settings) -> None:
     assert min(ratios) < 0.5, ratios
 
 
+async def test_hibari_speaks_at_once(models_settings) -> None:
+    """The voice's own silence before each synthesis (about 280 ms, which every answer
+    waited) is cut to a short lead-in; the first sound itself is kept."""
+    for options in ({}, {"sample_rate": 48000}):
+        engine = registry.build("tts", "hibari", options, settings=models_settings)
+        for text in ("Sure, I can help you with that.", "Hello there.", "Two people, at eight?"):
+            pcm, _, _ = await _timed(engine, text)
+            loud = np.flatnonzero(np.abs(pcm.astype(np.float64)) > 0.003 * 32767)
+            lead = loud[0] / engine.sample_rate
+            assert 0.01 < lead < 0.08, (text, options, lead)
+            assert pcm.size / engine.sample_rate > 0.5  # the words themselves are all there
+
+
 async def test_hibari_resamples_to_48khz(models_settings) -> None:
     native = registry.build("tts", "hibari", {}, settings=models_settings)
     doubled = registry.build("tts", "hibari", {"sample_rate": 48000}, settings=models_settings)

@@ -46,6 +46,12 @@ _REINSTALL = f"pip install --force-reinstall hibari-tts=={VERSION} (or rerun `th
 # A fixed gain: the voice's raw level is quiet (RMS 0.03-0.045, peaks 0.22-0.32 over the
 # bench sentences); 2.0 puts it near piper's (RMS ~0.09) with the peaks well below 1.
 _GAIN = 2.0
+#: The voice begins every synthesis with about 280 ms of silence (Kokoro's, measured on
+#: "Sure, I can help you with that."): a caller waited that long for each answer's first
+#: word. Cut to this much before the first sound (its end keeps ~0.4 s, the pause between
+#: sentences).
+_LEAD_IN = 0.04  # seconds
+_QUIET = 0.003  # amplitude (-50 dBFS) under which a sample counts as silence
 # A word the lexicon lacks: synthesising it once loads the unknown-word net too.
 _WARM_TEXT = "Warm up, Thinnestor."
 
@@ -174,12 +180,16 @@ class HibariTTS(tts.TTS):
             else None
         )
         rng = np.random.default_rng()
+        first = True
         for sentence in engine.split_sentences(text):
             for phonemes in engine.phonemize(sentence):
-                audio = engine.from_ids(engine.ids(phonemes), self._opts.speed, rng)
+                audio = engine.from_ids(engine.ids(phonemes), self._opts.speed, rng) * gain
+                if first:
+                    audio = _without_lead_silence(audio)
                 if audio.size == 0:
                     continue
-                pcm = (np.clip(audio * gain, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+                first = False
+                pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
                 if resampler is None:
                     yield pcm
                     continue
@@ -216,6 +226,14 @@ class _HibariStream(tts.ChunkedStream):
         except Exception as exc:
             raise ProviderError(f"hibari failed: {exc}", retryable=False) from exc
         output_emitter.flush()
+
+
+def _without_lead_silence(audio: np.ndarray) -> np.ndarray:
+    """``audio`` (at the voice's native rate) from :data:`_LEAD_IN` before its first sound."""
+    loud = np.flatnonzero(np.abs(audio) > _QUIET)
+    if loud.size == 0:
+        return audio[:0]
+    return audio[max(0, int(loud[0]) - int(_LEAD_IN * NATIVE_RATE)) :]
 
 
 def build(options: HibariOptions, settings: Settings) -> Any:
