@@ -359,6 +359,55 @@ def test_a_full_decode_queue_answers_503(service_settings: Settings, booking: Sp
     assert refused.json()["error"]["code"] == "overloaded"
 
 
+#: A reply long enough that its synthesis is still running when the next ones arrive.
+_LONG_REPLY = "Your table for two is booked for tomorrow evening at eight o'clock. " * 6
+
+
+def _speak(url: str) -> httpx.Response:
+    body = {"model": "hibari", "input": _LONG_REPLY}
+    return httpx.post(f"{url}/v1/audio/speech", json=body, timeout=60)
+
+
+def test_syntheses_beyond_the_waiting_room_are_answered_503(service_settings: Settings) -> None:
+    """One synthesis runs, one waits, the rest are refused with a JSON error: the voices
+    never take more of the machine than their share, whatever the calls ask at once."""
+    busy = SpeechService(service_settings, queue_limit=1, voices_at_once=1)
+    try:
+        with _serve(busy) as running:
+            assert _speak(running.url).status_code == 200  # the voice loaded
+            with ThreadPoolExecutor(6) as pool:
+                answers = list(pool.map(lambda _: _speak(running.url), range(6)))
+    finally:
+        busy.close()
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(200) >= 2 and codes[-1] == 503, codes
+    assert all(len(a.content) > 24000 for a in answers if a.status_code == 200)  # > 0.5 s
+    refused = next(a for a in answers if a.status_code == 503)
+    assert refused.json()["error"]["code"] == "overloaded"
+
+
+def test_a_caller_that_hangs_up_gives_its_synthesis_place_back(
+    service_settings: Settings,
+) -> None:
+    """Callers that hang up before reading, or after the first audio, do not keep the
+    only place: the next synthesis still runs."""
+    voice = SpeechService(service_settings, voices_at_once=1)
+    try:
+        with _serve(voice) as running:
+            url = f"{running.url}/v1/audio/speech"
+            for read in (False, True, False, True):
+                with httpx.stream(
+                    "POST", url, json={"model": "hibari", "input": _LONG_REPLY}, timeout=60
+                ) as answer:
+                    assert answer.status_code == 200
+                    if read:
+                        next(answer.iter_bytes())
+            answer = _speak(running.url)  # hangs (60 s, then fails) if a place was kept
+    finally:
+        voice.close()
+    assert answer.status_code == 200 and len(answer.content) > 24000
+
+
 def test_final_decodes_go_before_interim_ones(server: _Server, booking: Speech) -> None:
     long = _wav(np.tile(_at_16k(booking), 6))  # keeps the model busy meanwhile
     short = _wav(_at_16k(booking))

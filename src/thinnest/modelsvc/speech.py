@@ -15,6 +15,10 @@ itself (:mod:`thinnest.providers.whisper.remote`, :mod:`thinnest.providers.remot
   backlogged, and any request beyond ``queue_limit`` (503 ``overloaded``: the client's
   livekit-agents retries it).
 - ``POST /v1/audio/speech``: text to raw 16-bit mono PCM, streamed as the voice produces it.
+  As many syntheses run at once as the machine has cores (each one's thread would only
+  slow the others and the LLM beside them); the rest wait their turn, and one beyond
+  ``queue_limit`` waiting is answered 503 ``overloaded`` (the client's livekit-agents
+  retries it).
 
 Bad input is answered 422 with ``{"error": {"code", "message", "field"}}`` naming the field.
 """
@@ -29,8 +33,10 @@ import heapq
 import io
 import itertools
 import json
+import os
 import threading
 import wave
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -133,7 +139,9 @@ class _Lane:
 class SpeechService:
     """Whisper and the offline voices of one machine, loaded once and shared by its calls."""
 
-    def __init__(self, settings: Settings, *, queue_limit: int = 16) -> None:
+    def __init__(
+        self, settings: Settings, *, queue_limit: int = 16, voices_at_once: int = 0
+    ) -> None:
         """Load nothing yet (:meth:`preload` loads the default agent's models).
 
         Args:
@@ -141,7 +149,8 @@ class SpeechService:
                 ``models_url`` says, with ``models_threads`` threads each (default: all
                 cores).
             queue_limit: decodes one Whisper model may hold (running and waiting); one
-                more is answered 503.
+                more is answered 503. Also the syntheses that may wait for a voice.
+            voices_at_once: syntheses running at once; 0: one per core.
         """
         self._settings = settings.model_copy(update={"models_url": None})
         self._threads = settings.models_threads or 0
@@ -152,6 +161,9 @@ class SpeechService:
         self._voices_lock = threading.Lock()  # held while a voice loads (seconds)
         self._closed = False
         self._failed: dict[str, str] = {}  # kind -> why its last load failed
+        # Syntheses running at once (one per core), and how many wait for one to end.
+        self._voicing = asyncio.Semaphore(voices_at_once or len(os.sched_getaffinity(0)))
+        self._voicing_waits = 0
 
     # --- loading -----------------------------------------------------------------------
 
@@ -390,6 +402,19 @@ class SpeechService:
         except ConfigError as exc:
             return _error(503, exc.code, f"voice {name!r} cannot be loaded here: {exc.message}")
 
+        if self._voicing.locked() and self._voicing_waits >= self._queue_limit:
+            raise _BadRequest(
+                f"{self._voicing_waits} syntheses are waiting; try again shortly",
+                field=None,
+                status=503,
+                code="overloaded",
+            )
+        self._voicing_waits += 1
+        try:
+            await self._voicing.acquire()
+        finally:
+            self._voicing_waits -= 1
+        permit = _Permit(self._voicing)
         stream = voice.synthesize(text, conn_options=_NO_RETRY)
         chunks = aiter(stream)
         try:
@@ -400,6 +425,7 @@ class SpeechService:
             first = None
         except Exception as exc:
             await stream.aclose()
+            permit.release()
             log.warning("voice %s failed: %r", name, exc)
             return _error(502, "tts_failed", f"voice {name!r} failed: {exc}")
 
@@ -414,12 +440,29 @@ class SpeechService:
                 # A failure mid-answer ends the body unfinished: the client sees a broken
                 # response (an error), never a short one taken for the whole.
                 await stream.aclose()
+                permit.release()
 
+        audio = pcm()
+        # A caller that hangs up before the body starts leaves it unstarted (its finally
+        # never runs): the permit goes back when the body is dropped.
+        weakref.finalize(audio, permit.release)
         return StreamingResponse(
-            pcm(),
+            audio,
             media_type="audio/pcm",
             headers={"X-Sample-Rate": str(voice.sample_rate)},
         )
+
+
+class _Permit:
+    """One running synthesis's place, given back once however its answer ends."""
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore: asyncio.Semaphore | None = semaphore
+
+    def release(self) -> None:
+        if self._semaphore is not None:
+            self._semaphore.release()
+            self._semaphore = None
 
 
 async def _body(request: Request, limit: int) -> bytes:
