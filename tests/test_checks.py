@@ -67,9 +67,10 @@ def test_the_test_setup_installs_the_pinned_mypy_with_hashes() -> None:
         rf"^{re.escape(pin)} \\\n((?:    --hash=sha256:[0-9a-f]{{64}}.*\n)+)", lock, re.M
     )
     assert block, f"{pin} is not pinned with hashes in requirements/dev.lock"
-    # setup.sh --test syncs the virtualenv to exactly that lock, hash-checked.
+    # setup.sh --test syncs the virtualenv to exactly that lock (and the piper one it adds),
+    # hash-checked.
     setup = (REPO / "scripts" / "setup.sh").read_text()
-    assert "LOCK=requirements/dev.lock" in setup
-    assert re.search(r'uv" pip sync .*--require-hashes .*"\$LOCK"', setup)
+    assert "LOCKS=(requirements/dev.lock)" in setup
+    assert re.search(r'uv" pip sync .*--require-hashes .*"\$\{LOCKS\[@\]\}"', setup)
     # The pydantic plugin types the models' constructors (Settings(), AgentConfig(...)).
     assert "pydantic.mypy" in pyproject["tool"]["mypy"]["plugins"]
