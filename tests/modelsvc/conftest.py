@@ -133,6 +133,10 @@ def services_api(
     running.stop()
 
 
+#: The calls the services' worker takes at once.
+SERVICES_SLOTS = 4
+
+
 @pytest.fixture(scope="session")
 def services_worker(
     livekit_server: LiveKitDevServer,
@@ -150,6 +154,8 @@ def services_worker(
             "THINNEST_MODELS_URL": models_service.url,
             "THINNEST_AGENT_NAME": AGENT_NAME,
             "THINNEST_WORKER_HEARTBEAT_INTERVAL": "1.0",
+            # The default on 2 cores, set so a machine with more cores tests the same.
+            "THINNEST_WORKER_MAX_JOBS": str(SERVICES_SLOTS),
         },
     )
     yield w

@@ -4,6 +4,7 @@ the service's client, a real ``thinnest models`` process and an rtc client speak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -13,8 +14,18 @@ import pytest
 
 from tests.conftest import Tenant
 from tests.engine.conftest import ToolServer, Worker, heard, wait_final
-from tests.modelsvc.conftest import QUESTION, ModelService, ask, assistant, greeted, until
+from tests.modelsvc.conftest import (
+    AGENT_NAME,
+    QUESTION,
+    SERVICES_SLOTS,
+    ModelService,
+    ask,
+    assistant,
+    greeted,
+    until,
+)
 from thinnest.client import VoiceClient
+from thinnest.store import workers
 from thinnest.store.db import Database
 
 pytestmark = pytest.mark.integration
@@ -207,3 +218,39 @@ async def test_a_killed_service_ends_or_apologises_and_the_next_call_works(
     async with VoiceClient(second["livekit_url"], second["token"]) as client:
         await greeted(client)
         await ask(client, speak)
+
+
+async def test_a_worker_greets_every_call_up_to_its_capacity_started_one_by_one(
+    services_worker: Worker, services_tenant: Tenant, database: Database
+) -> None:
+    """LiveKit sends no call to a worker whose reported load is at its ``target_load`` (0.7
+    unless configured): a worker of 4 slots that reported 3/4 got no 4th call. Calls started
+    together hid it (LiveKit still saw the load from before them); one by one, each after the
+    previous was greeted and the worker's load had reached LiveKit, the 4th got no agent."""
+
+    def free() -> int:
+        with database.session() as db:
+            return workers.free_slots(workers.live_workers(db, AGENT_NAME, within=3.0), db)
+
+    await asyncio.to_thread(until, lambda: free() == SERVICES_SLOTS, 120, "all slots free")
+    agent = assistant(services_tenant)
+    session_ids = []
+    async with contextlib.AsyncExitStack() as calls:
+        for n in range(1, SERVICES_SLOTS + 1):
+            started = await _start(services_tenant, agent)
+            session_ids.append(started["session_id"])
+            client = await calls.enter_async_context(
+                VoiceClient(started["livekit_url"], started["token"])
+            )
+            try:
+                await client.next_event(60, type="transcript", role="agent")
+            except TimeoutError:
+                pytest.fail(
+                    f"call {n} of {SERVICES_SLOTS} got no greeting\n"
+                    + _story(client, services_worker)
+                )
+            # The worker's status (with its load) goes to LiveKit every 2.5 s.
+            await asyncio.sleep(3.0)
+    for session_id in session_ids:
+        row = await wait_final(database, session_id, within=60)
+        assert row.status == "ended", row.error

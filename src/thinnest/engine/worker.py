@@ -69,9 +69,10 @@ def build_server(
         num_idle_processes=settings.worker_idle_processes,
         initialize_process_timeout=120.0,
         # Capacity is counted in calls, not CPU: on a small machine the CPU is busy in any
-        # call, and a CPU threshold would refuse work that fits.
-        load_fnc=lambda srv: len(srv.active_jobs) / max_jobs,
-        load_threshold=1.0,
+        # call, and a CPU threshold would refuse work that fits. Scaled so a full worker
+        # reports FULL_LOAD: LiveKit sends no call to a worker at its target_load.
+        load_fnc=lambda srv: FULL_LOAD * len(srv.active_jobs) / max_jobs,
+        load_threshold=FULL_LOAD,
         port=0,
         host="127.0.0.1",
         log_level=settings.log_level.upper(),
@@ -92,6 +93,12 @@ def build_server(
     )
     return server
 
+
+#: The load a worker reports when all its slots are taken (it says FULL from there). LiveKit
+#: sends a call only to a worker whose load is below the server's ``agents.target_load``, 0.7
+#: unless configured: a worker of 4 slots that reported 3/4 = 0.75 got no 4th call. Below
+#: every target a LiveKit server is likely to set, a worker with a free slot gets its call.
+FULL_LOAD = 0.5
 
 #: What one call costs the machine, measured by `thinnest bench concurrency` on 2 cores
 #: (docs/benchmarks.md): a core share (the engine's and the model services' work, with the
