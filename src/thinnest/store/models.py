@@ -187,3 +187,24 @@ class Worker(Base):
     models_status: Mapped[str] = mapped_column(String(200), default="", server_default="")
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class RateLimit(Base):
+    """One key's rate limit, shared by every API process: GCRA's theoretical arrival time."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: when the key's bucket is empty again, Unix seconds (GCRA's "theoretical arrival time")
+    tat: Mapped[float] = mapped_column(Float)
+
+
+class Lease(Base):
+    """A job that one process of many runs (the lost-session backstop): who holds it, until
+    when (Unix seconds); a holder that stops renewing it loses it at ``expires_at``."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from thinnest.contracts.jsonvalue import clean_text
 from thinnest.contracts.session import FINAL_STATUSES, OPEN_STATUSES, EndReason, SessionStatus
 from thinnest.errors import NotFoundError
 from thinnest.store.models import CallSession, ToolCall, TranscriptTurn, utcnow
+from thinnest.store.upsert import rows_changed
 
 
 def create_session(db: Session, **fields: Any) -> CallSession:
@@ -90,16 +92,35 @@ def finalize(
     reason: EndReason,
     error: str | None = None,
 ) -> bool:
-    """Close a session once; returns False (and changes nothing) if it was already over."""
+    """Close a session once; returns False (and changes nothing) if it was already over.
+
+    One conditional UPDATE, so of two processes closing the same session at once (two API
+    processes given the same webhook, the engine and the backstop) exactly one wins, whatever
+    each read before: the loser's row is refreshed to what the winner wrote."""
     if row.status in FINAL_STATUSES:
         return False
     now = utcnow()
-    row.status = status
-    row.end_reason = reason
-    row.error = None if error is None else clean_text(error)
-    row.ended_at = now
-    if row.started_at is not None:
-        row.duration = round((now - row.started_at).total_seconds(), 3)
+    values: dict[str, Any] = {
+        "status": status,
+        "end_reason": reason,
+        "error": None if error is None else clean_text(error),
+        "ended_at": now,
+        "duration": None
+        if row.started_at is None
+        else round((now - row.started_at).total_seconds(), 3),
+    }
+    db.flush()  # the row's own pending changes first: the UPDATE must not be undone by them
+    done = db.execute(
+        update(CallSession)
+        .where(CallSession.id == row.id, CallSession.status.not_in(FINAL_STATUSES))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if not rows_changed(done):
+        db.refresh(row)
+        return False
+    for name, value in values.items():
+        set_committed_value(row, name, value)
     return True
 
 
