@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     """`POST /voice/start` calls per API key per minute"""
     publishable_rate_limit_per_minute: int = Field(10, ge=1)
     """`POST /voice/start` calls per publishable key per minute, unless the key sets its own"""
+    rate_limit_store: Literal["database", "memory"] = "database"
+    """where the rate limits are kept: `database` (shared by every API process and host: a key
+    gets its rate in all of them together) or `memory` (each process its own; one process only)"""
     publishable_max_open_sessions: int = Field(2, ge=1)
     """sessions a publishable key may have open (starting or active) at once, unless the key
     sets its own; one more is refused with `429 too_many_sessions` (secret keys: no cap

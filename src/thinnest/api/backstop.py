@@ -9,6 +9,10 @@ that never came).
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import socket
+import time
 from datetime import timedelta
 
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +24,7 @@ from thinnest.contracts.session import EndReason, SessionStatus
 from thinnest.errors import ThinnestError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.log import logger
-from thinnest.store import sessions
+from thinnest.store import leases, sessions
 from thinnest.store.db import Database
 from thinnest.store.models import utcnow
 
@@ -28,6 +32,9 @@ log = logger.getChild("api")
 
 #: How long a session may be active before the sweeper checks that its room exists.
 SWEEP_GRACE = timedelta(seconds=60)
+
+#: The lease of the process that runs the sweeper.
+LEASE = "backstop"
 
 
 def _finalize(
@@ -161,12 +168,46 @@ async def sweep_once(database: Database, livekit: LiveKitService) -> int:
     return len(gone)
 
 
+def sweeper_id() -> str:
+    """This process's name as a lease holder: host, pid and a random part (a pid is reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _lead(database: Database, holder: str, ttl: float) -> bool:
+    with database.writing() as db:
+        return leases.acquire(db, LEASE, holder, ttl=ttl, now=time.time())
+
+
+def _step_down(database: Database, holder: str) -> None:
+    with database.writing() as db:
+        leases.release(db, LEASE, holder)
+
+
+async def sweep_if_leading(
+    database: Database, livekit: LiveKitService, holder: str, *, ttl: float
+) -> int | None:
+    """One round of the sweeper, if ``holder`` has (or takes) the lease for ``ttl`` more
+    seconds: how many sessions it finalised; None when another process sweeps."""
+    if not await run_in_threadpool(_lead, database, holder, ttl):
+        return None
+    return await sweep_once(database, livekit)
+
+
 async def sweeper(database: Database, livekit: LiveKitService, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
+    """Sweep every ``interval`` seconds while this process holds the lease; give it up on
+    the way out, so another process takes the sweeping over at its next round."""
+    holder = sweeper_id()
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await sweep_if_leading(database, livekit, holder, ttl=3 * interval)
+            except ThinnestError as exc:
+                log.info("sweeper skipped a round: %s", exc.message)
+            except Exception:
+                log.exception("sweeper round failed")
+    finally:
         try:
-            await sweep_once(database, livekit)
-        except ThinnestError as exc:
-            log.info("sweeper skipped a round: %s", exc.message)
-        except Exception:
-            log.exception("sweeper round failed")
+            await asyncio.shield(run_in_threadpool(_step_down, database, holder))
+        except Exception:  # the database is gone: the lease runs out by itself
+            log.info("sweeper: the lease was not given up; it runs out in %.0f s", 3 * interval)

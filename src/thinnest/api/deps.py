@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from thinnest.api.limits import RateLimiter
+from thinnest.api.limits import RateLimits
 from thinnest.config import Settings
 from thinnest.errors import ForbiddenError
 from thinnest.livekit.rooms import LiveKitService
@@ -37,9 +37,9 @@ def _livekit(request: Request) -> LiveKitService:
     return service
 
 
-def _rate_limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.rate_limiter
-    return limiter
+def _rate_limits(request: Request) -> RateLimits:
+    limits: RateLimits = request.app.state.rate_limits
+    return limits
 
 
 def _bearer(request: Request) -> str | None:
@@ -75,7 +75,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 DatabaseDep = Annotated[Database, Depends(_database)]
 DbSession = Annotated[Session, Depends(_db_session)]
 LiveKitDep = Annotated[LiveKitService, Depends(_livekit)]
-RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
+RateLimitsDep = Annotated[RateLimits, Depends(_rate_limits)]
 CurrentKey = Annotated[ApiKey, Depends(_current_key)]
 #: A secret or a publishable key (only ``POST /voice/start`` takes both).
 SecretOrPublishableKey = Annotated[ApiKey, Depends(_any_key)]

@@ -6,11 +6,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thinnest.api.errors import error_response
 from thinnest.errors import RateLimitError
 from thinnest.services.ratelimit import TokenBucket
+from thinnest.store import ratelimits
+from thinnest.store.db import Database
 
 
 class BodySizeLimit:
@@ -93,3 +96,42 @@ class RateLimiter:
                 )
             if len(self._buckets) > 100_000:  # bound memory: forget full buckets
                 self._buckets = {k: b for k, b in self._buckets.items() if b.tokens < self.capacity}
+
+
+class RateLimits:
+    """Every key's ``POST /voice/start`` rate: ``per_minute`` calls at once, then one every
+    ``60 / per_minute`` seconds.
+
+    Kept in the database (``shared``, the default): every API process and host takes from one
+    bucket per key, so N processes do not give a key N times its rate. Or in this process's
+    memory (``Settings.rate_limit_store = "memory"``), for one API process.
+    """
+
+    def __init__(
+        self, database: Database, *, shared: bool, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._database = database
+        self._shared = shared
+        self._clock = clock
+        self._local: dict[int, RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    async def check(self, key_id: str, per_minute: int) -> None:
+        """Take one call of ``key_id`` or raise :class:`RateLimitError` with ``retry_after``."""
+        if not self._shared:
+            with self._lock:
+                limiter = self._local.get(per_minute)
+                if limiter is None:
+                    limiter = self._local[per_minute] = RateLimiter(per_minute)
+            limiter.check(key_id)
+            return
+        wait = await run_in_threadpool(self._take, key_id, per_minute)
+        if wait > 0:
+            raise RateLimitError(
+                f"rate limit of {per_minute} calls per minute exceeded for this key",
+                retry_after=wait,
+            )
+
+    def _take(self, key_id: str, per_minute: int) -> float:
+        with self._database.writing() as db:
+            return ratelimits.take(db, key_id, per_minute, now=self._clock())

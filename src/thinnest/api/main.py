@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from thinnest import __version__
 from thinnest.api import backstop, docs, errors
-from thinnest.api.limits import BodySizeLimit, RateLimiter
-from thinnest.api.publishable import PublishableLimits, VoiceStartCors
+from thinnest.api.limits import BodySizeLimit, RateLimits
+from thinnest.api.publishable import VoiceStartCors
 from thinnest.api.routes import agents, health, keys, livekit, sessions, voice, web
 from thinnest.api.textguard import NulGuard
 from thinnest.config import Settings, get_settings
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             yield
         finally:
             sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper  # it gives the backstop's lease up on its way out
             await app.state.livekit.aclose()
             if database is None:
                 db.close()
@@ -58,8 +61,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     app.state.settings = settings
     app.state.db = db
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
-    app.state.publishable_limits = PublishableLimits(settings.publishable_rate_limit_per_minute)
+    app.state.rate_limits = RateLimits(db, shared=settings.rate_limit_store == "database")
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(NulGuard)

@@ -27,13 +27,10 @@ from a browser.
 
 from __future__ import annotations
 
-import threading
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from thinnest.api.limits import RateLimiter
 from thinnest.config import Settings
 from thinnest.contracts.agent import AgentConfig
 from thinnest.contracts.voice import VoiceStartRequest
@@ -105,23 +102,6 @@ def check_start(
             code="recording_not_allowed",
             field="recording",
         )
-
-
-class PublishableLimits:
-    """One token bucket per publishable key, at the key's own rate (or the default)."""
-
-    def __init__(self, default_per_minute: int) -> None:
-        self.default_per_minute = default_per_minute
-        self._limiters: dict[int, RateLimiter] = {}
-        self._lock = threading.Lock()
-
-    def check(self, key: ApiKey) -> None:
-        rate = key.rate_limit_per_minute or self.default_per_minute
-        with self._lock:
-            limiter = self._limiters.get(rate)
-            if limiter is None:
-                limiter = self._limiters[rate] = RateLimiter(rate)
-        limiter.check(key.id)
 
 
 class VoiceStartCors:

@@ -10,7 +10,7 @@ from thinnest.api import publishable
 from thinnest.api.deps import (
     DatabaseDep,
     LiveKitDep,
-    RateLimiterDep,
+    RateLimitsDep,
     SecretOrPublishableKey,
     SettingsDep,
 )
@@ -29,14 +29,16 @@ async def voice_start(
     key: SecretOrPublishableKey,
     database: DatabaseDep,
     livekit: LiveKitDep,
-    limiter: RateLimiterDep,
+    limits: RateLimitsDep,
     settings: SettingsDep,
 ) -> VoiceStartResponse:
     """Start a voice session with an agent; returns a LiveKit token for the caller's client."""
     if key.kind == keys.PUBLISHABLE:
         publishable.check_origin(request, key)
-        request.app.state.publishable_limits.check(key)
+        await limits.check(
+            key.id, key.rate_limit_per_minute or settings.publishable_rate_limit_per_minute
+        )
         await run_in_threadpool(publishable.check_start, database, key, body, settings)
     else:
-        limiter.check(key.id)
+        await limits.check(key.id, settings.rate_limit_per_minute)
     return await sessions.start(body, key, database=database, livekit=livekit, settings=settings)

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from thinnest.api.deps import DatabaseDep, LiveKitDep, RateLimiterDep, SettingsDep
+from thinnest.api.deps import DatabaseDep, LiveKitDep, RateLimitsDep, SettingsDep
 from thinnest.api.errors import ERROR_RESPONSES
 from thinnest.config import Settings
 from thinnest.contracts.session import EndReason
@@ -155,13 +155,13 @@ async def demo_session(
     request: Request,
     database: DatabaseDep,
     livekit: LiveKitDep,
-    limiter: RateLimiterDep,
+    limits: RateLimitsDep,
     settings: SettingsDep,
 ) -> VoiceStartResponse:
     """Start a session with the dev key, as a customer's backend would with theirs."""
     _check_demo(request, settings)
     key = await run_in_threadpool(_dev_key, database, settings)
-    limiter.check(key.id)
+    await limits.check(key.id, settings.rate_limit_per_minute)
     return await sessions.start(
         VoiceStartRequest.model_validate({"agent_id": body.agent_id}),
         key,
