@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     """address `thinnest serve` binds"""
     api_port: int = Field(8000, ge=1, le=65535)
     """port `thinnest serve` binds"""
+    api_processes: int = Field(1, ge=1, le=64)
+    """API processes `thinnest serve` runs on its one port (uvicorn restarts one that dies);
+    they share the database, rate limits included: use PostgreSQL for more than one at load"""
     public_base_url: str | None = None
     """public URL of the API (builds `websocket_url`); default `http://<api_host>:<api_port>`"""
     max_body_bytes: int = Field(65536, ge=1024)

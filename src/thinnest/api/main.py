@@ -19,6 +19,7 @@ from thinnest.api.textguard import NulGuard
 from thinnest.config import Settings, get_settings
 from thinnest.gateway import route as gateway
 from thinnest.livekit.rooms import LiveKitService
+from thinnest.log import configure
 from thinnest.store.db import Database
 
 DESCRIPTION = """Start real-time voice sessions with AI agents.
@@ -72,3 +73,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     docs.install(app)
     app.include_router(gateway.router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of ``thinnest serve --workers N``'s processes: its settings and its
+    logging from the environment (a new process inherits neither from the one that started it)."""
+    settings = get_settings()
+    configure(settings.log_level)
+    return create_app(settings)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +18,12 @@ from thinnest.log import configure
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (THINNEST_API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (THINNEST_API_PORT)")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, max=64, help="API processes on the port (THINNEST_API_PROCESSES)"
+        ),
+    ] = None,
 ) -> None:
     """Run the API (and the WebSocket gateway)."""
     import uvicorn
@@ -29,15 +36,39 @@ def serve(
         updates["api_host"] = host
     if port:
         updates["api_port"] = port
+    if workers:
+        updates["api_processes"] = workers
     settings = settings.model_copy(update=updates)
     configure(settings.log_level)
     settings.livekit_credentials()  # fail early with a clear message
+    common: dict[str, Any] = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+    }
+    if settings.api_processes == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # Each process builds its app from the environment: the options above go there too. The
+    # schema is migrated here, once, not by every process at once.
+    os.environ.update(
+        THINNEST_API_HOST=settings.api_host,
+        THINNEST_API_PORT=str(settings.api_port),
+        THINNEST_API_PROCESSES=str(settings.api_processes),
+    )
+    from thinnest.store.db import Database
+
+    database = Database(settings.resolved_database_url)
+    try:
+        database.migrate()
+    finally:
+        database.close()
     uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
+        "thinnest.api.main:app_from_environment",
+        factory=True,
+        workers=settings.api_processes,
+        **common,
     )
 
 
