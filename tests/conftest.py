@@ -20,7 +20,7 @@ import uvicorn
 from sqlalchemy import create_engine, make_url, text
 
 from thinnest.api.main import create_app
-from thinnest.bench.postgres import start_postgres
+from thinnest.store.postgres_server import start_postgres
 from thinnest.config import Settings
 from thinnest.errors import ConfigError
 from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions, generate_credentials

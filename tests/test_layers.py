@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "devstack": 4,
     "calls": 4,
     "modelsvc": 4,
+    "cluster": 4,
     # the bench drives the components (the engine in-process too)
     "bench": 5,
     # the command line starts everything

@@ -38,7 +38,7 @@ from pydantic import SecretStr
 
 from thinnest.bench.latency import machine
 from thinnest.bench.metrics import percentile
-from thinnest.bench.postgres import start_postgres
+from thinnest.store.postgres_server import start_postgres
 from thinnest.bench.stack import BenchStack, StackOptions
 from thinnest.config import Settings
 from thinnest.livekit.rooms import LiveKitService

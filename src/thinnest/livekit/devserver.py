@@ -72,6 +72,10 @@ class LiveKitServerOptions:
         auto_create: whether a join creates a missing room. Off: the API creates each
             session's room, and an ended session's token (valid for minutes more) must not
             open its room again.
+        redis_address: ``host:port`` of the Redis that nodes of one LiveKit deployment share
+            (distributed mode); None: a single node.
+        node_selector: with Redis, how a new room picks its node (``sort_by`` of LiveKit's
+            ``node_selector``): ``rooms``, the node holding the fewest.
     """
 
     api_key: str
@@ -83,6 +87,8 @@ class LiveKitServerOptions:
     host: str = "127.0.0.1"
     webhook_urls: tuple[str, ...] = field(default_factory=tuple)
     auto_create: bool = False
+    redis_address: str | None = None
+    node_selector: str = "rooms"
 
     @property
     def url(self) -> str:
@@ -106,6 +112,9 @@ class LiveKitServerOptions:
             "logging:",
             "  level: info",
         ]
+        if self.redis_address:
+            lines += ["redis:", f"  address: {self.redis_address}"]
+            lines += ["node_selector:", "  kind: any", f"  sort_by: {self.node_selector}"]
         if self.webhook_urls:
             lines += ["webhook:", f"  api_key: {self.api_key}", "  urls:"]
             lines += [f"    - {u}" for u in self.webhook_urls]

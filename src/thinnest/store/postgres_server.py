@@ -1,4 +1,5 @@
-"""A throw-away PostgreSQL server from Debian's ``postgresql`` package, on a free loopback port.
+"""A throw-away PostgreSQL server from Debian's ``postgresql`` package: on a free loopback port
+(the tests, ``thinnest bench api``), or on a host's address (``thinnest cluster``).
 
 The same recipe as the test suite's fixture: ``initdb`` (trust auth, no fsync) and
 ``pg_ctl start`` in a fresh directory, run as the ``postgres`` user when we are root.
@@ -8,18 +9,30 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from thinnest.bench.stack import free_port
 from thinnest.errors import ConfigError
 
 __all__ = ["start_postgres"]
 
 
-def start_postgres(workdir: Path) -> tuple[str, Callable[[], None]]:
+def start_postgres(
+    workdir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    wrap: tuple[str, ...] = (),
+    allow: str | None = None,
+) -> tuple[str, Callable[[], None]]:
     """Start PostgreSQL in ``workdir``; returns its SQLAlchemy URL and a stop function.
+
+    Args:
+        host / port: where it listens (port 0: a free one).
+        wrap: a command prefix its commands run under (``ip netns exec NS``: in a namespace).
+        allow: a network (CIDR) whose clients it trusts, beside loopback.
 
     Raises:
         ConfigError: PostgreSQL is not installed (``scripts/setup.sh --test`` installs it).
@@ -39,10 +52,14 @@ def start_postgres(workdir: Path) -> tuple[str, Callable[[], None]]:
         shutil.chown(workdir, "postgres")
         shutil.chown(sock, "postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
+    prefix = [*wrap, *prefix]
+    port = port or _free_port()
     initdb = [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
     subprocess.run([*prefix, *initdb, "--no-sync"], check=True, capture_output=True)
-    options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+    if allow:
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {allow} trust\n")
+    options = f"-p {port} -k {sock} -c listen_addresses={host} -c fsync=off"
     ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(workdir / "pg.log")]
     subprocess.run([*prefix, *ctl, "-o", options, "start"], check=True, capture_output=True)
 
@@ -52,4 +69,10 @@ def start_postgres(workdir: Path) -> tuple[str, Callable[[], None]]:
             capture_output=True,
         )
 
-    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", stop
+    return f"postgresql+psycopg://postgres@{host}:{port}/postgres", stop
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

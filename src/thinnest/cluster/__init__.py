@@ -1,0 +1,1 @@
+"""``thinnest cluster``: a multi-host topology on one machine (network namespaces)."""
