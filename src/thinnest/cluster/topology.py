@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -112,6 +114,7 @@ class Cluster:
         self.database_url = ""
         self.identity: DevIdentity | None = None
         self._stop_postgres: Callable[[], None] | None = None
+        self._pg_dir: Path | None = None
 
     # -- addresses ----------------------------------------------------------------------
     def livekit_url(self, node: int) -> str:
@@ -159,6 +162,9 @@ class Cluster:
             with contextlib.suppress(Exception):
                 self._stop_postgres()
             self._stop_postgres = None
+        if self._pg_dir is not None:
+            shutil.rmtree(self._pg_dir, ignore_errors=True)
+            self._pg_dir = None
         for host in self.hosts.values():  # anything left (a job process, a killed role's child)
             for pid in host.pids():
                 with contextlib.suppress(ProcessLookupError):
@@ -232,7 +238,11 @@ class Cluster:
 
     def _start_postgres(self) -> None:
         host = self.hosts["db"]
-        workdir = self.options.workdir / host.name
+        # Not under the workdir: PostgreSQL runs as its own user, and a parent of the workdir
+        # (a home, pytest's tree) may be closed to it.
+        workdir = Path(tempfile.mkdtemp(prefix="thinnest-cluster-pg-"))
+        workdir.chmod(0o755)
+        self._pg_dir = workdir
         self.database_url, self._stop_postgres = start_postgres(
             workdir,
             host=host.address,
