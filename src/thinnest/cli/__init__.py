@@ -18,7 +18,7 @@ from thinnest.cli.bench import bench_app
 from thinnest.cli.call import call
 from thinnest.cli.output import out, print_error
 from thinnest.cli.say import say
-from thinnest.cli.serve import dev, models, serve, worker
+from thinnest.cli.serve import cluster, dev, models, serve, worker
 from thinnest.errors import ThinnestError
 
 __all__ = ["app", "main"]
@@ -40,7 +40,7 @@ def _root(
 
 
 # `thinnest --help` lists the commands in this order.
-for command in (serve, worker, models, call, say, dev, backup):
+for command in (serve, worker, models, call, say, dev, cluster, backup):
     app.command()(command)
 app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -130,3 +131,58 @@ def dev() -> None:
     stack = DevStack(settings)
     stack.on_ready = lambda ident: _print_dev_banner(stack.settings, ident)
     raise typer.Exit(stack.run())
+
+
+def cluster(
+    workdir: Annotated[
+        Path, typer.Option(help="each host's logs and data under WORKDIR/<host>")
+    ] = Path(".thinnest/cluster"),
+    subnet: Annotated[
+        str, typer.Option(help="the hosts' network, private to this machine")
+    ] = "198.18.20.0/24",
+    worker_hosts: Annotated[int, typer.Option(min=1, max=8, help="voice engine hosts")] = 2,
+    worker_max_jobs: Annotated[int, typer.Option(min=1, help="calls each worker host takes")] = 2,
+) -> None:
+    """Start a multi-host Thinnest on this machine (root): Redis, PostgreSQL, two LiveKit nodes,
+    the model services, two API hosts and worker hosts, each in a network namespace of its own.
+    Ctrl-C stops everything and removes the namespaces."""
+    import signal
+    import threading
+
+    from thinnest.cluster.topology import Cluster, ClusterOptions
+
+    settings = get_settings()
+    configure(settings.log_level)
+    options = ClusterOptions(
+        workdir=workdir.resolve(),
+        subnet=subnet,
+        worker_hosts=worker_hosts,
+        worker_max_jobs=worker_max_jobs,
+    )
+    running = Cluster(options)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    out.print("starting the cluster (a minute or two) …")
+    running.start()
+    try:
+        ident = running.identity
+        assert ident is not None
+        out.print("\n[bold green]Thinnest cluster is running[/] (Ctrl-C stops everything)\n")
+        for name, role in running.roles.items():
+            out.print(f"  {name:<8} {role.host.address:<15} log {escape(str(role.log))}")
+        out.print(f"\n  API hosts     {running.api_url(1)}  {running.api_url(2)}")
+        out.print(f"  agent id      {ident.agent_id}")
+        out.print(f"  API key       {ident.api_key}\n")
+        out.print(
+            f"  curl -s -X POST {running.api_url(1)}/voice/start -H 'Authorization: Bearer "
+            f"{ident.api_key}' -H 'Content-Type: application/json' "
+            f'-d \'{{"agent_id": "{ident.agent_id}"}}\'\n'
+        )
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        out.print("stopping the cluster …")
+        running.stop()
