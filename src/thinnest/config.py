@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     and of a `429 too_many_sessions` one (the key's open sessions are at its cap)"""
 
     sweep_interval: float = Field(30.0, gt=0)
-    """seconds between checks for active sessions whose room is gone (the backstop)"""
+    """seconds between checks for active sessions whose room is gone (the backstop); of several
+    API processes on one database, one sweeps (a lease in the database), another takes over
+    within three intervals when it stops"""
 
     # --- WebSocket gateway (`websocket_url`) ------------------------------------------------
     gateway_max_frame_bytes: int = Field(65536, ge=1024)
