@@ -20,12 +20,12 @@ import uvicorn
 from sqlalchemy import create_engine, make_url, text
 
 from thinnest.api.main import create_app
-from thinnest.store.postgres_server import start_postgres
 from thinnest.config import Settings
 from thinnest.errors import ConfigError
 from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions, generate_credentials
 from thinnest.store import keys
 from thinnest.store.db import Database
+from thinnest.store.postgres_server import start_postgres
 
 # anyio loads its parts on first use, and pytest rewrites anyio's modules on import (it is a
 # pytest plugin); CPython 3.11's compiler is not thread-safe, so a first use from the API's

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     0 turns this off"""
     worker_heartbeat_interval: float = Field(5.0, gt=0)
     """seconds between a worker's heartbeats; three missed ones and it counts as gone"""
+    worker_drain_timeout: float = Field(600.0, gt=0)
+    """seconds a stopping worker (SIGTERM) gives its calls to end before it cuts them; it takes
+    no new call meanwhile. Set your process manager's stop timeout above it"""
     require_worker: bool = True
     """`POST /voice/start` answers 503 while no voice engine worker is alive"""
     worker_max_jobs: int | None = Field(None, ge=1, le=256)

@@ -38,12 +38,12 @@ from pydantic import SecretStr
 
 from thinnest.bench.latency import machine
 from thinnest.bench.metrics import percentile
-from thinnest.store.postgres_server import start_postgres
 from thinnest.bench.stack import BenchStack, StackOptions
 from thinnest.config import Settings
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.store import workers
 from thinnest.store.db import Database
+from thinnest.store.postgres_server import start_postgres
 
 __all__ = ["ApiBenchOptions", "run_api_bench"]
 

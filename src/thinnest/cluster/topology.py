@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -177,6 +178,13 @@ class Cluster:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+    def node_id(self, name: str) -> str:
+        """LiveKit's id of node ``name`` (``lk1``…), from its start line."""
+        found = re.search(r'"nodeID": "([^"]+)"', self.roles[name].text())
+        if found is None:
+            raise UnavailableError(f"{name} has not said its node id", code="cluster_failed")
+        return found.group(1)
 
     # -- faults -------------------------------------------------------------------------
     def kill_host(self, name: str) -> None:

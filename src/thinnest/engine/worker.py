@@ -221,11 +221,12 @@ async def _serve(settings: Settings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     if not run.done():
-        log.info("draining the worker")
+        wait = settings.worker_drain_timeout
+        log.info("draining the worker: its calls have %.0f s to end; it takes no new one", wait)
         try:
-            await asyncio.wait_for(server.drain(timeout=30), 35)
+            await asyncio.wait_for(server.drain(timeout=int(wait)), wait + 5)
         except TimeoutError:
-            log.warning("drain timed out")
+            log.warning("drain timed out: the calls still running are cut")
     await server.aclose()
     run.cancel()
 
