@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -42,7 +43,8 @@ def _start(cluster: Cluster, api: int) -> dict[str, str]:
 
 
 def _node_of(cluster: Cluster, session_id: str) -> str:
-    """The LiveKit node that hosts the session's room (LiveKit's own record, in Redis)."""
+    """The LiveKit node (``lk1``…) that hosts the session's room (LiveKit's own record, in
+    Redis)."""
     host, port = cluster.redis_address.split(":")
     out = subprocess.run(
         ["redis-cli", "-h", host, "-p", port, "hget", "room_node_map", session_id],
@@ -50,7 +52,8 @@ def _node_of(cluster: Cluster, session_id: str) -> str:
         text=True,
         check=True,
     )
-    return out.stdout.strip()
+    nodes = {cluster.node_id(name): name for name in cluster.roles if name.startswith("lk")}
+    return nodes.get(out.stdout.strip(), out.stdout.strip())
 
 
 def _worker_host_of(cluster: Cluster, database: Database, session_id: str) -> str | None:
@@ -65,6 +68,31 @@ def _worker_host_of(cluster: Cluster, database: Database, session_id: str) -> st
             if session_id in row.session_ids:
                 return pids.get(row.pid)
     return None
+
+
+def _final(database: Database, session_id: str) -> Any:
+    with database.session() as db:
+        row = sessions.get_session(db, session_id)
+        return row if row.status in FINAL_STATUSES else None
+
+
+async def _start_when_ready(cluster: Cluster, api: int, *, within: float) -> dict[str, str]:
+    """A start through ``api``, retried while the cluster recovers (a 503 with its code)."""
+    deadline = time.monotonic() + within
+    assert cluster.identity is not None
+    while True:
+        resp = await asyncio.to_thread(
+            httpx.post,
+            f"{cluster.api_url(api)}/voice/start",
+            json={"agent_id": cluster.identity.agent_id},
+            headers={"Authorization": f"Bearer {cluster.identity.api_key}"},
+            timeout=30,
+        )
+        if resp.status_code == 200:
+            return dict(resp.json())
+        assert resp.status_code == 503 and resp.json()["error"]["code"], resp.text
+        assert time.monotonic() < deadline, resp.text
+        await asyncio.sleep(1.0)
 
 
 def _free_slots(cluster: Cluster, database: Database) -> int:
@@ -111,8 +139,95 @@ async def test_calls_through_either_api_land_on_both_nodes_and_both_worker_hosts
             await asyncio.sleep(3.0)
     nodes = {node for _sid, node, _host in placed}
     hosts = {host for _sid, _node, host in placed}
-    assert len(nodes) == 2 and "" not in nodes, placed
+    assert nodes == {"lk1", "lk2"}, placed
     assert hosts == {"w1", "w2"}, placed
+
+
+async def test_a_draining_worker_host_finishes_its_call_and_takes_no_new_one(
+    cluster: Cluster, database: Database, speak: Callable[[str], Path]
+) -> None:
+    await _until(lambda: _free_slots(cluster, database) == 4, 60, "the earlier calls' end")
+    started = await asyncio.to_thread(_start, cluster, 1)
+    sid = started["session_id"]
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        await greeted(client)
+        draining = await _until(lambda: _worker_host_of(cluster, database, sid), 10, "a heartbeat")
+        other = "w2" if draining == "w1" else "w1"
+        cluster.signal_role(draining, signal.SIGTERM)
+        # A call started now goes to the other host: both of its calls fit there.
+        for n in range(2):
+            # (Retried while the first one's slot is still counted: it just hung up.)
+            new = await _start_when_ready(cluster, 1 + n % 2, within=30)
+            async with VoiceClient(new["livekit_url"], new["token"]) as second:
+                await greeted(second)
+                host = await _until(
+                    lambda s=new["session_id"]: _worker_host_of(cluster, database, s),
+                    10,
+                    "a heartbeat",
+                )
+                assert host == other
+        # The draining host's call goes on: it hears and answers.
+        user, _reply = await ask(client, speak)
+        assert heard(user["text"]), user["text"]
+        assert cluster.roles[draining].process.poll() is None, "it left before its call ended"
+    # Hung up: the call ends as the caller's, and the drained worker exits.
+    row = await _until(lambda: _final(database, sid), 30, "the drained call's end")
+    assert (row.status, row.end_reason) == ("ended", "user_left"), row.error
+    proc = cluster.roles[draining].process
+    await asyncio.to_thread(proc.wait, 60)
+    await asyncio.to_thread(cluster.restart_role, draining)
+
+
+async def test_a_redis_restart_is_survived_without_restarting_the_api(
+    cluster: Cluster, database: Database, speak: Callable[[str], Path]
+) -> None:
+    await _until(lambda: _free_slots(cluster, database) == 4, 60, "the earlier calls' end")
+    held = await asyncio.to_thread(_start, cluster, 1)
+    async with VoiceClient(held["livekit_url"], held["token"]) as client:
+        await greeted(client)
+        # SIGTERM: Redis writes its append-only file and exits; then it starts on it again.
+        await asyncio.to_thread(cluster.restart_role, "redis")
+        # The held call goes on, and new calls start through both API hosts.
+        user, _reply = await ask(client, speak)
+        assert heard(user["text"]), user["text"]
+        for api in (1, 2):
+            started = await _start_when_ready(cluster, api, within=60)
+            async with VoiceClient(started["livekit_url"], started["token"]) as other:
+                await greeted(other)
+        assert _final(database, held["session_id"]) is None, "the backstop ended a live call"
+
+
+async def test_a_livekit_node_stopped_drains_and_new_calls_go_to_the_other(
+    cluster: Cluster, database: Database, speak: Callable[[str], Path]
+) -> None:
+    """SIGTERM to lk2: its calls go on until they hang up, the calls on lk1 too, new rooms go
+    to lk1 (api1 uses lk1; api2 uses lk2 and, behind a load balancer, docs/deploy.md, would
+    reach lk1 too); then lk2 exits."""
+    await _until(lambda: _free_slots(cluster, database) == 4, 60, "the earlier calls' end")
+    async with contextlib.AsyncExitStack() as calls:
+        on: dict[str, VoiceClient] = {}
+        for _ in range(3):  # a call on each node (room placement is LiveKit's)
+            started = await _start_when_ready(cluster, 1, within=30)
+            client = await calls.enter_async_context(
+                VoiceClient(started["livekit_url"], started["token"])
+            )
+            await greeted(client)
+            on.setdefault(_node_of(cluster, started["session_id"]), client)
+            if len(on) == 2:
+                break
+        assert set(on) == {"lk1", "lk2"}, f"rooms only on {set(on)}"
+        await asyncio.to_thread(cluster.signal_role, "lk2", signal.SIGTERM)
+        for node in ("lk1", "lk2"):
+            user, _reply = await ask(on[node], speak)
+            assert heard(user["text"]), (node, user["text"])
+        assert cluster.roles["lk2"].process.poll() is None, "lk2 left before its call ended"
+    started = await _start_when_ready(cluster, 1, within=30)
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        await greeted(client)
+    assert _node_of(cluster, started["session_id"]) == "lk1"
+    # Its calls hung up: the node exits by itself.
+    await asyncio.to_thread(cluster.roles["lk2"].process.wait, 90)
+    await asyncio.to_thread(cluster.restart_role, "lk2")
 
 
 async def test_a_worker_host_that_dies_ends_its_call_and_the_next_go_to_the_other(
@@ -132,12 +247,7 @@ async def test_a_worker_host_that_dies_ends_its_call_and_the_next_go_to_the_othe
         ended = await client.next_event(60, type="call_ended")
         assert ended["reason"] == "error", ended
 
-    def final() -> Any:
-        with database.session() as db:
-            row = sessions.get_session(db, sid)
-            return row if row.status in FINAL_STATUSES else None
-
-    row = await _until(final, 30, "the session's end")
+    row = await _until(lambda: _final(database, sid), 30, "the session's end")
     assert (row.status, row.end_reason) == ("error", "error")
     assert [(t.role, t.text) for t in row.turns][: len(stored)] == stored
     alive = "w2" if dead == "w1" else "w1"
