@@ -240,9 +240,13 @@ async def test_a_worker_host_that_dies_ends_its_call_and_the_next_go_to_the_othe
         await greeted(client)
         await ask(client, speak)
         dead = await _until(lambda: _worker_host_of(cluster, database, sid), 10, "a heartbeat")
-        with database.session() as db:
-            stored = [(t.role, t.text) for t in sessions.get_session(db, sid).turns]
-        assert len(stored) >= 3, stored  # greeting, question, answer
+
+        def turns() -> list[tuple[str, str]]:
+            with database.session() as db:
+                return [(t.role, t.text) for t in sessions.get_session(db, sid).turns]
+
+        # The greeting, the question and the answer (stored once the answer is spoken).
+        stored = await _until(lambda: len(turns()) >= 3 and turns(), 30, "3 stored turns")
         await asyncio.to_thread(cluster.kill_host, dead)
         ended = await client.next_event(60, type="call_ended")
         assert ended["reason"] == "error", ended

@@ -4,7 +4,6 @@ the service's client, a real ``thinnest models`` process and an rtc client speak
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -226,7 +225,8 @@ async def test_a_worker_greets_every_call_up_to_its_capacity_started_one_by_one(
     """LiveKit sends no call to a worker whose reported load is at its ``target_load`` (0.7
     unless configured): a worker of 4 slots that reported 3/4 got no 4th call. Calls started
     together hid it (LiveKit still saw the load from before them); one by one, each after the
-    previous was greeted and the worker's load had reached LiveKit, the 4th got no agent."""
+    previous was greeted and the worker's load had reached LiveKit, the 4th got no agent. And a
+    call started the moment a slot frees is answered."""
 
     def free() -> int:
         with database.session() as db:
@@ -235,22 +235,33 @@ async def test_a_worker_greets_every_call_up_to_its_capacity_started_one_by_one(
     await asyncio.to_thread(until, lambda: free() == SERVICES_SLOTS, 120, "all slots free")
     agent = assistant(services_tenant)
     session_ids = []
-    async with contextlib.AsyncExitStack() as calls:
+    clients: list[VoiceClient] = []
+
+    async def call(n: int) -> None:
+        started = await _start(services_tenant, agent)
+        session_ids.append(started["session_id"])
+        client = VoiceClient(started["livekit_url"], started["token"])
+        clients.append(client)
+        await client.connect()
+        try:
+            await client.next_event(60, type="transcript", role="agent")
+        except TimeoutError:
+            pytest.fail(f"call {n} got no greeting\n" + _story(client, services_worker))
+
+    try:
         for n in range(1, SERVICES_SLOTS + 1):
-            started = await _start(services_tenant, agent)
-            session_ids.append(started["session_id"])
-            client = await calls.enter_async_context(
-                VoiceClient(started["livekit_url"], started["token"])
-            )
-            try:
-                await client.next_event(60, type="transcript", role="agent")
-            except TimeoutError:
-                pytest.fail(
-                    f"call {n} of {SERVICES_SLOTS} got no greeting\n"
-                    + _story(client, services_worker)
-                )
+            await call(n)
             # The worker's status (with its load) goes to LiveKit every 2.5 s.
             await asyncio.sleep(3.0)
+        # Full. One caller hangs up, and a call starts the moment the API counts the slot
+        # free: LiveKit must know it is free too (it used to learn it up to 2.5 s later, and
+        # dropped the dispatch to the worker it still thought full).
+        await clients.pop(0).aclose()
+        await asyncio.to_thread(until, lambda: free() >= 1, 60, "the slot freed")
+        await call(SERVICES_SLOTS + 1)
+    finally:
+        for client in clients:
+            await client.aclose()
     for session_id in session_ids:
         row = await wait_final(database, session_id, within=60)
         assert row.status == "ended", row.error

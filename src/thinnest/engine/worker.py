@@ -100,6 +100,9 @@ def build_server(
 #: every target a LiveKit server is likely to set, a worker with a free slot gets its call.
 FULL_LOAD = 0.5
 
+#: How often livekit-agents tells LiveKit a worker's load and status (its UPDATE_STATUS_INTERVAL).
+STATUS_INTERVAL = 2.5
+
 #: What one call costs the machine, measured by `thinnest bench concurrency` on 2 cores
 #: (docs/benchmarks.md): a core share (the engine's and the model services' work, with the
 #: caller's side of WebRTC beside it), and memory with shared model services or with the
@@ -125,6 +128,24 @@ def _available_mb() -> float:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) / 1000
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+async def _tell_livekit_our_load(server: AgentServer) -> None:
+    """Send LiveKit this worker's load and status now, not at livekit-agents' next periodic
+    update (every 2.5 s); where this livekit-agents lacks the means, wait for that update."""
+    refresh = getattr(server, "_refresh_worker_load", None)
+    update = getattr(server, "_update_worker_status", None)
+    if refresh is None or update is None:
+        await asyncio.sleep(STATUS_INTERVAL + 0.5)
+        return
+    try:
+        await refresh()
+        await update()
+    except Exception as exc:  # not connected: the periodic update says it later
+        log.debug("worker status not sent at once: %r", exc)
+        await asyncio.sleep(STATUS_INTERVAL + 0.5)
+        return
+    await asyncio.sleep(0.1)  # on its way over the worker's WebSocket before the API hears
 
 
 def _rooms(server: AgentServer, claims: Claims) -> list[str]:
@@ -173,6 +194,11 @@ async def _heartbeat(
     try:
         while True:
             rooms = _rooms(server, claims)
+            if reported is not None and set(reported) - set(rooms):
+                # A slot freed: LiveKit must know before the API counts it, or a call the API
+                # admits meanwhile is dispatched to a worker LiveKit still thinks full, and
+                # LiveKit drops that dispatch for good (no agent ever joins).
+                await _tell_livekit_our_load(server)
             try:
                 await asyncio.to_thread(beat, rooms)
             except Exception as exc:  # the database is busy or not migrated yet: next time
