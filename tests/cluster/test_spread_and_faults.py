@@ -197,39 +197,6 @@ async def test_a_redis_restart_is_survived_without_restarting_the_api(
         assert _final(database, held["session_id"]) is None, "the backstop ended a live call"
 
 
-async def test_a_livekit_node_stopped_drains_and_new_calls_go_to_the_other(
-    cluster: Cluster, database: Database, speak: Callable[[str], Path]
-) -> None:
-    """SIGTERM to lk2: its calls go on until they hang up, the calls on lk1 too, new rooms go
-    to lk1 (api1 uses lk1; api2 uses lk2 and, behind a load balancer, docs/deploy.md, would
-    reach lk1 too); then lk2 exits."""
-    await _until(lambda: _free_slots(cluster, database) == 4, 60, "the earlier calls' end")
-    async with contextlib.AsyncExitStack() as calls:
-        on: dict[str, VoiceClient] = {}
-        for _ in range(3):  # a call on each node (room placement is LiveKit's)
-            started = await _start_when_ready(cluster, 1, within=30)
-            client = await calls.enter_async_context(
-                VoiceClient(started["livekit_url"], started["token"])
-            )
-            await greeted(client)
-            on.setdefault(_node_of(cluster, started["session_id"]), client)
-            if len(on) == 2:
-                break
-        assert set(on) == {"lk1", "lk2"}, f"rooms only on {set(on)}"
-        await asyncio.to_thread(cluster.signal_role, "lk2", signal.SIGTERM)
-        for node in ("lk1", "lk2"):
-            user, _reply = await ask(on[node], speak)
-            assert heard(user["text"]), (node, user["text"])
-        assert cluster.roles["lk2"].process.poll() is None, "lk2 left before its call ended"
-    started = await _start_when_ready(cluster, 1, within=30)
-    async with VoiceClient(started["livekit_url"], started["token"]) as client:
-        await greeted(client)
-    assert _node_of(cluster, started["session_id"]) == "lk1"
-    # Its calls hung up: the node exits by itself.
-    await asyncio.to_thread(cluster.roles["lk2"].process.wait, 90)
-    await asyncio.to_thread(cluster.restart_role, "lk2")
-
-
 async def test_a_worker_host_that_dies_ends_its_call_and_the_next_go_to_the_other(
     cluster: Cluster, database: Database, speak: Callable[[str], Path]
 ) -> None:
