@@ -161,7 +161,10 @@ def cluster(
     )
     running = Cluster(options)
     stop = threading.Event()
+    # Both set here: a process started in the background inherits SIGINT ignored, and Python
+    # then raises no KeyboardInterrupt for it.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     out.print("starting the cluster (a minute or two) …")
     running.start()
     try:
@@ -178,10 +181,7 @@ def cluster(
             f"{ident.api_key}' -H 'Content-Type: application/json' "
             f'-d \'{{"agent_id": "{ident.agent_id}"}}\'\n'
         )
-        try:
-            while not stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(1.0):
             pass
     finally:
         out.print("stopping the cluster …")
