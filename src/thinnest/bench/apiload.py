@@ -1,19 +1,21 @@
 """``thinnest bench api``: ``POST /voice/start`` throughput and latency under loopback load.
 
-The API runs as ``thinnest serve`` (one process, as deployed) next to a real LiveKit
-server; the load comes from this process, an ``httpx.AsyncClient`` with ``concurrency``
-requests in flight, until ``requests`` are done or ``seconds`` have passed (after a warm-up
-of 20 requests that is not counted). Each request is the whole start: the worker check,
-the agent lookup and the session row in the database, LiveKit's room creation and agent
-dispatch (two RPCs to livekit-server), the token. No worker takes the dispatches (none
-runs); a heartbeat row written every second stands in for one so that the API's worker
-check passes exactly as with a live worker.
+The API runs as ``thinnest serve --workers N`` (N API processes on one port, for each N of
+``processes``) next to a real LiveKit server; the load comes from this process, an
+``httpx.AsyncClient`` with ``concurrency`` requests in flight, until ``requests`` are done or
+``seconds`` have passed (after a warm-up of 20 requests per API process that is not
+counted). Each request is the whole start: the worker check, the agent lookup and the
+session row in the database, LiveKit's room creation and agent dispatch (two RPCs to
+livekit-server), the token. No worker takes the dispatches (none runs); a heartbeat row
+written every 0.5 s stands in for one so that the API's worker check passes exactly as with
+a live worker.
 
 Runs on SQLite (a file) and PostgreSQL (Debian's server started in a temporary directory,
-or ``postgres_url``). To show where the time goes, the same load is also timed against
-LiveKit's two RPCs alone (:class:`~thinnest.livekit.rooms.LiveKitService` from this
-process), and ``profile`` runs the API under pyinstrument (event-loop thread) and keeps
-its text report.
+or ``postgres_url``). The same load is then timed against LiveKit's two RPCs alone
+(:class:`~thinnest.livekit.rooms.LiveKitService` from this process), on the same stack
+right after, for each process count: the ``/voice/start`` row carries ``livekit_ratio``,
+its requests/s over LiveKit's alone (the target: ≥ 0.8). ``profile`` runs the API (one
+process) under pyinstrument (event-loop thread) and keeps its text report.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from thinnest.store.postgres_server import start_postgres
 __all__ = ["ApiBenchOptions", "run_api_bench"]
 
 _WARMUP = 20
+_DEFAULT_RATE_LIMIT_STORE = str(Settings.model_fields["rate_limit_store"].default)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class ApiBenchOptions:
         requests: requests per database (at most).
         seconds: time limit per database.
         concurrency: requests in flight.
+        processes: API process counts to run, each a stack of its own (``serve --workers``).
+        rate_limit_store: the API's ``THINNEST_RATE_LIMIT_STORE`` (None: its default).
         databases: ``sqlite`` and/or ``postgresql``.
         postgres_url: use this PostgreSQL instead of starting one.
         profile: also run the API under pyinstrument (SQLite, a separate load).
@@ -66,7 +71,9 @@ class ApiBenchOptions:
 
     requests: int = 1000
     seconds: float = 30.0
-    concurrency: int = 8
+    concurrency: int = 16
+    processes: tuple[int, ...] = (1,)
+    rate_limit_store: str | None = None
     databases: tuple[str, ...] = ("sqlite", "postgresql")
     postgres_url: str | None = None
     profile: bool = False
@@ -140,13 +147,27 @@ async def _load(
     }
 
 
-async def _run_one(
-    database: str, url: str | None, options: ApiBenchOptions, settings: Settings, workdir: Path
-) -> list[dict[str, Any]]:
+def _env(options: ApiBenchOptions) -> dict[str, str]:
     env = {"THINNEST_LOG_LEVEL": "WARNING", "THINNEST_WORKER_HEARTBEAT_INTERVAL": "1.0"}
-    stack_opts = StackOptions(workdir=workdir, database_url=url, worker=False, env=env)
+    if options.rate_limit_store:
+        env["THINNEST_RATE_LIMIT_STORE"] = options.rate_limit_store
+    return env
+
+
+async def _run_one(
+    database: str,
+    url: str | None,
+    options: ApiBenchOptions,
+    settings: Settings,
+    workdir: Path,
+    processes: int,
+) -> list[dict[str, Any]]:
+    """``processes`` API processes: the load on ``/voice/start``, then on LiveKit alone."""
+    stack_opts = StackOptions(workdir=workdir, database_url=url, worker=False, env=_env(options))
     rows = []
-    with BenchStack(stack_opts, settings) as stack:
+    stack = BenchStack(stack_opts, settings)
+    stack.api_command = ["-m", "thinnest", "serve", "--workers", str(processes)]
+    with stack:
         agent_id = stack.create_agent()
         with _fake_worker(stack.database_url, settings.agent_name):
             limits = httpx.Limits(max_connections=options.concurrency * 2)
@@ -158,7 +179,13 @@ async def _run_one(
                     resp = await http.post("/voice/start", json=body, headers=headers)
                     return resp.status_code
 
-                await _load(start, requests=_WARMUP, seconds=30, concurrency=4)
+                # Every process warms up (its first requests open connections, import lazily).
+                await _load(
+                    start,
+                    requests=_WARMUP * processes,
+                    seconds=60,
+                    concurrency=max(4, 2 * processes),
+                )
                 result = await _load(
                     start,
                     requests=options.requests,
@@ -166,7 +193,14 @@ async def _run_one(
                     concurrency=options.concurrency,
                 )
                 result["api_errors_logged"] = stack.log_text("api").count("unhandled error")
-                rows.append({"database": database, "what": "POST /voice/start", **result})
+                rows.append(
+                    {
+                        "database": database,
+                        "what": "POST /voice/start",
+                        "processes": processes,
+                        **result,
+                    }
+                )
         lk_settings = settings.model_copy(
             update={
                 "livekit_url": stack.livekit_url,
@@ -181,6 +215,7 @@ async def _run_one(
                 await service.create_session_room(f"bench-{secrets.token_hex(8)}", {"x": 1})
                 return 200
 
+            await _load(rooms, requests=_WARMUP, seconds=60, concurrency=4)  # as the API's
             result = await _load(
                 rooms,
                 requests=options.requests,
@@ -189,15 +224,25 @@ async def _run_one(
             )
         finally:
             await service.aclose()
-        rows.append({"database": database, "what": "LiveKit room + dispatch only", **result})
+        rows.append(
+            {
+                "database": database,
+                "what": "LiveKit room + dispatch only",
+                "processes": processes,
+                **result,
+            }
+        )
+    ours, livekit = rows
+    ours["livekit_ratio"] = (
+        ours["throughput_rps"] / livekit["throughput_rps"] if livekit["throughput_rps"] else 0.0
+    )
     return rows
 
 
 async def _profile(options: ApiBenchOptions, settings: Settings, workdir: Path) -> str:
     """The API's event-loop thread under pyinstrument during a short SQLite load."""
     report = workdir / "pyinstrument.txt"
-    env = {"THINNEST_LOG_LEVEL": "WARNING", "THINNEST_WORKER_HEARTBEAT_INTERVAL": "1.0"}
-    stack_opts = StackOptions(workdir=workdir, worker=False, env=env)
+    stack_opts = StackOptions(workdir=workdir, worker=False, env=_env(options))
     stack = BenchStack(stack_opts, settings)
     stack.api_command = [
         "-m",
@@ -249,19 +294,25 @@ async def run_api_bench(
     base = options.workdir or settings.data_dir / "bench" / f"api-{int(started)}"
     runs: list[dict[str, Any]] = []
     for database in options.databases:
-        progress(f"{database}: starting LiveKit and the API")
+
+        async def each(url: str | None, database: str = database) -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = []
+            for n in options.processes:
+                progress(f"{database}: LiveKit and {n} API process(es)")
+                workdir = base / f"{database}-{n}"
+                rows += await _run_one(database, url, options, settings, workdir, n)
+            return rows
+
         if database == "sqlite":
-            runs += await _run_one(database, None, options, settings, base / database)
+            runs += await each(None)
             continue
         if options.postgres_url:
-            runs += await _run_one(
-                database, options.postgres_url, options, settings, base / database
-            )
+            runs += await each(options.postgres_url)
             continue
         pg_dir = Path(tempfile.mkdtemp(prefix="thinnest-bench-pg-"))
         url, stop = start_postgres(pg_dir)
         try:
-            runs += await _run_one(database, url, options, settings, base / database)
+            runs += await each(url)
         finally:
             stop()
             shutil.rmtree(pg_dir, ignore_errors=True)
@@ -271,6 +322,8 @@ async def run_api_bench(
         profile = await _profile(options, settings, base / "profile")
     for row in runs:
         row["concurrency"] = options.concurrency
+        # The stack's API gets no THINNEST_* of this process: its default unless set.
+        row["rate_limit_store"] = options.rate_limit_store or _DEFAULT_RATE_LIMIT_STORE
     return {
         "bench": "api",
         "started": datetime.fromtimestamp(started, UTC).isoformat(),

@@ -94,17 +94,32 @@ def concurrency_table(results: dict[str, Any]) -> Table:
 
 def api_table(results: dict[str, Any]) -> Table:
     table = Table(title="thinnest bench api: POST /voice/start")
-    names = ("database", "what", "requests", "ok", "in flight", "req/s", "p50 ms", "p99 ms", "max")
+    names = (
+        "database",
+        "processes",
+        "what",
+        "requests",
+        "ok",
+        "in flight",
+        "req/s",
+        "× LiveKit",
+        "p50 ms",
+        "p99 ms",
+        "max",
+    )
     for name in names:
         table.add_column(name, justify="left" if name in ("database", "what") else "right")
     for r in results["runs"]:
+        ratio = r.get("livekit_ratio")
         table.add_row(
             r["database"],
+            str(r.get("processes", 1)),
             r["what"],
             str(r["requests"]),
             str(r["ok"]),
             str(r["concurrency"]),
             f"{r['throughput_rps']:.0f}",
+            "" if ratio is None else f"{ratio:.2f}",
             _ms(r["latency_ms"]["p50"]),
             _ms(r["latency_ms"]["p99"]),
             _ms(r["latency_ms"]["max"]),

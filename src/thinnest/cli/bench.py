@@ -159,9 +159,19 @@ def bench_turn(
 def bench_api(
     requests: Annotated[int, typer.Option(help="requests per database (at most)")] = 1000,
     seconds: Annotated[float, typer.Option(help="time limit per database")] = 30.0,
-    concurrency: Annotated[int, typer.Option(help="requests in flight")] = 8,
+    concurrency: Annotated[int, typer.Option(help="requests in flight")] = 16,
+    processes: Annotated[
+        list[int] | None,
+        typer.Option(
+            min=1, max=64, help="API processes, serve --workers N (repeatable; default 1)"
+        ),
+    ] = None,
     database: Annotated[
         list[str] | None, typer.Option(help="sqlite, postgresql (repeatable; default both)")
+    ] = None,
+    rate_limit_store: Annotated[
+        str | None,
+        typer.Option(help="the API's THINNEST_RATE_LIMIT_STORE: database or memory"),
     ] = None,
     postgres_url: Annotated[
         str | None, typer.Option(help="use this PostgreSQL instead of starting one")
@@ -175,11 +185,15 @@ def bench_api(
     from thinnest.bench.apiload import ApiBenchOptions, run_api_bench
     from thinnest.bench.tables import api_table
 
+    if rate_limit_store not in (None, "database", "memory"):
+        raise typer.BadParameter("must be database or memory", param_hint="--rate-limit-store")
     settings = get_settings()
     options = ApiBenchOptions(
         requests=requests,
         seconds=seconds,
         concurrency=concurrency,
+        processes=tuple(processes or (1,)),
+        rate_limit_store=rate_limit_store,
         databases=tuple(database or ("sqlite", "postgresql")),
         postgres_url=postgres_url,
         profile=profile,
