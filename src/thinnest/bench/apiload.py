@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from pydantic import SecretStr
 
 from thinnest.bench.latency import machine
@@ -104,6 +105,57 @@ def _fake_worker(url: str, agent_name: str) -> Iterator[None]:
         stop.set()
         thread.join(5)
         database.close()
+
+
+def _cpu(stack: BenchStack) -> dict[str, Any]:
+    """CPU seconds so far (user + system) of each API process (``serve --workers N``: its N
+    spawned servers, not the supervisor) and of their main threads (the event loops; the
+    rest is the thread pool's: database work, sync dependencies), of LiveKit and of this
+    process (the load)."""
+
+    def loop(proc: psutil.Process) -> float:
+        with contextlib.suppress(psutil.Error):
+            for thread in proc.threads():
+                if thread.id == proc.pid:
+                    return float(thread.user_time + thread.system_time)
+        return 0.0
+
+    def seconds(proc: psutil.Process) -> float:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            return float(times.user + times.system)
+        return 0.0
+
+    api = psutil.Process(stack.children["api"].pid)
+    servers = [
+        p
+        for p in api.children()
+        if "spawn_main" in " ".join(p.cmdline())  # not multiprocessing's resource tracker
+    ] or [api]
+    livekit = stack.livekit.process if stack.livekit else None
+    return {
+        "api": {p.pid: seconds(p) for p in servers},
+        "api_loop": sum(loop(p) for p in servers),
+        "livekit": seconds(psutil.Process(livekit.pid)) if livekit else 0.0,
+        "load": seconds(psutil.Process()),
+    }
+
+
+def _cpu_used(before: dict[str, Any], after: dict[str, Any], ok: int) -> dict[str, Any]:
+    """What ``after - before`` used: each API process (most first), LiveKit, the load; and
+    per answered request, in ms."""
+    api = [after["api"][pid] - before["api"].get(pid, 0.0) for pid in after["api"]]
+    used = {
+        "api_loop": after["api_loop"] - before["api_loop"],
+        "livekit": after["livekit"] - before["livekit"],
+        "load": after["load"] - before["load"],
+    }
+    per = {"api": sum(api), **used}
+    return {
+        "api": [round(s, 2) for s in sorted(api, reverse=True)],
+        **{name: round(s, 2) for name, s in used.items()},
+        "ms_per_request": {name: round(1000 * s / max(ok, 1), 1) for name, s in per.items()},
+    }
 
 
 async def _load(
@@ -186,12 +238,14 @@ async def _run_one(
                     seconds=60,
                     concurrency=max(4, 2 * processes),
                 )
+                before = _cpu(stack)
                 result = await _load(
                     start,
                     requests=options.requests,
                     seconds=options.seconds,
                     concurrency=options.concurrency,
                 )
+                result["cpu_s"] = _cpu_used(before, _cpu(stack), result["ok"])
                 result["api_errors_logged"] = stack.log_text("api").count("unhandled error")
                 rows.append(
                     {
@@ -216,12 +270,14 @@ async def _run_one(
                 return 200
 
             await _load(rooms, requests=_WARMUP, seconds=60, concurrency=4)  # as the API's
+            before = _cpu(stack)
             result = await _load(
                 rooms,
                 requests=options.requests,
                 seconds=options.seconds,
                 concurrency=options.concurrency,
             )
+            result["cpu_s"] = _cpu_used(before, _cpu(stack), result["ok"])
         finally:
             await service.aclose()
         rows.append(
