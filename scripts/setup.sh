@@ -51,7 +51,7 @@ APT_PACKAGES=(ca-certificates)
 { have_llama_wheel && have_llama_server; } || APT_PACKAGES+=(cmake build-essential)
 if ((TEST)); then
   APT_PACKAGES+=(postgresql chromium)   # chromium: the browser tests (tests/web)
-  APT_PACKAGES+=(redis-server iproute2)  # `thinnest cluster` (tests/cluster): LiveKit's Redis, namespaces
+  APT_PACKAGES+=(redis-server iproute2 haproxy)  # `thinnest cluster` (tests/cluster): Redis, namespaces, load balancer
 fi
 command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 missing=()

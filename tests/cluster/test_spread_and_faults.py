@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import subprocess
 import time
@@ -22,6 +23,7 @@ import pytest
 from tests.engine.conftest import heard
 from tests.modelsvc.conftest import ask, greeted
 from thinnest.client import VoiceClient
+from thinnest.cluster.haproxy import runtime_command
 from thinnest.cluster.topology import Cluster
 from thinnest.contracts.session import FINAL_STATUSES
 from thinnest.store import sessions, workers
@@ -195,6 +197,126 @@ async def test_a_redis_restart_is_survived_without_restarting_the_api(
             async with VoiceClient(started["livekit_url"], started["token"]) as other:
                 await greeted(other)
         assert _final(database, held["session_id"]) is None, "the backstop ended a live call"
+
+
+def _registered_on(cluster: Cluster) -> dict[str, set[str]]:
+    """Which worker hosts hold a connection to each LiveKit node through the load balancer
+    (haproxy's sessions, by source address): with no call up, only their ``/agent``
+    registrations."""
+    by_address = {role.host.address: name for name, role in cluster.roles.items()}
+    placed: dict[str, set[str]] = {}
+    for line in runtime_command(cluster.lb_socket, "show sess").splitlines():
+        src = re.search(r"src=([\d.]+):", line)
+        srv = re.search(r"be=livekit srv=(\S+)", line)
+        if src and srv and by_address.get(src.group(1), "").startswith("w"):
+            placed.setdefault(srv.group(1), set()).add(by_address[src.group(1)])
+    return placed
+
+
+async def test_a_livekit_node_taken_out_drains_and_new_calls_go_to_the_other(
+    cluster: Cluster, database: Database, speak: Callable[[str], Path]
+) -> None:
+    """The node procedure of docs/deploy.md: the load balancer sends the node nothing new,
+    then SIGTERM. Its calls and the other node's go on; new calls get an agent, on the other
+    node, even when the worker LiveKit offers them to is registered on the draining node;
+    the node exits once its calls hung up, and its workers register again elsewhere."""
+    await _until(lambda: _free_slots(cluster, database) == 4, 60, "the earlier calls' end")
+    registered = await _until(lambda: _registered_on(cluster), 10, "the workers' registrations")
+    # The node that holds the most worker registrations: the hard case.
+    out = max(sorted(registered), key=lambda node: len(registered[node]))
+    stays = "lk1" if out == "lk2" else "lk2"
+    async with contextlib.AsyncExitStack() as calls:
+        on: dict[str, VoiceClient] = {}
+        for _ in range(3):  # a call on each node (room placement is LiveKit's)
+            started = await _start_when_ready(cluster, 1, within=30)
+            client = await calls.enter_async_context(
+                VoiceClient(started["livekit_url"], started["token"])
+            )
+            await greeted(client)
+            on.setdefault(_node_of(cluster, started["session_id"]), client)
+            if len(on) == 2:
+                break
+            await asyncio.sleep(3.0)  # LiveKit's view of the nodes' rooms catches up
+        assert set(on) == {"lk1", "lk2"}, f"rooms only on {set(on)}"
+        await asyncio.to_thread(cluster.drain_node, out)
+        for node in ("lk1", "lk2"):
+            user, _reply = await ask(on[node], speak)
+            assert heard(user["text"]), (node, user["text"])
+        # New calls while it drains: each gets its agent, in a room on the other node.
+        for api in (1, 2, 1):
+            started = await _start_when_ready(cluster, api, within=30)
+            async with VoiceClient(started["livekit_url"], started["token"]) as client:
+                await greeted(client)
+            assert _node_of(cluster, started["session_id"]) == stays
+        assert cluster.roles[out].process.poll() is None, f"{out} left before its call ended"
+    # Its calls hung up: the node exits by itself, and its workers register on the other.
+    await asyncio.to_thread(cluster.roles[out].process.wait, 90)
+    await _until(
+        lambda: {w for ws in _registered_on(cluster).values() for w in ws} == {"w1", "w2"},
+        30,
+        "the workers' new registrations",
+    )
+    started = await _start_when_ready(cluster, 2, within=30)
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        await greeted(client)
+    await asyncio.to_thread(cluster.restart_role, out)
+    await asyncio.to_thread(cluster.set_lb_state, out, "ready")
+
+
+async def test_an_api_host_killed_under_load_leaves_the_other_serving(
+    cluster: Cluster, database: Database
+) -> None:
+    """SIGKILL an API host while a bounded load reads through the other host and through the
+    load balancer: the other host answers every request, the load balancer fails at most the
+    requests the dead host held; a call started through the dead host is read and ended
+    through the other."""
+    await _until(lambda: _free_slots(cluster, database) == 4, 60, "the earlier calls' end")
+    assert cluster.identity is not None
+    headers = {"Authorization": f"Bearer {cluster.identity.api_key}"}
+    started = await asyncio.to_thread(_start, cluster, 1)
+    sid = started["session_id"]
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        await greeted(client)
+        answers: dict[str, list[int | str]] = {"direct": [], "lb": []}
+        stop = asyncio.Event()
+
+        async def load(base: str, into: list[int | str]) -> None:
+            async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as http:
+                for _ in range(300):  # bounded: 300 requests or the stop, whichever first
+                    if stop.is_set():
+                        return
+                    try:
+                        resp = await http.get(f"/voice/sessions/{sid}")
+                        into.append(resp.status_code)
+                    except httpx.HTTPError as exc:
+                        into.append(type(exc).__name__)
+
+        loads = [
+            asyncio.create_task(load(cluster.api_url(2), answers["direct"])),
+            asyncio.create_task(load(cluster.lb_api_url, answers["lb"])),
+            asyncio.create_task(load(cluster.lb_api_url, answers["lb"])),
+        ]
+        await asyncio.sleep(2.0)
+        before = len(answers["lb"])
+        await asyncio.to_thread(cluster.kill_host, "api1")
+        await asyncio.sleep(6.0)  # the load balancer's checks take the dead host out (2 s)
+        stop.set()
+        await asyncio.gather(*loads)
+        lb = answers["lb"]
+        assert answers["direct"] and set(answers["direct"]) == {200}, answers["direct"]
+        assert before > 10 and set(lb[:before]) == {200}, lb[:before]
+        failed = [a for a in lb if a != 200]
+        assert len(failed) <= 2, failed  # at most what the dead host held (2 in flight)
+        assert len(lb) > before + 20 and lb[-20:] == [200] * 20, lb[before:]
+        # Started through api1, read and ended through api2.
+        ended = await asyncio.to_thread(
+            httpx.post, f"{cluster.api_url(2)}/voice/sessions/{sid}/end", headers=headers
+        )
+        assert ended.status_code == 200, ended.text
+        await client.next_event(30, type="call_ended")
+    row = await _until(lambda: _final(database, sid), 30, "the session's end")
+    assert (row.status, row.end_reason) == ("ended", "ended_by_api")
+    await asyncio.to_thread(cluster.restart_role, "api1")
 
 
 async def test_a_worker_host_that_dies_ends_its_call_and_the_next_go_to_the_other(

@@ -144,7 +144,8 @@ def cluster(
     worker_max_jobs: Annotated[int, typer.Option(min=1, help="calls each worker host takes")] = 2,
 ) -> None:
     """Start a multi-host Thinnest on this machine (root): Redis, PostgreSQL, two LiveKit nodes,
-    the model services, two API hosts and worker hosts, each in a network namespace of its own.
+    a load balancer (haproxy), the model services, two API hosts and worker hosts, each in a
+    network namespace of its own.
     Ctrl-C stops everything and removes the namespaces."""
     import signal
     import threading
@@ -173,11 +174,12 @@ def cluster(
         out.print("\n[bold green]Thinnest cluster is running[/] (Ctrl-C stops everything)\n")
         for name, role in running.roles.items():
             out.print(f"  {name:<8} {role.host.address:<15} log {escape(str(role.log))}")
-        out.print(f"\n  API hosts     {running.api_url(1)}  {running.api_url(2)}")
+        out.print(f"\n  API           {running.lb_api_url}  (load balancer)")
+        out.print(f"  LiveKit       {running.lb_livekit_url}  (load balancer)")
         out.print(f"  agent id      {ident.agent_id}")
         out.print(f"  API key       {ident.api_key}\n")
         out.print(
-            f"  curl -s -X POST {running.api_url(1)}/voice/start -H 'Authorization: Bearer "
+            f"  curl -s -X POST {running.lb_api_url}/voice/start -H 'Authorization: Bearer "
             f"{ident.api_key}' -H 'Content-Type: application/json' "
             f'-d \'{{"agent_id": "{ident.agent_id}"}}\'\n'
         )

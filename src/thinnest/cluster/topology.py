@@ -3,10 +3,11 @@ network namespace of its own (:mod:`thinnest.cluster.netns`), started with the s
 and settings a real deployment uses (docs/deploy.md).
 
 The default topology: Redis, PostgreSQL, two LiveKit nodes in distributed mode (sharing the
-Redis), the shared model services, two API hosts (each its LiveKit node's API and webhook
-target) and two worker hosts (each registered on one node; LiveKit dispatches a room on either
-node to a worker on either). Nothing here routes a call: room placement and job dispatch are
-LiveKit's, the store is PostgreSQL.
+Redis), a load balancer (haproxy) in front of the nodes and of the API hosts, the shared model
+services, two API hosts and two worker hosts. Clients, workers and the API reach LiveKit through
+the load balancer, and LiveKit's webhooks reach the API through it; LiveKit dispatches a room on
+either node to a worker on either. Nothing here routes a call: room placement and job dispatch
+are LiveKit's, the store is PostgreSQL.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from thinnest.bootstrap import DevIdentity, ensure_dev_identity
+from thinnest.cluster.haproxy import Backend, find_haproxy, haproxy_config, runtime_command
 from thinnest.cluster.netns import Host, Network
 from thinnest.config import Settings
 from thinnest.errors import ConfigError, UnavailableError
@@ -119,7 +121,23 @@ class Cluster:
 
     # -- addresses ----------------------------------------------------------------------
     def livekit_url(self, node: int) -> str:
+        """Node ``node``'s own URL (the load balancer's is :attr:`lb_livekit_url`)."""
         return f"http://{self.hosts[f'lk{node}'].address}:{LIVEKIT_PORT}"
+
+    @property
+    def lb_livekit_url(self) -> str:
+        """LiveKit through the load balancer: what clients, workers and the API use."""
+        return f"http://{self.hosts['lb'].address}:{LIVEKIT_PORT}"
+
+    @property
+    def lb_api_url(self) -> str:
+        """The API through the load balancer: what a product's backend calls."""
+        return f"http://{self.hosts['lb'].address}:{API_PORT}"
+
+    @property
+    def lb_socket(self) -> Path:
+        """haproxy's runtime API (a Unix socket, reachable from any namespace)."""
+        return self.options.workdir / "lb" / "haproxy.sock"
 
     def api_url(self, n: int) -> str:
         return f"http://{self.hosts[f'api{n}'].address}:{API_PORT}"
@@ -135,7 +153,8 @@ class Cluster:
     # -- start and stop ---------------------------------------------------------------
     def start(self, *, timeout: float = 300.0) -> None:
         o = self.options
-        names = ["redis", "db", *(f"lk{i}" for i in range(1, o.livekit_nodes + 1)), "models"]
+        names = ["redis", "db", *(f"lk{i}" for i in range(1, o.livekit_nodes + 1)), "lb"]
+        names.append("models")
         names += [f"api{i}" for i in range(1, o.api_hosts + 1)]
         names += [f"w{i}" for i in range(1, o.worker_hosts + 1)]
         try:
@@ -144,6 +163,7 @@ class Cluster:
             self._start_postgres()
             for i in range(1, o.livekit_nodes + 1):
                 self._start_livekit(i, timeout)
+            self._start_load_balancer(timeout)
             self._launch(self._models_role())
             self._wait(self.roles["models"], timeout)
             for i in range(1, o.api_hosts + 1):
@@ -195,6 +215,20 @@ class Cluster:
         for role in self.roles.values():
             if role.host.name == name and role.process is not None:
                 role.process.wait(10)
+
+    def set_lb_state(self, name: str, state: str) -> None:
+        """Put server ``name`` (``lk1``, ``api2``…) of the load balancer in ``state``:
+        ``drain`` (no new connection; those open stay), ``maint`` or ``ready``."""
+        backend = "livekit" if name.startswith("lk") else "api"
+        answer = runtime_command(self.lb_socket, f"set server {backend}/{name} state {state}")
+        if answer.strip():
+            raise UnavailableError(f"haproxy: {answer.strip()}", code="cluster_failed")
+
+    def drain_node(self, name: str) -> None:
+        """Take LiveKit node ``name`` out as docs/deploy.md says: the load balancer sends it
+        no new connection, then SIGTERM; it exits once its rooms' participants have left."""
+        self.set_lb_state(name, "drain")
+        self.signal_role(name, signal.SIGTERM)
 
     def signal_role(self, name: str, sig: int = signal.SIGTERM) -> None:
         role = self.roles[name]
@@ -274,13 +308,12 @@ class Cluster:
         host = self.hosts[f"lk{node}"]
         data = self.options.workdir / host.name
         data.mkdir(parents=True, exist_ok=True)
-        api = self.hosts.get(f"api{node}") or self.hosts["api1"]
         options = LiveKitServerOptions(
             api_key=self.livekit_key,
             api_secret=self.livekit_secret,
             port=LIVEKIT_PORT,
             host=host.address,
-            webhook_urls=(f"http://{api.address}:{API_PORT}/livekit/webhook",),
+            webhook_urls=(f"{self.lb_api_url}/livekit/webhook",),
             redis_address=self.redis_address,
         )
         config = data / "livekit.yaml"
@@ -290,6 +323,39 @@ class Cluster:
         argv = [str(binary), "--config", str(config), "--node-ip", host.address]
         url = self.livekit_url(node)
         role = Role(host.name, host, argv, {"THINNEST_DATA_DIR": str(data)}, lambda: _http_ok(url))
+        self._launch(role)
+        self._wait(role, timeout)
+
+    def _start_load_balancer(self, timeout: float) -> None:
+        host = self.hosts["lb"]
+        data = self.options.workdir / host.name
+        data.mkdir(parents=True, exist_ok=True)
+        o = self.options
+        backends = [
+            Backend(
+                "livekit",
+                LIVEKIT_PORT,
+                "/",
+                {
+                    f"lk{i}": f"{self.hosts[f'lk{i}'].address}:{LIVEKIT_PORT}"
+                    for i in range(1, o.livekit_nodes + 1)
+                },
+            ),
+            Backend(
+                "api",
+                API_PORT,
+                "/healthz",
+                {
+                    f"api{i}": f"{self.hosts[f'api{i}'].address}:{API_PORT}"
+                    for i in range(1, o.api_hosts + 1)
+                },
+            ),
+        ]
+        config = data / "haproxy.cfg"
+        config.write_text(haproxy_config(host.address, backends, self.lb_socket))
+        argv = [find_haproxy(), "-db", "-f", str(config)]
+        url = f"{self.lb_livekit_url}/"
+        role = Role("lb", host, argv, {"THINNEST_DATA_DIR": str(data)}, lambda: _http_ok(url))
         self._launch(role)
         self._wait(role, timeout)
 
@@ -304,12 +370,11 @@ class Cluster:
 
     def _api_role(self, n: int) -> Role:
         host = self.hosts[f"api{n}"]
-        node = (n - 1) % self.options.livekit_nodes + 1
         env = self._thinnest_env(
             host,
             THINNEST_API_HOST=host.address,
             THINNEST_API_PORT=str(API_PORT),
-            THINNEST_LIVEKIT_URL=self.livekit_url(node),
+            THINNEST_LIVEKIT_URL=self.lb_livekit_url,
             THINNEST_MODELS_URL=self.models_url,
         )
         argv = [sys.executable, "-m", "thinnest", "serve"]
@@ -318,10 +383,9 @@ class Cluster:
 
     def _worker_role(self, n: int) -> Role:
         host = self.hosts[f"w{n}"]
-        node = (n - 1) % self.options.livekit_nodes + 1
         env = self._thinnest_env(
             host,
-            THINNEST_LIVEKIT_URL=self.livekit_url(node),
+            THINNEST_LIVEKIT_URL=self.lb_livekit_url,
             THINNEST_MODELS_URL=self.models_url,
             THINNEST_WORKER_MAX_JOBS=str(self.options.worker_max_jobs),
             THINNEST_WORKER_IDLE_PROCESSES=str(self.options.worker_idle_processes),
