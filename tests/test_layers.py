@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "config": 0,
     "errors": 0,
     "log": 0,
+    "metrics": 0,  # the Prometheus metrics every process counts in
     "testing": 0,
     # the shared contracts: agent config, dispatch metadata, events, session status
     "contracts": 1,

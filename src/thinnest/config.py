@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     """sessions a publishable key may have open (starting or active) at once, unless the key
     sets its own; one more is refused with `429 too_many_sessions` (secret keys: no cap
     unless the key sets one)"""
+    metrics_enabled: bool = True
+    """serve the API's Prometheus `/metrics` (unauthenticated, like any scrape target: block
+    `/metrics` at your public proxy, or turn it off here)"""
     web_demo: bool | None = None
     """serve the demo page at `/demo` with a server-side session route using the dev key;
     default: on when `env` is `dev`, off otherwise"""
@@ -145,6 +148,13 @@ class Settings(BaseSettings):
     """concurrent calls one `thinnest worker` takes before LiveKit sends calls elsewhere;
     default: counted from the machine's cores and free memory and what a call measured
     costs (`thinnest bench concurrency`): 4 on 2 cores"""
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
+    """port of a worker's Prometheus `/metrics` (its calls, turn latencies, provider errors,
+    capacity: docs/metrics.md); 0 (default) serves none, since workers that share a host
+    need a port each"""
+    worker_metrics_host: str = "127.0.0.1"
+    """address a worker's `/metrics` binds; `0.0.0.0` lets a Prometheus on another host
+    scrape it (the figures hold no secret, but keep the port on a private network)"""
     recordings_dir: Path | None = None
     """where call recordings are written; default `<data_dir>/recordings`"""
     endpointing_min_delay: float = Field(0.3, ge=0.0, le=5.0)

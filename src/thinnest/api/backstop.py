@@ -24,6 +24,7 @@ from thinnest.contracts.session import EndReason, SessionStatus
 from thinnest.errors import ThinnestError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.log import logger
+from thinnest.metrics import SESSIONS_FINALISED
 from thinnest.store import leases, sessions
 from thinnest.store.db import Database
 from thinnest.store.models import utcnow
@@ -51,6 +52,8 @@ def _finalize(
         except ThinnestError:
             return False, 0.0
         changed = sessions.finalize(db, row, status=status, reason=reason, error=error)
+        if changed:
+            SESSIONS_FINALISED.labels(reason=str(reason)).inc()
         return changed, row.duration or 0.0
 
 

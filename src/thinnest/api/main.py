@@ -14,7 +14,7 @@ from thinnest import __version__
 from thinnest.api import backstop, docs, errors
 from thinnest.api.limits import BodySizeLimit, RateLimits
 from thinnest.api.publishable import VoiceStartCors
-from thinnest.api.routes import agents, health, keys, livekit, sessions, voice, web
+from thinnest.api.routes import agents, health, keys, livekit, metrics, sessions, voice, web
 from thinnest.api.textguard import NulGuard
 from thinnest.config import Settings, get_settings
 from thinnest.gateway import route as gateway
@@ -67,6 +67,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(NulGuard)
     app.add_middleware(VoiceStartCors)
+    if settings.metrics_enabled:
+        # Outermost: it times and counts the requests the other middlewares refuse too.
+        app.add_middleware(metrics.RequestMetrics)
+        app.include_router(metrics.router)
     for module in (health, voice, sessions, agents, keys, livekit):
         app.include_router(module.router)
     web.install(app)

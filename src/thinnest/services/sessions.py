@@ -22,6 +22,7 @@ from thinnest.errors import RateLimitError, UnavailableError, ValidationError
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.livekit.tokens import mint_participant_token
 from thinnest.log import logger
+from thinnest.metrics import SESSIONS_FINALISED
 from thinnest.store import agents, keys, sessions, workers
 from thinnest.store.db import Database
 from thinnest.store.models import ApiKey
@@ -181,13 +182,14 @@ def check_capacity(db: Session, settings: Settings) -> None:
 def _fail(database: Database, session_id: str, message: str) -> None:
     with database.session() as db:
         row = sessions.get_session(db, session_id)
-        sessions.finalize(
+        if sessions.finalize(
             db,
             row,
             status=SessionStatus.FAILED,
             reason=EndReason.LIVEKIT_UNAVAILABLE,
             error=message,
-        )
+        ):
+            SESSIONS_FINALISED.labels(reason=str(EndReason.LIVEKIT_UNAVAILABLE)).inc()
 
 
 def _activate(database: Database, session_id: str) -> None:
@@ -215,7 +217,8 @@ async def end(
     def finish() -> None:
         with database.session() as db:
             current = sessions.get_session(db, session_id, owner_id)
-            sessions.finalize(db, current, status=SessionStatus.ENDED, reason=reason)
+            if sessions.finalize(db, current, status=SessionStatus.ENDED, reason=reason):
+                SESSIONS_FINALISED.labels(reason=str(reason)).inc()
 
     if await run_in_threadpool(is_over):
         return
