@@ -12,7 +12,7 @@ import contextlib
 import time
 from typing import Any, Literal
 
-from livekit.agents import AgentSession, llm
+from livekit.agents import AgentSession, APIConnectionError, APIStatusError, APITimeoutError, llm
 from livekit.agents.voice import events
 
 from livekit import rtc
@@ -22,7 +22,15 @@ from thinnest.contracts.events import LATENCY_KEYS, TOPIC
 from thinnest.contracts.session import EndReason, status_after
 from thinnest.engine.persistence import CallStore
 from thinnest.engine.tools import ToolCallRecord
+from thinnest.errors import ProviderConnectionError, ProviderStatusError, ProviderTimeoutError
 from thinnest.log import logger
+from thinnest.metrics import (
+    CALLS_ENDED,
+    CALLS_STARTED,
+    PROVIDER_ERRORS,
+    TOOL_CALLS,
+    TURN_LATENCY,
+)
 
 log = logger.getChild("engine")
 
@@ -82,6 +90,7 @@ class Call:
         s.on("agent_state_changed", self._on_agent_state)
         s.on("error", self._on_error)
         s.on("close", self._on_close)
+        CALLS_STARTED.inc()
         self._timer = asyncio.get_running_loop().create_task(self._max_duration())
 
     def _on_user_transcript(self, ev: events.UserInputTranscribedEvent) -> None:
@@ -114,6 +123,8 @@ class Call:
             )
         if latency:
             self._spawn(self.publish(ev_out.metrics(latency, role=role)))
+            for stage, seconds in latency.items():
+                TURN_LATENCY.labels(stage=stage).observe(seconds)
         self._spawn(
             self.store.add_turn(
                 role=role,
@@ -138,6 +149,13 @@ class Call:
             ev.error,
         )
         kind = str(getattr(ev.error, "type", "provider_error")).removesuffix("_error") or "provider"
+        final = not recoverable or kind == "stt"
+        PROVIDER_ERRORS.labels(
+            kind=kind,
+            provider=self._provider_name(kind),
+            error=_error_class(getattr(ev.error, "error", ev.error)),
+            final=str(final).lower(),
+        ).inc()
         # A recoverable error is retried, and the retry is the turn's answer; but an STT
         # stream that failed has lost what the caller said (its retry hears only new audio):
         # that turn failed even so.
@@ -146,20 +164,25 @@ class Call:
         # The provider gave up after its retries: this turn failed. Apologise and listen on
         # (never silence forever); after `max_failures` failed turns in a row, end the call.
         self.failures += 1
-        final = self.failures >= self.max_failures
+        last = self.failures >= self.max_failures
         self._spawn(
             self.publish(
                 ev_out.ErrorEvent(
                     code=f"{kind}_failed",
                     message=f"the {kind.upper()} provider failed"
-                    + ("; the call is ending" if final else "; the agent asked the user to repeat"),
+                    + ("; the call is ending" if last else "; the agent asked the user to repeat"),
                 )
             )
         )
-        if final:
+        if last:
             self.request_end(EndReason.ERROR)
         elif kind != "tts":  # a broken TTS cannot say sorry; the client sees the error event
             self._spawn(self._apologise())
+
+    def _provider_name(self, kind: str) -> str:
+        chosen = self.meta.agent.providers
+        choice = {"stt": chosen.stt, "llm": chosen.llm, "tts": chosen.tts}.get(kind)
+        return choice.name if choice is not None else "unknown"
 
     async def _apologise(self) -> None:
         with contextlib.suppress(Exception):
@@ -173,6 +196,7 @@ class Call:
         self.request_end(reason)
 
     async def on_tool_call(self, record: ToolCallRecord) -> None:
+        TOOL_CALLS.labels(outcome="ok" if record.error is None else "error").inc()
         await self.publish(
             ev_out.tool_called(
                 record.name, record.arguments, duration=record.duration, error=record.error
@@ -200,6 +224,7 @@ class Call:
         if self.reason is not None:
             return
         self.reason = reason
+        CALLS_ENDED.labels(reason=str(reason)).inc()
         if self._timer is not None and self._timer is not asyncio.current_task():
             self._timer.cancel()
         if say and self.room.isconnected():
@@ -211,3 +236,14 @@ class Call:
         await self.store.finalize(status=status_after(reason), reason=reason)
         log.info("session %s ended: %s after %.1f s", self.meta.session_id, reason, self.duration)
         self.ended.set()
+
+
+def _error_class(exc: object) -> str:
+    """A provider error's class for the metrics: timeout, status, connection or other."""
+    if isinstance(exc, APITimeoutError | ProviderTimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, APIStatusError | ProviderStatusError):
+        return "status"
+    if isinstance(exc, APIConnectionError | ProviderConnectionError):
+        return "connection"
+    return "other"

@@ -20,6 +20,7 @@ from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest
 
 from thinnest.config import Settings
 from thinnest.engine.job import entrypoint
+from thinnest.engine.scrape import MetricsServer, WorkerLoad, multiprocess_dir
 from thinnest.engine.warmup import prewarm
 from thinnest.log import logger
 from thinnest.providers.modelservice import models_status
@@ -221,9 +222,19 @@ async def _heartbeat(
         database.close()
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, metrics_files: str | None = None) -> None:
     claims = Claims()
     server = build_server(settings, claims=claims)
+    metrics = None
+    if metrics_files is not None:
+        load = WorkerLoad(lambda: len(_rooms(server, claims)), capacity(settings))
+        metrics = MetricsServer(
+            host=settings.worker_metrics_host,
+            port=settings.worker_metrics_port,
+            load=load,
+            files=metrics_files,
+        )
+        await metrics.start()
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -255,9 +266,15 @@ async def _serve(settings: Settings) -> None:
             log.warning("drain timed out: the calls still running are cut")
     await server.aclose()
     run.cancel()
+    if metrics is not None:
+        await metrics.aclose()
 
 
 def run_worker(settings: Settings) -> None:
     # Nothing downloads at run time: the models ship in installed packages.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    asyncio.run(_serve(settings))
+    if not settings.worker_metrics_port:
+        asyncio.run(_serve(settings))
+        return
+    with multiprocess_dir() as files:  # before the job processes start: they inherit it
+        asyncio.run(_serve(settings, files))
