@@ -10,6 +10,10 @@ to the worker instead would need a message type livekit-agents' process protocol
 have. The worker's own process keeps its values in memory (it imported prometheus_client
 before the variable was set); its live figures (active calls, capacity) are read at scrape
 time from livekit-agents' job list, so they cannot go stale.
+
+Each call process leaves its files behind (its counts must outlive it). So that a worker that
+ran many calls does not read thousands of files per scrape, :func:`compact` folds the files
+of processes that ended into one file per metric type before each scrape.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from aiohttp import web
@@ -30,13 +35,14 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from thinnest.log import logger
 from thinnest.metrics import PREFIX
 
-__all__ = ["MetricsServer", "WorkerLoad", "multiprocess_dir"]
+__all__ = ["MetricsServer", "WorkerLoad", "compact", "multiprocess_dir"]
 
 log = logger.getChild("engine")
 
@@ -53,6 +59,52 @@ def multiprocess_dir() -> Iterator[str]:
     finally:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+#: The file types whose values add up across processes (a gauge's do not: left alone).
+_SUMMED = ("counter", "histogram")
+
+
+def compact(path: str) -> int:
+    """Fold the counter and histogram files of processes that ended into ``<type>_ended.db``
+    (values of the same series added up, as a scrape would) and delete them.
+
+    Args:
+        path: the multiprocess directory.
+
+    Returns:
+        How many files were folded.
+    """
+    folded = 0
+    archives: dict[str, MmapedDict] = {}
+    try:
+        for name in sorted(os.listdir(path)):
+            kind, _, pid = name.removesuffix(".db").partition("_")
+            if kind not in _SUMMED or not pid.isdigit() or _alive(int(pid)):
+                continue
+            if kind not in archives:
+                archives[kind] = MmapedDict(os.path.join(path, f"{kind}_ended.db"))
+            archive = archives[kind]
+            file = os.path.join(path, name)
+            for key, value, timestamp, _pos in MmapedDict.read_all_values_from_file(file):
+                total, _ = archive.read_value(key)
+                archive.write_value(key, total + value, timestamp)
+            os.unlink(file)
+            folded += 1
+    finally:
+        for archive in archives.values():
+            archive.close()
+    return folded
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process under a reused pid: not ours to fold
+        return True
+    return True
 
 
 class WorkerLoad(Collector):
@@ -106,16 +158,23 @@ class MetricsServer:
         self.host, self.port = host, port
         self._live = CollectorRegistry(auto_describe=False)
         self._live.register(load)
+        self._files = files
         self._calls = CollectorRegistry(auto_describe=False)
         self._calls.register(_CallProcesses(files))
+        self._lock = threading.Lock()  # one scrape at a time folds and reads the files
         self._runner: web.AppRunner | None = None
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         # The live figures are read on the event loop (livekit-agents' job list lives there);
         # the files, a disk read per call process, in a thread.
         live = generate_latest(REGISTRY) + generate_latest(self._live)
-        calls = await asyncio.to_thread(generate_latest, self._calls)
+        calls = await asyncio.to_thread(self._read_calls)
         return web.Response(body=live + calls, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _read_calls(self) -> bytes:
+        with self._lock:
+            compact(self._files)
+            return generate_latest(self._calls)
 
     async def start(self) -> None:
         app = web.Application()
