@@ -243,11 +243,22 @@ async def test_a_livekit_node_taken_out_drains_and_new_calls_go_to_the_other(
             user, _reply = await ask(on[node], speak)
             assert heard(user["text"]), (node, user["text"])
         # New calls while it drains: each gets its agent, in a room on the other node.
+        taken_by = []
         for api in (1, 2, 1):
             started = await _start_when_ready(cluster, api, within=30)
             async with VoiceClient(started["livekit_url"], started["token"]) as client:
                 await greeted(client)
+                taken_by.append(
+                    await _until(
+                        lambda s=started["session_id"]: _worker_host_of(cluster, database, s),
+                        10,
+                        "a heartbeat",
+                    )
+                )
             assert _node_of(cluster, started["session_id"]) == stays
+        # (Which case ran: a call taken by a worker registered on the draining node is the
+        # one that failed before the load balancer.)
+        print(f"registrations {registered}; {out} drained; new calls taken by {taken_by}")
         assert cluster.roles[out].process.poll() is None, f"{out} left before its call ended"
     # Its calls hung up: the node exits by itself, and its workers register on the other.
     await asyncio.to_thread(cluster.roles[out].process.wait, 90)

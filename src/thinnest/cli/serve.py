@@ -173,7 +173,10 @@ def cluster(
         assert ident is not None
         out.print("\n[bold green]Thinnest cluster is running[/] (Ctrl-C stops everything)\n")
         for name, role in running.roles.items():
-            out.print(f"  {name:<8} {role.host.address:<15} log {escape(str(role.log))}")
+            pid = role.process.pid if role.process is not None else "-"
+            out.print(
+                f"  {name:<8} {role.host.address:<15} pid {pid:<8} log {escape(str(role.log))}"
+            )
         out.print(f"\n  API           {running.lb_api_url}  (load balancer)")
         out.print(f"  LiveKit       {running.lb_livekit_url}  (load balancer)")
         out.print(f"  agent id      {ident.agent_id}")
