@@ -200,7 +200,7 @@ async def test_a_dns_answer_that_changes_after_the_check_is_refused_at_connect(
     async def rebinding(host: str, port: int) -> list[tools.Address]:
         first = next(answers, None)  # the first answer is public, the next ones loopback
         if first is not None:
-            return [tools.ipaddress.ip_address(first)]
+            return [ipaddress.ip_address(first)]
         return await real_resolve(host, port)
 
     monkeypatch.setattr(tools, "_resolve", rebinding)

@@ -7,33 +7,41 @@ SSRF guard: before each request the tool's host is resolved and every address ch
 loopback, private, link-local or otherwise non-public one (an IPv6 address judged by the IPv4
 address it carries, see :mod:`thinnest.services.destinations`) is refused (a ``ToolError``)
 unless the settings allow it: ``tools_allow_private``, ``tools_allow_loopback`` (on by
-default in dev) or ``tools_allowed_networks``. The
-client from :func:`tool_client` checks again where the connection is made: it resolves the
-host once, checks every address and connects to a checked one, so a DNS answer that changes
-between the check and the request (DNS rebinding) cannot lead it to a private address.
+default in dev) or ``tools_allowed_networks``. The client from :func:`tool_client`
+(:func:`thinnest.services.guarded_http.guarded_client`, shared with webhooks) checks again
+where the connection is made, so a DNS answer that changes between the check and the request
+(DNS rebinding) cannot lead it to a private address.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import json
 import re
-import socket
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore
 import httpx
 from livekit.agents import llm
 
 from thinnest.config import Settings
 from thinnest.contracts.agent import HttpTool
-from thinnest.providers.modelservice import tls_context
 from thinnest.services.destinations import Address, refused_address
+from thinnest.services.guarded_http import DestinationRefused, ssl_context
+from thinnest.services.guarded_http import guarded_client as tool_client
+from thinnest.services.guarded_http import resolve as _resolve
+
+__all__ = [
+    "DestinationRefused",
+    "ToolCallRecord",
+    "call_http_tool",
+    "check_destination",
+    "end_call_tool",
+    "http_function_tool",
+    "ssl_context",
+    "tool_client",
+]
 
 #: Longest tool result handed back to the LLM (characters); the rest is cut.
 MAX_RESULT_CHARS = 4000
@@ -73,11 +81,6 @@ def _refusal_text(name: str, ip: Address) -> str:
     )
 
 
-async def _resolve(host: str, port: int) -> list[Address]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]) for i in infos))
-
-
 async def check_destination(spec: HttpTool, settings: Settings) -> None:
     """Raise ``ToolError`` unless every address the tool's host resolves to may be called."""
     if settings.tools_allow_private:
@@ -91,83 +94,6 @@ async def check_destination(spec: HttpTool, settings: Settings) -> None:
     refused = refused_address(host, addresses, settings)
     if refused is not None:
         raise llm.ToolError(_refusal_text(spec.name, refused))
-
-
-class DestinationRefused(httpcore.ConnectError):
-    """The connection's host resolved to an address the SSRF guard refuses."""
-
-    def __init__(self, ip: Address) -> None:
-        super().__init__(f"address {ip} is not public")
-        self.ip = ip
-
-
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to addresses the SSRF guard accepts, resolved once, at connect time."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        name = host.lower().rstrip(".").strip("[]")
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await _resolve(name, port)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}") from exc
-        refused = refused_address(name, addresses, self._settings)
-        if refused is not None:
-            raise DestinationRefused(refused)
-        # TLS still checks the certificate against the host name (httpcore passes it on).
-        return await self._inner.connect_tcp(
-            str(addresses[0]), port, timeout, local_address, socket_options
-        )
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("tools do not connect to unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def ssl_context() -> ssl.SSLContext:
-    """The tools' TLS context, made once per process (loading the CA bundle blocks the event
-    loop for 0.1-0.3 s: the prewarm makes it, not a call's start)."""
-    return tls_context()
-
-
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(verify=ssl_context())
-        if not settings.tools_allow_private:
-            # httpx builds its pool without a way to pass a network backend: same pool,
-            # same defaults, with the guarded backend.
-            self._pool = httpcore.AsyncConnectionPool(
-                ssl_context=ssl_context(), network_backend=_GuardedBackend(settings)
-            )
-
-
-def tool_client(settings: Settings) -> httpx.AsyncClient:
-    """The HTTP client of a call's tools: every connection passes the SSRF guard.
-
-    It ignores proxy environment variables: a proxy would make the connection, and the
-    guard could not see where to.
-    """
-    return httpx.AsyncClient(transport=_GuardedTransport(settings), trust_env=False)
 
 
 async def call_http_tool(
