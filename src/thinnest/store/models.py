@@ -208,3 +208,64 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class WebhookEndpoint(Base):
+    """An owner's webhook receiver. ``secret`` (``whsec_`` + base64 of 32 random bytes) signs
+    each delivery, so it is stored as is, not hashed; the API shows it once, at creation."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_owner", "owner_id", "enabled"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("webhook"))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    #: the event types it receives (``contracts.webhooks.SUBSCRIBABLE`` values)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: the outbox row the API processes send from, and its
+    delivery log. Unique per (endpoint, event type, subject): an event is queued once."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index(
+            "ux_webhook_deliveries_event", "endpoint_id", "event_type", "subject_id", unique=True
+        ),
+        Index("ix_webhook_deliveries_due", "status", "due_at"),
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
+    )
+
+    #: also the ``webhook-id`` header and the body's ``id``: the same on every attempt
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("msg"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    owner_id: Mapped[str] = mapped_column(String(40), index=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    #: the session id (session events), the tool call's id (tool.failed), its own id (tests)
+    subject_id: Mapped[str] = mapped_column(String(40))
+    session_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    #: the JSON body, made at the first attempt; retries send the same bytes
+    body: Mapped[str | None] = mapped_column(Text, default=None)
+    #: ``pending``, then ``delivered`` or ``failed``
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: when the next attempt is due, Unix seconds
+    due_at: Mapped[float] = mapped_column(Float)
+    #: the process sending it now, and until when its claim holds (Unix seconds)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    claimed_until: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    #: the start of the receiver's last answer (1 KB at most)
+    response_excerpt: Mapped[str | None] = mapped_column(Text, default=None)
+    #: the last 10 attempts: ``{at, status_code, error, seconds}``
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

@@ -11,9 +11,15 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from thinnest.contracts.jsonvalue import clean_text
 from thinnest.contracts.session import FINAL_STATUSES, OPEN_STATUSES, EndReason, SessionStatus
+from thinnest.contracts.webhooks import EventType
 from thinnest.errors import NotFoundError
+from thinnest.store import webhooks
 from thinnest.store.models import CallSession, ToolCall, TranscriptTurn, utcnow
 from thinnest.store.upsert import rows_changed
+
+#: How long after a session ends its ``session.ended`` webhook waits before its first attempt:
+#: the engine's last turns (written by tasks of their own) land meanwhile.
+ENDED_SETTLE = 2.0
 
 
 def create_session(db: Session, **fields: Any) -> CallSession:
@@ -78,10 +84,32 @@ def list_sessions(
     return list(rows), total
 
 
-def mark_active(db: Session, row: CallSession) -> None:
-    if row.status == SessionStatus.STARTING:
-        row.status = SessionStatus.ACTIVE
-        row.started_at = utcnow()
+def mark_active(db: Session, row: CallSession) -> bool:
+    """starting → active, once (a conditional UPDATE, as :func:`finalize`): never reopens a
+    session closed meanwhile. Queues ``session.started`` when it changed the row."""
+    if row.status != SessionStatus.STARTING:
+        return False
+    now = utcnow()
+    db.flush()
+    done = db.execute(
+        update(CallSession)
+        .where(CallSession.id == row.id, CallSession.status == SessionStatus.STARTING)
+        .values(status=SessionStatus.ACTIVE, started_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not rows_changed(done):
+        db.refresh(row)
+        return False
+    set_committed_value(row, "status", SessionStatus.ACTIVE)
+    set_committed_value(row, "started_at", now)
+    webhooks.enqueue(
+        db,
+        owner_id=row.owner_id,
+        event=EventType.SESSION_STARTED,
+        subject_id=row.id,
+        session_id=row.id,
+    )
+    return True
 
 
 def finalize(
@@ -96,7 +124,8 @@ def finalize(
 
     One conditional UPDATE, so of two processes closing the same session at once (two API
     processes given the same webhook, the engine and the backstop) exactly one wins, whatever
-    each read before: the loser's row is refreshed to what the winner wrote."""
+    each read before: the loser's row is refreshed to what the winner wrote. The winner queues
+    the ``session.ended`` webhooks in the same transaction."""
     if row.status in FINAL_STATUSES:
         return False
     now = utcnow()
@@ -121,6 +150,14 @@ def finalize(
         return False
     for name, value in values.items():
         set_committed_value(row, name, value)
+    webhooks.enqueue(
+        db,
+        owner_id=row.owner_id,
+        event=EventType.SESSION_ENDED,
+        subject_id=row.id,
+        session_id=row.id,
+        delay=ENDED_SETTLE,
+    )
     return True
 
 
@@ -153,9 +190,20 @@ def add_turn(db: Session, session_id: str, **fields: Any) -> TranscriptTurn:
 
 
 def add_tool_call(db: Session, session_id: str, **fields: Any) -> ToolCall:
+    """Store a tool call; a failed one (``error`` set) queues ``tool.failed``."""
     call = ToolCall(session_id=session_id, **_texts(fields))
     db.add(call)
     db.flush()
+    if fields.get("error") is not None:
+        owner_id = db.scalar(select(CallSession.owner_id).where(CallSession.id == session_id))
+        if owner_id is not None:
+            webhooks.enqueue(
+                db,
+                owner_id=owner_id,
+                event=EventType.TOOL_FAILED,
+                subject_id=str(call.id),
+                session_id=session_id,
+            )
     return call
 
 
