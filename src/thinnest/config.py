@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     """address a worker's `/metrics` binds; `0.0.0.0` lets a Prometheus on another host
     scrape it (the figures hold no secret, but keep the port on a private network)"""
+    otlp_traces_endpoint: str | None = None
+    """OTLP/HTTP URL (`http://collector:4318/v1/traces`) the workers send each call's
+    OpenTelemetry traces to (livekit-agents' spans of its turns); default: no traces"""
+    otlp_traces_content: bool = False
+    """keep transcripts, prompts and tool payloads in the traces (they hold what callers
+    said); off: livekit-agents strips them before export"""
     recordings_dir: Path | None = None
     """where call recordings are written; default `<data_dir>/recordings`"""
     endpointing_min_delay: float = Field(0.3, ge=0.0, le=5.0)

@@ -1,13 +1,20 @@
-"""A worker's Prometheus /metrics after a real call: counted, ended, its turns' latencies."""
+"""A worker's Prometheus /metrics after a real call: counted, ended, its turn latencies;
+and the call's turns traced to an OTLP collector."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Tenant, free_port, make_settings, start_api
@@ -31,7 +38,42 @@ def scrape(url: str) -> Samples:
     }
 
 
-async def test_a_scrape_after_a_call_counts_it_and_its_turn_latencies(
+class Collector:
+    """A local OTLP/HTTP traces receiver: each span's name and attributes, as sent."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, dict[str, str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
+                for resource in request.resource_spans:
+                    for scope in resource.scope_spans:
+                        for span in scope.spans:
+                            attrs = {a.key: a.value.string_value for a in span.attributes}
+                            outer.spans.append((span.name, attrs))
+                body = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_a_call_is_counted_its_turn_latencies_observed_and_its_turns_traced(
     livekit_server: LiveKitDevServer,
     database: Database,
     database_url: str,
@@ -43,6 +85,7 @@ async def test_a_scrape_after_a_call_counts_it_and_its_turn_latencies(
     # this call only.
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
+    collector = Collector()
     worker = start_worker(
         livekit_server,
         database_url,
@@ -51,6 +94,7 @@ async def test_a_scrape_after_a_call_counts_it_and_its_turn_latencies(
             "THINNEST_AGENT_NAME": "thinnest-metrics",
             "THINNEST_WORKER_METRICS_PORT": str(port),
             "THINNEST_WORKER_MAX_JOBS": "3",
+            "THINNEST_OTLP_TRACES_ENDPOINT": collector.url,
         },
     )
     side = start_api(
@@ -98,6 +142,19 @@ async def test_a_scrape_after_a_call_counts_it_and_its_turn_latencies(
         stored = sum(1 for t in row.turns if (t.latency or {}).get("stt") is not None)
         stt_count = ("thinnest_turn_latency_seconds_count", frozenset({("stage", "stt")}))
         assert after[stt_count] == stored
+
+        # The call process sent livekit-agents' spans of the turns, tagged with the session,
+        # when the call ended.
+        deadline = time.monotonic() + 15
+        while not {"user_turn", "agent_turn"} <= {name for name, _ in collector.spans}:
+            assert time.monotonic() < deadline, sorted({name for name, _ in collector.spans})
+            await asyncio.sleep(0.5)
+        turns = [attrs for name, attrs in collector.spans if name == "user_turn"]
+        assert all(a["thinnest.session_id"] == started["session_id"] for a in turns)
+        # What the caller said stays out of the spans unless THINNEST_OTLP_TRACES_CONTENT.
+        said = [v for _, attrs in collector.spans for v in attrs.values() if "spider" in v]
+        assert said == []
     finally:
         side.stop()
         stop_worker(worker)
+        collector.close()

@@ -29,6 +29,7 @@ from thinnest.engine.recording import keep_recording
 from thinnest.engine.session import agent_session
 from thinnest.engine.spoken import SpeakingAgent
 from thinnest.engine.tools import end_call_tool, http_function_tool, tool_client
+from thinnest.engine.tracing import CallTracing
 from thinnest.engine.tracks import hear_unlabelled_audio
 from thinnest.engine.warmup import prefill
 from thinnest.log import logger
@@ -49,6 +50,7 @@ async def entrypoint(ctx: JobContext) -> None:
         settings.resolved_database_url
     )
     store = CallStore(database, meta.session_id)
+    tracing = CallTracing.start(settings, meta)  # before the session makes its first span
     # Watched from before the connect: a caller who hangs up while the call is being set up
     # (before the session starts watching them) has left, whatever comes next.
     caller_left = asyncio.Event()
@@ -89,6 +91,8 @@ async def entrypoint(ctx: JobContext) -> None:
         await http.aclose()
         if meta.recording:
             await keep_recording(ctx, session, store, settings, meta.session_id)
+        if tracing is not None:  # last: the call's spans have ended
+            await tracing.aclose()
 
     def on_data(packet: rtc.DataPacket) -> None:
         # Only the server (no participant) may end the call this way: the API's end route.
