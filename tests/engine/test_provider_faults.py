@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Tenant, make_settings, start_api
+from tests.conftest import Tenant, free_port, make_settings, start_api
 from tests.engine.conftest import QUESTION, start_worker, stop_worker, wait_final
+from tests.engine.test_metrics import scrape
 from thinnest.client import VoiceClient
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store.db import Database
@@ -34,6 +35,7 @@ async def test_hung_then_failing_llm_apologises_then_ends_with_error(
     speak,
 ) -> None:
     llm = ScriptedChatServer(fault="stall").start()
+    metrics_port = free_port()
     worker = start_worker(
         livekit_server,
         database_url,
@@ -43,6 +45,7 @@ async def test_hung_then_failing_llm_apologises_then_ends_with_error(
             "THINNEST_PROVIDER_TIMEOUT": "2",
             "THINNEST_PROVIDER_RETRIES": "1",
             "THINNEST_PROVIDER_MAX_FAILURES": "2",
+            "THINNEST_WORKER_METRICS_PORT": str(metrics_port),
         },
     )
     side = start_api(
@@ -93,6 +96,19 @@ async def test_hung_then_failing_llm_apologises_then_ends_with_error(
         assert ("agent", "Hello, ask me anything.") in texts
         assert ("agent", SORRY) in texts
         assert any(role == "user" for role, _ in texts), "the user's turns were not stored"
+
+        # The worker's metrics count each error by provider and kind: the hang as timeouts,
+        # the HTTP 500 as status errors; the two turns that failed after their retries as
+        # final; and the call's end.
+        errors = {
+            dict(labels)["error"] + "/" + dict(labels)["final"]: value
+            for (name, labels), value in scrape(f"http://127.0.0.1:{metrics_port}/metrics").items()
+            if name == "thinnest_provider_errors_total"
+            and dict(labels)["kind"] == "llm"
+            and dict(labels)["provider"] == "openai"
+        }
+        assert errors.get("timeout/false", 0) >= 1 and errors.get("status/false", 0) >= 1, errors
+        assert errors.get("timeout/true", 0) + errors.get("status/true", 0) == 2, errors
     finally:
         side.stop()
         stop_worker(worker)
