@@ -18,10 +18,18 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Tenant, free_port, make_settings, start_api
-from tests.engine.conftest import heard, start_worker, stop_worker, wait_final
+from tests.engine.conftest import (
+    ToolServer,
+    ask_the_weather,
+    scripted_weather_agent,
+    start_worker,
+    stop_worker,
+    wait_final,
+)
 from thinnest.client import VoiceClient
 from thinnest.livekit.devserver import LiveKitDevServer
 from thinnest.store.db import Database
+from thinnest.testing import ScriptedChatServer
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +94,8 @@ async def test_a_call_is_counted_its_turn_latencies_observed_and_its_turns_trace
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     collector = Collector()
+    scripted = ScriptedChatServer().start()
+    tool = ToolServer("/weather", lambda _query: {"forecast": "sunny, 21 C"})
     worker = start_worker(
         livekit_server,
         database_url,
@@ -106,7 +116,7 @@ async def test_a_call_is_counted_its_turn_latencies_observed_and_its_turns_trace
         assert idle[("thinnest_worker_active_calls", frozenset())] == 0
         assert idle[("thinnest_calls_started_total", frozenset())] == 0
 
-        agent = tenant.create_agent(greeting="Hello, ask me anything.", max_duration=120)
+        agent = scripted_weather_agent(tenant, scripted.base_url, tool.url)
         with side.client(tenant.key) as http:
             resp = await asyncio.to_thread(
                 http.post, "/voice/start", json={"agent_id": agent["id"]}
@@ -114,12 +124,9 @@ async def test_a_call_is_counted_its_turn_latencies_observed_and_its_turns_trace
         assert resp.status_code == 200, resp.text
         started = resp.json()
         async with VoiceClient(started["livekit_url"], started["token"]) as client:
-            await client.next_event(90, type="transcript", role="agent")
-            await asyncio.sleep(2)
             assert scrape(url)[("thinnest_worker_active_calls", frozenset())] == 1
-            await client.play_wav(speak("How many legs does a spider have?"))
-            user = await client.next_event(60, type="transcript", role="user", final=True)
-            assert heard(user["text"]), user["text"]
+            called = await ask_the_weather(client, speak)  # the greeting, then the question
+            assert called.get("error") is None, called
             await client.next_event(90, type="transcript", role="agent")
         row = await wait_final(database, started["session_id"], within=30)
         assert row.end_reason == "user_left"
@@ -134,6 +141,7 @@ async def test_a_call_is_counted_its_turn_latencies_observed_and_its_turns_trace
             await asyncio.sleep(0.5)
         assert after[("thinnest_calls_started_total", frozenset())] == 1
         assert after[("thinnest_calls_ended_total", frozenset({("reason", "user_left")}))] == 1
+        assert after[("thinnest_tool_calls_total", frozenset({("outcome", "ok")}))] == 1
         for stage in ("end_of_turn_delay", "stt", "llm_ttft", "tts_ttfb"):
             key = ("thinnest_turn_latency_seconds_count", frozenset({("stage", stage)}))
             assert after.get(key, 0) >= 1, (stage, sorted(k for k in after if "latency" in k[0]))
@@ -151,10 +159,13 @@ async def test_a_call_is_counted_its_turn_latencies_observed_and_its_turns_trace
             await asyncio.sleep(0.5)
         turns = [attrs for name, attrs in collector.spans if name == "user_turn"]
         assert all(a["thinnest.session_id"] == started["session_id"] for a in turns)
-        # What the caller said stays out of the spans unless THINNEST_OTLP_TRACES_CONTENT.
-        said = [v for _, attrs in collector.spans for v in attrs.values() if "spider" in v]
+        # What the caller said (and the tool was asked) stays out of the spans unless
+        # THINNEST_OTLP_TRACES_CONTENT.
+        said = [v for _, attrs in collector.spans for v in attrs.values() if "paris" in v.lower()]
         assert said == []
     finally:
         side.stop()
         stop_worker(worker)
         collector.close()
+        scripted.stop()
+        tool.__exit__()
