@@ -112,6 +112,20 @@ class Settings(BaseSettings):
     API processes on one database, one sweeps (a lease in the database), another takes over
     within three intervals when it stops"""
 
+    # --- Webhooks (`/webhooks`; sent through the tools' SSRF guard and its settings) --------
+    webhook_poll_interval: float = Field(1.0, gt=0)
+    """seconds between an API process's looks for webhook deliveries that are due"""
+    webhook_timeout: float = Field(10.0, gt=0, le=60)
+    """seconds one webhook attempt may take (connect, send, the start of the answer) before
+    it counts as failed and is retried"""
+    webhook_retry_base: float = Field(10.0, gt=0)
+    """seconds before the first retry of a failed webhook delivery; each next wait is four
+    times longer (at most 6 hours)"""
+    webhook_retry_window: float = Field(86400.0, gt=0)
+    """seconds after its event a webhook delivery is retried for; then it is marked failed"""
+    webhook_concurrency: int = Field(8, ge=1, le=64)
+    """webhook requests an API process has in flight at once (two at most per endpoint)"""
+
     # --- WebSocket gateway (`websocket_url`) ------------------------------------------------
     gateway_max_frame_bytes: int = Field(65536, ge=1024)
     """largest WebSocket message a client may send; a bigger one closes with 1009"""

@@ -50,6 +50,21 @@ class World:
         assert resp.status_code == 201, resp.text
         return str(resp.json()["id"])
 
+    def webhook(self) -> str:
+        # An owner has at most 20: earlier tests' go (each test uses only its own).
+        for old in self.alice.http.get("/webhooks").json()[:-10]:
+            assert self.alice.http.delete(f"/webhooks/{old['id']}").status_code == 204
+        resp = self.alice.http.post("/webhooks", json={"url": "https://hooks.example/in"})
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
+
+    def delivery(self) -> str:
+        """``<webhook id>/deliveries/<delivery id>``: a test event of a fresh webhook."""
+        webhook_id = self.webhook()
+        resp = self.alice.http.post(f"/webhooks/{webhook_id}/test")
+        assert resp.status_code == 202, resp.text
+        return f"{webhook_id}/deliveries/{resp.json()['id']}"
+
 
 @pytest.fixture(scope="module")
 def world(security_api: RunningApi, database: Database) -> Iterator[World]:
@@ -111,6 +126,14 @@ ENDPOINTS = [
     Endpoint("GET", "/keys", None, 200, listed=_ids),
     Endpoint("POST", "/keys", lambda w: {"name": "k"}, 201),
     Endpoint("DELETE", "/keys/{key}", None, 200),
+    Endpoint("GET", "/webhooks", None, 200, listed=_ids),
+    Endpoint("POST", "/webhooks", lambda w: {"url": "https://hooks.example/new"}, 201),
+    Endpoint("GET", "/webhooks/{webhook}", None, 200),
+    Endpoint("PATCH", "/webhooks/{webhook}", lambda w: {"description": "Hi."}, 200),
+    Endpoint("DELETE", "/webhooks/{webhook}", None, 204),
+    Endpoint("POST", "/webhooks/{webhook}/test", None, 202),
+    Endpoint("GET", "/webhooks/{webhook}/deliveries", None, 200),
+    Endpoint("GET", "/webhooks/{delivery}", None, 200),
 ]
 
 #: The website Alice's publishable key is for.
@@ -141,6 +164,8 @@ def _request(
         ("{agent}", world.agent),
         ("{session}", world.session),
         ("{key}", world.spare_key),
+        ("{webhook}", world.webhook),
+        ("{delivery}", world.delivery),
     ):
         if name in path:
             value = make()
@@ -170,6 +195,8 @@ def test_the_matrix_covers_every_authenticated_operation(tmp_path: object) -> No
         e.id.replace("{agent}", "{agent_id}")
         .replace("{session}", "{session_id}")
         .replace("{key}", "{key_id}")
+        .replace("{webhook}", "{webhook_id}")
+        .replace("{delivery}", "{webhook_id}/deliveries/{delivery_id}")
         for e in ENDPOINTS
     }
     public = {op for op in operations if op in PUBLIC or op.split()[1].startswith(PUBLIC_PREFIXES)}
@@ -198,6 +225,9 @@ def _intact(world: World, rid: str) -> None:
         assert http.get(f"/voice/sessions/{rid}").json()["status"] == "active"
     elif rid.startswith("agent_"):
         assert http.get(f"/agents/{rid}").json()["greeting"] != "Hi."
+    elif rid.startswith("webhook_"):  # a webhook, or one of its deliveries
+        resp = http.get(f"/webhooks/{rid.split('/')[0]}")
+        assert resp.status_code == 200 and resp.json()["description"] != "Hi."
     else:
         (row,) = [k for k in http.get("/keys").json() if k["id"] == rid]
         assert row["revoked_at"] is None
@@ -217,7 +247,12 @@ def test_another_owners_key_sees_nothing_of_alices(
         assert not endpoint.listed(resp.json()) & alices
     elif used:
         assert resp.status_code == 404, resp.text
-        assert _error_code(resp) in ("agent_not_found", "session_not_found", "key_not_found")
+        assert _error_code(resp) in (
+            "agent_not_found",
+            "session_not_found",
+            "key_not_found",
+            "webhook_not_found",
+        )
         for rid in used:
             _intact(world, rid)
     elif endpoint.path == "/voice/start":

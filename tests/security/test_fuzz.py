@@ -283,6 +283,11 @@ _ID_ROUTES = [
     ("POST", "/voice/sessions/{}/end"),
     ("GET", "/voice/sessions/{}/recording"),
     ("DELETE", "/keys/{}"),
+    ("GET", "/webhooks/{}"),
+    ("PATCH", "/webhooks/{}"),
+    ("DELETE", "/webhooks/{}"),
+    ("POST", "/webhooks/{}/test"),
+    ("GET", "/webhooks/{}/deliveries"),
     ("GET", "/voice/sessions?agent_id={}"),
     ("GET", "/voice/sessions?status=active&{}=1"),
 ]

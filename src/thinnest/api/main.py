@@ -14,12 +14,23 @@ from thinnest import __version__
 from thinnest.api import backstop, docs, errors
 from thinnest.api.limits import BodySizeLimit, RateLimits
 from thinnest.api.publishable import VoiceStartCors
-from thinnest.api.routes import agents, health, keys, livekit, metrics, sessions, voice, web
+from thinnest.api.routes import (
+    agents,
+    health,
+    keys,
+    livekit,
+    metrics,
+    sessions,
+    voice,
+    web,
+    webhooks,
+)
 from thinnest.api.textguard import NulGuard
 from thinnest.config import Settings, get_settings
 from thinnest.gateway import route as gateway
 from thinnest.livekit.rooms import LiveKitService
 from thinnest.log import configure
+from thinnest.services import webhooks as webhook_sender
 from thinnest.store.db import Database
 
 DESCRIPTION = """Start real-time voice sessions with AI agents.
@@ -42,12 +53,20 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         sweeper = asyncio.create_task(
             backstop.sweeper(db, app.state.livekit, settings.sweep_interval)
         )
+        app.state.webhook_nudge = asyncio.Event()
+        app.state.webhook_loop = asyncio.get_running_loop()
+        sender = asyncio.create_task(
+            webhook_sender.deliverer(db, settings, app.state.webhook_nudge)
+        )
         try:
             yield
         finally:
             sweeper.cancel()
+            sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper  # it gives the backstop's lease up on its way out
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
             await app.state.livekit.aclose()
             if database is None:
                 db.close()
@@ -71,7 +90,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         # Outermost: it times and counts the requests the other middlewares refuse too.
         app.add_middleware(metrics.RequestMetrics)
         app.include_router(metrics.router)
-    for module in (health, voice, sessions, agents, keys, livekit):
+    for module in (health, voice, sessions, agents, keys, livekit, webhooks):
         app.include_router(module.router)
     web.install(app)
     docs.install(app)

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    UrlConstraints,
+    field_validator,
+)
 
 from thinnest.contracts.agent import AgentConfig
 from thinnest.contracts.session import SessionStatus
@@ -143,3 +152,91 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+WebhookUrl = Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)]
+WebhookEvent = Literal["session.started", "session.ended", "tool.failed"]
+ALL_WEBHOOK_EVENTS: list[WebhookEvent] = ["session.started", "session.ended", "tool.failed"]
+
+
+def _unique_events(events: list[WebhookEvent] | None) -> list[WebhookEvent] | None:
+    if events is not None and len(set(events)) != len(events):
+        raise ValueError("events must not repeat")
+    return events
+
+
+class WebhookCreate(StrictModel):
+    url: WebhookUrl = Field(description="http(s) URL the events are POSTed to")
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: list(ALL_WEBHOOK_EVENTS),
+        min_length=1,
+        max_length=3,
+        description="the events it receives (default: all)",
+    )
+    description: str = Field("", max_length=200)
+    enabled: StrictBool = True
+
+    _events = field_validator("events")(_unique_events)
+
+
+class WebhookPatch(StrictModel):
+    url: WebhookUrl | None = None
+    events: list[WebhookEvent] | None = Field(None, min_length=1, max_length=3)
+    description: str | None = Field(None, max_length=200)
+    enabled: StrictBool | None = None
+
+    _events = field_validator("events")(_unique_events)
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    enabled: bool
+    secret_prefix: str = Field(description="the start of its signing secret, to tell it apart")
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookSaved(WebhookOut):
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="why deliveries to this URL would be refused (the SSRF guard)",
+    )
+
+
+class WebhookCreated(WebhookSaved):
+    secret: str = Field(description="the signing secret (whsec_…); shown only in this response")
+
+
+class DeliveryOut(BaseModel):
+    id: str = Field(description="also the webhook-id header and the body's id")
+    webhook_id: str
+    event_type: str
+    session_id: str | None
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    created_at: datetime
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="when pending: the next attempt")
+    delivered_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+
+
+class DeliveryDetail(DeliveryOut):
+    payload: JsonObject | None = Field(description="the body sent (null before the first try)")
+    response_excerpt: str | None = Field(description="the start of the receiver's last answer")
+    attempt_log: list[dict[str, Any]] = Field(
+        description="the last 10 attempts: at (Unix s), status_code, error, seconds"
+    )
+
+
+class DeliveryPage(BaseModel):
+    data: list[DeliveryOut]
+    total: int
+    limit: int
+    offset: int
