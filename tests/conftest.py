@@ -210,6 +210,10 @@ def api(
         rate_limit_per_minute=10000,
         api_port=api_port,
         sweep_interval=2.0,
+        # webhooks of the engine tests: looked for often, retried soon after a failure
+        webhook_poll_interval=0.2,
+        webhook_timeout=3.0,
+        webhook_retry_base=1.0,
     )
     running = start_api(settings, database)
     yield running
