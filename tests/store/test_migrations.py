@@ -226,3 +226,21 @@ def test_0006_gives_workers_stored_before_it_no_model_services(fresh_url: str) -
         assert conn.execute(text("SELECT count(*) FROM workers")).scalar() == 1
     migrate(db.engine)
     db.close()
+
+
+def test_0008_adds_and_drops_the_webhook_tables(fresh_url: str) -> None:
+    db = Database(fresh_url)
+    migrate(db.engine, "0007")
+    assert not {"webhook_endpoints", "webhook_deliveries"} & set(
+        inspect(db.engine).get_table_names()
+    )
+    migrate(db.engine)
+    assert {"webhook_endpoints", "webhook_deliveries"} <= set(inspect(db.engine).get_table_names())
+    indexes = {i["name"] for i in inspect(db.engine).get_indexes("webhook_deliveries")}
+    assert {"ux_webhook_deliveries_event", "ix_webhook_deliveries_due"} <= indexes
+    downgrade(db.engine, "0007")
+    assert not {"webhook_endpoints", "webhook_deliveries"} & set(
+        inspect(db.engine).get_table_names()
+    )
+    migrate(db.engine)
+    db.close()
