@@ -10,6 +10,12 @@ Two kinds of process count them:
   ended ones included. Without that directory (metrics off) they count in memory, unread.
 * **The API** counts HTTP requests, voice starts and the sessions it finalises in
   :data:`API_REGISTRY`, served by its ``/metrics`` route (:mod:`thinnest.api.routes.metrics`).
+  ``thinnest serve --workers N`` runs its processes in multiprocess mode too, so that any of
+  them answers a scrape with the counts of all.
+
+Multiprocess mode is chosen by ``PROMETHEUS_MULTIPROC_DIR`` when prometheus_client is first
+imported; the process that starts the others sets it (:func:`multiprocess_dir`), and reads
+it back here (:func:`shared_dir`): it is the library's variable, not a Thinnest setting.
 
 Live figures (a worker's active calls and capacity, the live workers' slots) are read when
 scraped, not counted, so they are never stale.
@@ -17,7 +23,16 @@ scraped, not counted, so they are never stale.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Metric, values
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 __all__ = [
     "API_REGISTRY",
@@ -25,11 +40,15 @@ __all__ = [
     "CALLS_STARTED",
     "HTTP_REQUEST_DURATION",
     "PREFIX",
+    "ProcessFiles",
     "PROVIDER_ERRORS",
     "SESSIONS_FINALISED",
     "TOOL_CALLS",
     "TURN_LATENCY",
     "VOICE_STARTS",
+    "compact",
+    "multiprocess_dir",
+    "shared_dir",
 ]
 
 #: Every Thinnest metric's name starts so.
@@ -95,3 +114,85 @@ SESSIONS_FINALISED = Counter(
     ["reason"],
     registry=API_REGISTRY,
 )
+
+
+# --- multiprocess mode ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def multiprocess_dir(prefix: str) -> Iterator[str]:
+    """A fresh directory for metric files, named in ``PROMETHEUS_MULTIPROC_DIR`` for the
+    processes started from now on (enter it before the first); removed after."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def shared_dir() -> str | None:
+    """This process's metric files' directory where it counts in multiprocess mode (it was
+    started inside :func:`multiprocess_dir`); None where it counts in memory."""
+    if values.ValueClass is values.MutexValue:
+        return None
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+class ProcessFiles(Collector):
+    """The Thinnest metrics of every process that writes to ``path``, summed (the files may
+    hold livekit-agents' own metrics too, which a process's own registry already has)."""
+
+    def __init__(self, path: str) -> None:
+        self._files = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Metric]:
+        return [m for m in self._files.collect() if m.name.startswith(PREFIX)]
+
+
+#: The file types whose values add up across processes (a gauge's do not: left alone).
+_SUMMED = ("counter", "histogram")
+
+
+def compact(path: str) -> int:
+    """Fold the counter and histogram files of processes that ended into ``<type>_ended.db``
+    (values of the same series added up, as a scrape would) and delete them, so that a
+    scrape reads two files, not one per process that ever ran.
+
+    Args:
+        path: the multiprocess directory.
+
+    Returns:
+        How many files were folded.
+    """
+    folded = 0
+    archives: dict[str, MmapedDict] = {}
+    try:
+        for name in sorted(os.listdir(path)):
+            kind, _, pid = name.removesuffix(".db").partition("_")
+            if kind not in _SUMMED or not pid.isdigit() or _alive(int(pid)):
+                continue
+            if kind not in archives:
+                archives[kind] = MmapedDict(os.path.join(path, f"{kind}_ended.db"))
+            archive = archives[kind]
+            file = os.path.join(path, name)
+            for key, value, timestamp, _pos in MmapedDict.read_all_values_from_file(file):
+                total, _ = archive.read_value(key)
+                archive.write_value(key, total + value, timestamp)
+            os.unlink(file)
+            folded += 1
+    finally:
+        for archive in archives.values():
+            archive.close()
+    return folded
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process under a reused pid: not ours to fold
+        return True
+    return True

@@ -1,15 +1,26 @@
-"""The API's Prometheus /metrics: a scrape after voice starts counts them by status."""
+"""The API's Prometheus /metrics: a scrape after voice starts counts them by status; under
+``thinnest serve --workers 2`` either process answers with the counts of both."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
+import psutil
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.api import test_serve_processes
+from tests.api.test_serve_processes import Served
 from tests.conftest import RunningApi, Tenant, make_settings, start_api
 from thinnest.store.db import Database
 
 pytestmark = pytest.mark.integration
+
+#: `thinnest serve --workers 2` (this module's own).
+served = test_serve_processes.served
 
 
 def scrape(http: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -58,3 +69,40 @@ def test_metrics_can_be_turned_off(tmp_path, livekit_server, database: Database)
             assert http.get("/metrics").status_code == 404
     finally:
         off.stop()
+
+
+def test_either_api_process_answers_a_scrape_with_the_counts_of_both(
+    served: Served, database: Database
+) -> None:
+    key, _agent = test_serve_processes._tenant(database)
+    listed = frozenset({("method", "GET"), ("route", "/voice/sessions"), ("status", "200")})
+    pids = [p.pid for p in served.processes()]
+    folder = Path(psutil.Process(pids[0]).environ()["PROMETHEUS_MULTIPROC_DIR"])
+
+    def counted_by(pid: int) -> float:
+        """The listing requests process ``pid`` counted, from its own file."""
+        file = folder / f"histogram_{pid}.db"
+        if not file.exists():
+            return 0
+        total = 0.0
+        for key, value, _ts, _pos in MmapedDict.read_all_values_from_file(str(file)):
+            _family, sample, labels, _help = json.loads(key)  # prometheus_client's file key
+            # The file holds each bucket's own count (a scrape adds them up): their sum is
+            # the requests observed.
+            if sample.endswith("_bucket") and labels.get("route") == "/voice/sessions":
+                total += value
+        return total
+
+    sent = 0
+    # A connection each: the kernel hands them to either process; go on until both served.
+    while sent < 8 or not all(counted_by(pid) for pid in pids):
+        assert sent < 100, [counted_by(pid) for pid in pids]
+        with httpx.Client(base_url=served.base, timeout=30) as http:
+            resp = http.get("/voice/sessions", headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == 200, resp.text
+        sent += 1
+    seen = []
+    for _ in range(6):
+        with httpx.Client(base_url=served.base, timeout=30) as http:
+            seen.append(scrape(http)[("thinnest_http_request_duration_seconds_count", listed)])
+    assert seen == [sent] * 6

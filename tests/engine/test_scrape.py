@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from thinnest.engine.scrape import compact
+from thinnest.metrics import compact
 
 pytestmark = pytest.mark.unit
 

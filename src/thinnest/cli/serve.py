@@ -65,12 +65,16 @@ def serve(
         database.migrate()
     finally:
         database.close()
-    uvicorn.run(
-        "thinnest.api.main:app_from_environment",
-        factory=True,
-        workers=settings.api_processes,
-        **common,
-    )
+    from thinnest.metrics import multiprocess_dir
+
+    # The processes count in shared files: any of them answers /metrics for all.
+    with multiprocess_dir("thinnest-api-metrics-"):
+        uvicorn.run(
+            "thinnest.api.main:app_from_environment",
+            factory=True,
+            workers=settings.api_processes,
+            **common,
+        )
 
 
 def worker() -> None:

@@ -1,7 +1,7 @@
 """A worker's Prometheus ``/metrics``: its own figures and those of its call processes.
 
 Calls run in job processes, one call each, that come and go. Their counts reach the worker
-through prometheus_client's multiprocess mode: :func:`multiprocess_dir` sets
+through prometheus_client's multiprocess mode: :func:`thinnest.metrics.multiprocess_dir` sets
 ``PROMETHEUS_MULTIPROC_DIR`` before livekit-agents starts its process server, so every call
 process writes its values to files there (memory-mapped: no socket, no message to lose, and a
 call process that crashes keeps what it counted). A scrape sums the files of every process,
@@ -12,19 +12,15 @@ before the variable was set); its live figures (active calls, capacity) are read
 time from livekit-agents' job list, so they cannot go stale.
 
 Each call process leaves its files behind (its counts must outlive it). So that a worker that
-ran many calls does not read thousands of files per scrape, :func:`compact` folds the files
-of processes that ended into one file per metric type before each scrape.
+ran many calls does not read thousands of files per scrape, :func:`thinnest.metrics.compact`
+folds the files of processes that ended into one file per metric type before each scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import shutil
-import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import (
@@ -35,76 +31,14 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.mmap_dict import MmapedDict
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from thinnest.log import logger
-from thinnest.metrics import PREFIX
+from thinnest.metrics import ProcessFiles, compact
 
-__all__ = ["MetricsServer", "WorkerLoad", "compact", "multiprocess_dir"]
+__all__ = ["MetricsServer", "WorkerLoad"]
 
 log = logger.getChild("engine")
-
-
-@contextlib.contextmanager
-def multiprocess_dir() -> Iterator[str]:
-    """A fresh directory for the call processes' metric files, named in
-    ``PROMETHEUS_MULTIPROC_DIR`` for the processes the worker starts from now on; removed
-    after. Enter it before the worker starts its first job process."""
-    path = tempfile.mkdtemp(prefix="thinnest-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    try:
-        yield path
-    finally:
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-#: The file types whose values add up across processes (a gauge's do not: left alone).
-_SUMMED = ("counter", "histogram")
-
-
-def compact(path: str) -> int:
-    """Fold the counter and histogram files of processes that ended into ``<type>_ended.db``
-    (values of the same series added up, as a scrape would) and delete them.
-
-    Args:
-        path: the multiprocess directory.
-
-    Returns:
-        How many files were folded.
-    """
-    folded = 0
-    archives: dict[str, MmapedDict] = {}
-    try:
-        for name in sorted(os.listdir(path)):
-            kind, _, pid = name.removesuffix(".db").partition("_")
-            if kind not in _SUMMED or not pid.isdigit() or _alive(int(pid)):
-                continue
-            if kind not in archives:
-                archives[kind] = MmapedDict(os.path.join(path, f"{kind}_ended.db"))
-            archive = archives[kind]
-            file = os.path.join(path, name)
-            for key, value, timestamp, _pos in MmapedDict.read_all_values_from_file(file):
-                total, _ = archive.read_value(key)
-                archive.write_value(key, total + value, timestamp)
-            os.unlink(file)
-            folded += 1
-    finally:
-        for archive in archives.values():
-            archive.close()
-    return folded
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process under a reused pid: not ours to fold
-        return True
-    return True
 
 
 class WorkerLoad(Collector):
@@ -132,17 +66,6 @@ class WorkerLoad(Collector):
         )
 
 
-class _CallProcesses(Collector):
-    """The call processes' Thinnest metrics, summed over their files (the files may hold
-    livekit-agents' own metrics too, which the worker's registry already has)."""
-
-    def __init__(self, path: str) -> None:
-        self._files = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
-
-    def collect(self) -> Iterable[Metric]:
-        return [m for m in self._files.collect() if m.name.startswith(PREFIX)]
-
-
 class MetricsServer:
     """``GET /metrics`` on ``host:port``: the worker process's registry (livekit-agents'
     worker metrics, the process's CPU and memory), ``load``, and the call processes' files.
@@ -160,7 +83,7 @@ class MetricsServer:
         self._live.register(load)
         self._files = files
         self._calls = CollectorRegistry(auto_describe=False)
-        self._calls.register(_CallProcesses(files))
+        self._calls.register(ProcessFiles(files))
         self._lock = threading.Lock()  # one scrape at a time folds and reads the files
         self._runner: web.AppRunner | None = None
 

@@ -20,9 +20,10 @@ from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest
 
 from thinnest.config import Settings
 from thinnest.engine.job import entrypoint
-from thinnest.engine.scrape import MetricsServer, WorkerLoad, multiprocess_dir
+from thinnest.engine.scrape import MetricsServer, WorkerLoad
 from thinnest.engine.warmup import prewarm
 from thinnest.log import logger
+from thinnest.metrics import multiprocess_dir
 from thinnest.providers.modelservice import models_status
 from thinnest.store import workers
 from thinnest.store.db import Database
@@ -276,5 +277,6 @@ def run_worker(settings: Settings) -> None:
     if not settings.worker_metrics_port:
         asyncio.run(_serve(settings))
         return
-    with multiprocess_dir() as files:  # before the job processes start: they inherit it
+    # Before the job processes start: they inherit it.
+    with multiprocess_dir("thinnest-worker-metrics-") as files:
         asyncio.run(_serve(settings, files))

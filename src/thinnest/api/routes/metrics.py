@@ -3,12 +3,14 @@
 A scrape answers this API process's counters (:data:`thinnest.metrics.API_REGISTRY`: request
 durations by route template, voice starts by status, the sessions it finalised), its own
 process figures, and the live workers' calls and capacity as their last heartbeats stored
-them. With ``thinnest serve --workers N`` each process counts its own requests: scrape them
-one by one (docs/metrics.md). ``THINNEST_METRICS_ENABLED=false`` removes the route.
+them. Under ``thinnest serve --workers N`` the processes count in prometheus_client's
+multiprocess files (``thinnest.metrics.multiprocess_dir``), and whichever process answers a
+scrape sums them all. ``THINNEST_METRICS_ENABLED=false`` removes the route.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 
@@ -28,7 +30,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from thinnest.api.deps import DatabaseDep, SettingsDep
 from thinnest.config import Settings
 from thinnest.log import logger
-from thinnest.metrics import API_REGISTRY, HTTP_REQUEST_DURATION, VOICE_STARTS
+from thinnest.metrics import (
+    API_REGISTRY,
+    HTTP_REQUEST_DURATION,
+    VOICE_STARTS,
+    ProcessFiles,
+    compact,
+    shared_dir,
+)
 from thinnest.store import workers
 from thinnest.store.db import Database
 
@@ -39,6 +48,8 @@ log = logger.getChild("api")
 router = APIRouter(tags=["metrics"])
 
 _VOICE_START = "/voice/start"
+
+_folding = threading.Lock()  # one scrape at a time folds and reads the shared files
 
 
 class _LiveWorkers(Collector):
@@ -73,10 +84,22 @@ def _live_workers(db: Database, settings: Settings) -> list[tuple[int, int]]:
         return [(w.active_jobs, w.max_jobs) for w in rows]
 
 
+def _api_counts() -> bytes:
+    """The API's counters: this process's, or every API process's where they share files."""
+    path = shared_dir()
+    if path is None:
+        return generate_latest(API_REGISTRY)
+    files = CollectorRegistry(auto_describe=False)
+    files.register(ProcessFiles(path))
+    with _folding:
+        compact(path)  # processes uvicorn replaced
+        return generate_latest(files)
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(db: DatabaseDep, settings: SettingsDep) -> Response:
     """Prometheus metrics of this API process and of the live workers."""
-    body = generate_latest(REGISTRY) + generate_latest(API_REGISTRY)
+    body = generate_latest(REGISTRY) + await run_in_threadpool(_api_counts)
     try:
         rows = await run_in_threadpool(_live_workers, db, settings)
     except Exception as exc:  # the database is down: the process's own figures still answer
