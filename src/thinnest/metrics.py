@@ -46,6 +46,7 @@ __all__ = [
     "TOOL_CALLS",
     "TURN_LATENCY",
     "VOICE_STARTS",
+    "WEBHOOK_ATTEMPTS",
     "compact",
     "multiprocess_dir",
     "shared_dir",
@@ -115,6 +116,13 @@ SESSIONS_FINALISED = Counter(
     registry=API_REGISTRY,
 )
 
+WEBHOOK_ATTEMPTS = Counter(
+    "thinnest_webhook_attempts",
+    "Webhook delivery attempts by result (delivered; retry: failed, to be retried; failed: "
+    "failed for good) and error (none, status, timeout, connection, refused, disabled, other)",
+    ["result", "error"],
+    registry=API_REGISTRY,
+)
 
 # --- multiprocess mode ------------------------------------------------------------------------
 

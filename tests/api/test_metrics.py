@@ -1,5 +1,6 @@
-"""The API's Prometheus /metrics: a scrape after voice starts counts them by status; under
-``thinnest serve --workers 2`` either process answers with the counts of both."""
+"""The API's Prometheus /metrics: a scrape after voice starts counts them by status, webhook
+attempts by result; under ``thinnest serve --workers 2`` either process answers with the
+counts of both."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api import test_serve_processes
+from tests.api import test_serve_processes, test_webhooks
 from tests.api.test_serve_processes import Served
 from tests.conftest import RunningApi, Tenant, make_settings, start_api
+from tests.webhook_receiver import Receiver
 from thinnest.store.db import Database
 
 pytestmark = pytest.mark.integration
 
 #: `thinnest serve --workers 2` (this module's own).
 served = test_serve_processes.served
+#: An API on a fresh database that retries webhooks within seconds.
+make_api = test_webhooks.make_api
 
 
 def scrape(http: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -106,3 +110,29 @@ def test_either_api_process_answers_a_scrape_with_the_counts_of_both(
         with httpx.Client(base_url=served.base, timeout=30) as http:
             seen.append(scrape(http)[("thinnest_http_request_duration_seconds_count", listed)])
     assert seen == [sent] * 6
+
+
+def test_webhook_attempts_are_counted_by_result_and_error(
+    make_api: test_webhooks.MakeApi, fresh_database: Database
+) -> None:
+    api = make_api()
+    with (
+        Receiver([500]) as flaky,
+        Receiver(default=500) as broken,
+        api.client(test_webhooks._key(fresh_database)) as http,
+    ):
+        hooks = [test_webhooks._create(http, r.url)["id"] for r in (flaky, broken)]
+        before = scrape(http)
+        for hook in hooks:
+            test_webhooks._test_event(http, hook)
+            test_webhooks._settled(http, hook)
+        after = scrape(http)
+
+    def grew(result: str, error: str) -> float:
+        key = ("thinnest_webhook_attempts_total", frozenset({("result", result), ("error", error)}))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    # flaky: a 500, retried, then delivered; broken: 500s until the 3 s retry window ends
+    assert grew("delivered", "none") == 1
+    assert grew("retry", "status") == 1 + 2
+    assert grew("failed", "status") == 1

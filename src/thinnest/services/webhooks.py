@@ -45,6 +45,7 @@ from thinnest.contracts.webhooks import (
 )
 from thinnest.errors import ThinnestError
 from thinnest.log import logger
+from thinnest.metrics import WEBHOOK_ATTEMPTS
 from thinnest.services.guarded_http import DestinationRefused, guarded_client, ssl_context
 from thinnest.store import sessions
 from thinnest.store import webhooks as store
@@ -287,9 +288,31 @@ async def _record(
     )
     if not done:
         log.info("webhook %s: the claim ran out; another process has it now", claimed.id)
-    elif error is not None:
+        return status
+    result = {store.DELIVERED: "delivered", store.PENDING: "retry"}.get(status, "failed")
+    WEBHOOK_ATTEMPTS.labels(result=result, error=_error_kind(error)).inc()
+    if error is not None:
         log.info("webhook %s to %s: %s (%s)", claimed.id, claimed.endpoint_id, error, status)
     return status
+
+
+def _error_kind(error: str | None) -> str:
+    """An attempt's error, as the metrics label it (the texts :func:`deliver_one` writes)."""
+    if error is None:
+        return "none"
+    for prefix, kind in _ERROR_KINDS:
+        if error.startswith(prefix):
+            return kind
+    return "other"
+
+
+_ERROR_KINDS = (
+    ("HTTP ", "status"),
+    ("timeout", "timeout"),
+    ("could not connect", "connection"),
+    ("address ", "refused"),
+    ("endpoint disabled", "disabled"),
+)
 
 
 def _write(database: Database, fn: Any, claimed: store.Claimed, *args: Any, **kw: Any) -> bool:
