@@ -140,6 +140,9 @@ def test_create_refuses_credentials_in_the_url_and_warns_about_a_refused_address
         assert "credentials" in resp.json()["error"]["message"]
         resp = http.post("/webhooks", json={"url": "ftp://example.com/hook"})
         assert resp.status_code == 422 and resp.json()["error"]["field"] == "url"
+        long_host = ".".join(["ü" * 20] * 12)  # 251 characters; its ASCII spelling is longer
+        resp = http.post("/webhooks", json={"url": f"https://{long_host}/" + "p" * 1700})
+        assert resp.status_code == 422 and resp.json()["error"]["field"] == "url", resp.text
         warned = _create(http, "http://127.0.0.1:9/hook")
         assert len(warned["warnings"]) == 1 and "127.0.0.1" in warned["warnings"][0]
         assert _create(http, "https://example.com/hook")["warnings"] == []

@@ -37,7 +37,10 @@ def _checked_url(url: AnyHttpUrl) -> str:
             "credentials in the URL are not supported: verify the signature instead",
             field="url",
         )
-    return str(url)
+    text = str(url)
+    if len(text) > 2000:  # an international host name grows when it is spelt in ASCII
+        raise ValidationError("the URL is longer than 2000 characters", field="url")
+    return text
 
 
 def _warnings(row: WebhookEndpoint, settings: Settings) -> list[str]:
