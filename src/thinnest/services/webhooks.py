@@ -354,6 +354,7 @@ async def deliverer(
     async with guarded_client(settings) as client:
         try:
             while True:
+                nudge.clear()  # what sets it from here on (a send done, a test) wakes the wait
                 free = settings.webhook_concurrency - len(in_flight)
                 if free > 0:
                     busy: dict[str, int] = {}
@@ -373,10 +374,10 @@ async def deliverer(
                         task = asyncio.create_task(_safe(client, database, settings, c))
                         in_flight[task] = c.endpoint_id
                         task.add_done_callback(in_flight.pop)
+                        task.add_done_callback(lambda _task: nudge.set())  # a slot is free
                     if len(claimed) == free:
                         await asyncio.sleep(0)  # more may be due: look again at once
                         continue
-                nudge.clear()
                 interval = settings.webhook_poll_interval * _JITTER.uniform(0.8, 1.2)
                 try:
                     await asyncio.wait_for(nudge.wait(), interval)
