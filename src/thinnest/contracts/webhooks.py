@@ -85,6 +85,9 @@ class SessionEnded(BaseModel):
     tool_calls: list[ToolCall]
     #: per stage (``stt``, ``llm_ttft``, ``tts_ttfb``, ``voice_to_voice``, …)
     latency: dict[str, StageLatency]
+    #: true when the body would pass 1 MB: ``transcript`` (then ``tool_calls``) keeps only
+    #: the latest entries; ``GET /voice/sessions/{id}`` has them all
+    truncated: bool = False
 
 
 class ToolFailed(BaseModel):

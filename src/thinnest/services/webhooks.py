@@ -60,6 +60,8 @@ MAX_DELAY = 6 * 3600.0
 RECORDING_WAIT = 30.0
 #: Requests in flight to one endpoint from one process: a slow receiver keeps the others'.
 PER_ENDPOINT = 2
+#: Largest body sent: a longer ``session.ended`` keeps its latest turns (``truncated``).
+MAX_BODY_BYTES = 1_000_000
 #: Bytes of a receiver's answer that are read (and kept in the delivery log).
 EXCERPT_BYTES = 1024
 #: The jitter's own generator: the global one is left to the program around it.
@@ -178,6 +180,20 @@ def render(database: Database, claimed: store.Claimed, settings: Settings) -> st
                     ],
                     latency=latency_summary(t.latency or {} for t in row.turns),
                 ).model_dump(mode="json")
+    body = _body(claimed, data)
+    while len(body.encode()) > MAX_BODY_BYTES and (
+        data.get("transcript") or data.get("tool_calls")
+    ):
+        # A very long call: keep the latest half of its turns (then of its tool calls).
+        part = "transcript" if data.get("transcript") else "tool_calls"
+        items = data[part]
+        data[part] = items[len(items) // 2 :] if len(items) > 1 else []
+        data["truncated"] = True
+        body = _body(claimed, data)
+    return body
+
+
+def _body(claimed: store.Claimed, data: dict[str, Any]) -> str:
     envelope = Envelope(
         id=claimed.id,
         type=EventType(claimed.event_type),
