@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     within three intervals when it stops"""
 
     # --- Webhooks (`/webhooks`; sent through the tools' SSRF guard and its settings) --------
+    webhook_send: bool = True
+    """whether this API process sends the webhook deliveries that are due (off: it still
+    queues them, and another API process on the same database sends them)"""
     webhook_poll_interval: float = Field(1.0, gt=0)
     """seconds between an API process's looks for webhook deliveries that are due"""
     webhook_timeout: float = Field(10.0, gt=0, le=60)

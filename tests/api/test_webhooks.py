@@ -187,8 +187,9 @@ def test_retries_on_500_with_the_same_id_and_body_then_stops(
         assert first.body == second.body == third.body
         assert all(verify(hook["secret"], r.headers, r.body) for r in (first, second, third))
         # backoff: 0.2 s, then four times that (±10 %)
-        assert 0.17 <= second.at - first.at < 1.0
-        assert 0.7 <= third.at - second.at < 2.0
+        # (upper bounds wide: a loaded machine delays a send, never hastens it)
+        assert 0.17 <= second.at - first.at < 4.0
+        assert 0.7 <= third.at - second.at < 6.0
         (delivery,) = _settled(http, hook["id"])
         assert (delivery["status"], delivery["attempts"]) == ("delivered", 3)
         time.sleep(1.5)  # well past the next retry's time, had there been one
@@ -209,7 +210,7 @@ def test_retries_after_the_receiver_times_out(make_api: MakeApi, fresh_database:
         _test_event(http, hook["id"])
         first, second = receiver.wait_for(2)
         assert first.headers["webhook-id"] == second.headers["webhook-id"]
-        assert 1.1 <= second.at - first.at < 3.0  # the 1 s timeout, then the 0.2 s backoff
+        assert 1.1 <= second.at - first.at < 6.0  # the 1 s timeout, then the 0.2 s backoff
         (delivery,) = _settled(http, hook["id"])
         assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
         detail = http.get(f"/webhooks/{hook['id']}/deliveries/{delivery['id']}").json()
@@ -356,10 +357,27 @@ def test_a_slow_receiver_never_delays_starting_or_ending_a_session(
         t0 = time.monotonic()
         assert http.get("/healthz").status_code == 200
         health.append(time.monotonic() - t0)
-        assert max(starts) < 1.5, starts
-        assert max(ends) < 3.0, ends
-        assert max(health) < 0.5, health
+        # Each well under the 5 s send timeout and the 30 s hang (wide for a loaded machine).
+        assert max(starts) < 4.0, starts
+        assert max(ends) < 4.0, ends
+        assert max(health) < 2.0, health
         assert receiver.most_in_flight <= 2  # webhook_concurrency
         receiver.release.set()  # the receiver answers now
         rows = _settled(http, hook["id"], n=12, timeout=60)
         assert len(rows) == 12 and all(r["status"] == "delivered" for r in rows), rows
+
+
+def test_an_api_that_does_not_send_queues_for_one_that_does(
+    make_api: MakeApi, fresh_database: Database
+) -> None:
+    """``webhook_send`` off: the process queues events and sends none; another API process on
+    the same database sends them."""
+    quiet = make_api(webhook_send=False)
+    with Receiver() as receiver, quiet.client(_key(fresh_database)) as http:
+        hook = _create(http, receiver.url)
+        queued = _test_event(http, hook["id"])
+        time.sleep(1.0)  # twenty poll intervals
+        assert receiver.requests == []
+        make_api()  # a sending process on the same database
+        (got,) = receiver.wait_for(1)
+        assert got.headers["webhook-id"] == queued["id"]

@@ -54,7 +54,7 @@ class World:
         # An owner has at most 20: earlier tests' go (each test uses only its own).
         for old in self.alice.http.get("/webhooks").json()[:-10]:
             assert self.alice.http.delete(f"/webhooks/{old['id']}").status_code == 204
-        resp = self.alice.http.post("/webhooks", json={"url": "https://hooks.example/in"})
+        resp = self.alice.http.post("/webhooks", json={"url": "http://127.0.0.1:9/in"})
         assert resp.status_code == 201, resp.text
         return str(resp.json()["id"])
 
@@ -127,7 +127,7 @@ ENDPOINTS = [
     Endpoint("POST", "/keys", lambda w: {"name": "k"}, 201),
     Endpoint("DELETE", "/keys/{key}", None, 200),
     Endpoint("GET", "/webhooks", None, 200, listed=_ids),
-    Endpoint("POST", "/webhooks", lambda w: {"url": "https://hooks.example/new"}, 201),
+    Endpoint("POST", "/webhooks", lambda w: {"url": "http://127.0.0.1:9/new"}, 201),
     Endpoint("GET", "/webhooks/{webhook}", None, 200),
     Endpoint("PATCH", "/webhooks/{webhook}", lambda w: {"description": "Hi."}, 200),
     Endpoint("DELETE", "/webhooks/{webhook}", None, 204),

@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.state.webhook_loop = asyncio.get_running_loop()
         sender = asyncio.create_task(
             webhook_sender.deliverer(db, settings, app.state.webhook_nudge)
+            if settings.webhook_send
+            else asyncio.Event().wait()  # only queues: another process sends
         )
         try:
             yield
