@@ -143,6 +143,12 @@ async def test_calls_through_either_api_land_on_both_nodes_and_both_worker_hosts
     hosts = {host for _sid, _node, host in placed}
     assert nodes == {"lk1", "lk2"}, placed
     assert hosts == {"w1", "w2"}, placed
+    # Each worker host's Prometheus scrape counts the calls it took.
+    for n in (1, 2):
+        took = sum(1 for _sid, _node, host in placed if host == f"w{n}")
+        text = (await asyncio.to_thread(httpx.get, cluster.worker_metrics_url(n))).text
+        started = re.search(r"^thinnest_calls_started_total(?:\{[^}]*\})? (\S+)$", text, re.M)
+        assert started and float(started.group(1)) >= took, text[-2000:]
 
 
 async def test_a_draining_worker_host_finishes_its_call_and_takes_no_new_one(

@@ -47,6 +47,7 @@ LIVEKIT_PORT = 7880
 API_PORT = 8000
 MODELS_PORT = 8790
 REDIS_PORT = 6379
+WORKER_METRICS_PORT = 9464
 POSTGRES_PORT = 5432
 
 
@@ -141,6 +142,10 @@ class Cluster:
 
     def api_url(self, n: int) -> str:
         return f"http://{self.hosts[f'api{n}'].address}:{API_PORT}"
+
+    def worker_metrics_url(self, n: int) -> str:
+        """Worker host ``n``'s Prometheus ``/metrics``."""
+        return f"http://{self.hosts[f'w{n}'].address}:{WORKER_METRICS_PORT}/metrics"
 
     @property
     def models_url(self) -> str:
@@ -390,6 +395,8 @@ class Cluster:
             THINNEST_WORKER_MAX_JOBS=str(self.options.worker_max_jobs),
             THINNEST_WORKER_IDLE_PROCESSES=str(self.options.worker_idle_processes),
             THINNEST_WORKER_HEARTBEAT_INTERVAL="1.0",
+            THINNEST_WORKER_METRICS_HOST=host.address,
+            THINNEST_WORKER_METRICS_PORT=str(WORKER_METRICS_PORT),
         )
         argv = [sys.executable, "-m", "thinnest", "worker"]
         role = Role(host.name, host, argv, env, lambda: False)
