@@ -23,6 +23,9 @@ log = logger.getChild("livekit")
 
 #: The livekit-server release the setup installs (`go install …/cmd/server@LIVEKIT_VERSION`).
 LIVEKIT_VERSION = "v1.13.5"
+#: The webhook events the API acts on when rooms are created only by the API (``auto_create``
+#: off): the engine or the caller leaving, and a room closed.
+WEBHOOK_EVENTS = ("participant_left", "room_finished")
 
 _INSTALL_HINT = (
     "livekit-server was not found. Run `make setup` (it builds it with Go into .tools/bin), "
@@ -118,6 +121,12 @@ class LiveKitServerOptions:
         if self.webhook_urls:
             lines += ["webhook:", f"  api_key: {self.api_key}", "  urls:"]
             lines += [f"    - {u}" for u in self.webhook_urls]
+            if not self.auto_create:
+                # Only what the API acts on (api/backstop.py): with rooms never created by a
+                # join, room_started and participant_joined would be one more request to the
+                # API per call for nothing.
+                lines += ["  filter_params:", "    include_events:"]
+                lines += [f"      - {e}" for e in WEBHOOK_EVENTS]
         return "\n".join(lines) + "\n"
 
 
