@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -20,6 +19,7 @@ import uvicorn
 from sqlalchemy import create_engine, make_url, text
 
 from thinnest.api.main import create_app
+from thinnest.bench.stack import free_port as bench_free_port
 from thinnest.config import Settings
 from thinnest.errors import ConfigError
 from thinnest.livekit.devserver import LiveKitDevServer, LiveKitServerOptions, generate_credentials
@@ -36,9 +36,8 @@ for _name in getattr(anyio, "__all__", dir(anyio)):
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port for a server the test starts (below the OS's outgoing-connection range)."""
+    return bench_free_port()
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ are created in the bench's database; agents are created through the API.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import socket
 import subprocess
@@ -36,16 +37,36 @@ _WORKER_READY = "worker live: first heartbeat stored"
 _handed_out: set[int] = set()
 
 
+def _ephemeral_start() -> int:
+    """The first port of the range the OS gives outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A free loopback port, never one this process handed out before (a port is only
-    bound later, by the child that gets it, so the OS could offer it twice)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+    """A free port for a server, TCP and UDP, on every address, never one this process handed
+    out before. It lies below the OS's range for outgoing connections (with room for a
+    200-port UDP range above it): a port is bound later, by the child that gets it, and a port
+    from that range could meanwhile be taken by any outgoing connection (a LiveKit node
+    once failed to start so, right after a load of thousands of connections)."""
+    chooser = random.SystemRandom()
+    high = max(_ephemeral_start() - 256, 20000)
+    for _ in range(2000):
+        port = chooser.randrange(10000, high)
+        if port in _handed_out:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                tcp.bind(("", port))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.bind(("", port))
+        except OSError:
+            continue
+        _handed_out.add(port)
+        return port
+    raise UnavailableError("no free port below the ephemeral range", code="no_free_port")
 
 
 @dataclass(frozen=True)
