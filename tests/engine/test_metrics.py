@@ -124,9 +124,10 @@ async def test_a_call_is_counted_its_turn_latencies_observed_and_its_turns_trace
         assert resp.status_code == 200, resp.text
         started = resp.json()
         async with VoiceClient(started["livekit_url"], started["token"]) as client:
-            assert scrape(url)[("thinnest_worker_active_calls", frozenset())] == 1
             called = await ask_the_weather(client, speak)  # the greeting, then the question
             assert called.get("error") is None, called
+            # (Scraped once the agent spoke: joining the room comes before the job starts.)
+            assert scrape(url)[("thinnest_worker_active_calls", frozenset())] == 1
             await client.next_event(90, type="transcript", role="agent")
         row = await wait_final(database, started["session_id"], within=30)
         assert row.end_reason == "user_left"
