@@ -118,6 +118,9 @@
           return opt;
         }),
       );
+      // The console's "Test call" opens /demo?agent=<id>: preselect that agent.
+      const wanted = new URLSearchParams(location.search).get("agent");
+      if (wanted && agents.some((a) => a.id === wanted)) select.value = wanted;
       if (!agents.length) problem("No agents yet: create one with `thinnest agents create NAME`.");
     } catch (err) {
       problem(err.message);
