@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     API processes on one database, one sweeps (a lease in the database), another takes over
     within three intervals when it stops"""
 
+    # --- Operator console (`/console`) ------------------------------------------------------
+    console_enabled: bool = True
+    """whether the API serves the operator console at `/console` (sign-in with a secret API
+    key; the browser keeps a session cookie, never the key)"""
+    console_session_hours: float = Field(12.0, gt=0, le=720)
+    """hours a console sign-in lasts before it asks for the key again"""
+
     # --- Webhooks (`/webhooks`; sent through the tools' SSRF guard and its settings) --------
     webhook_send: bool = True
     """whether this API process sends the webhook deliveries that are due (off: it still

@@ -12,9 +12,9 @@ from thinnest.api.limits import RateLimits
 from thinnest.config import Settings
 from thinnest.errors import ForbiddenError
 from thinnest.livekit.rooms import LiveKitService
-from thinnest.store import keys
+from thinnest.store import console, keys
 from thinnest.store.db import Database
-from thinnest.store.models import ApiKey
+from thinnest.store.models import ApiKey, ConsoleSession
 
 
 def _settings(request: Request) -> Settings:
@@ -50,12 +50,44 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
+#: The operator console's sign-in cookie (HttpOnly, SameSite=Strict): a random token.
+CONSOLE_COOKIE = "thinnest_console"
+#: The header a console page sends its sign-in's CSRF token in, on every write.
+CSRF_HEADER = "x-csrf-token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def check_csrf(row: ConsoleSession, request: Request) -> None:
+    """A console write must carry its sign-in's CSRF token: the cookie alone, which the
+    browser adds to any request, proves nothing."""
+    if not console.csrf_matches(row, request.headers.get(CSRF_HEADER)):
+        raise ForbiddenError(
+            "a console request that changes something must send the sign-in's CSRF token "
+            "in the X-CSRF-Token header",
+            code="csrf_failed",
+            field=CSRF_HEADER,
+        )
+
+
+def _console_key(db: Session, request: Request, token: str) -> ApiKey:
+    """The key behind the console's sign-in cookie."""
+    row = console.authenticate(db, token)
+    if request.method not in _SAFE_METHODS:
+        check_csrf(row, request)
+    return row.key
+
+
 def _any_key(request: Request) -> ApiKey:
     # A session of its own, closed before the route runs: holding it open for the whole
     # request while the route takes a second connection deadlocked the pool under load
     # (every request holding one connection and waiting for another).
+    bearer = _bearer(request)
+    cookie = request.cookies.get(CONSOLE_COOKIE) if bearer is None else None
     with _database(request).session() as db:
-        key = keys.authenticate(db, _bearer(request))
+        if cookie:
+            key = _console_key(db, request, cookie)
+        else:
+            key = keys.authenticate(db, bearer)
         keys.touch(db, key)
     return key
 

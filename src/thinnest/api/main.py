@@ -16,11 +16,13 @@ from thinnest.api.limits import BodySizeLimit, RateLimits
 from thinnest.api.publishable import VoiceStartCors
 from thinnest.api.routes import (
     agents,
+    console,
     health,
     keys,
     livekit,
     metrics,
     sessions,
+    stats,
     voice,
     web,
     webhooks,
@@ -92,7 +94,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         # Outermost: it times and counts the requests the other middlewares refuse too.
         app.add_middleware(metrics.RequestMetrics)
         app.include_router(metrics.router)
-    for module in (health, voice, sessions, agents, keys, livekit, webhooks):
+    for module in (health, voice, sessions, agents, keys, livekit, webhooks, stats, console):
         app.include_router(module.router)
     web.install(app)
     docs.install(app)

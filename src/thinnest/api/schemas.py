@@ -80,6 +80,11 @@ class SessionOut(BaseModel):
 
 class SessionDetail(SessionOut):
     error: str | None
+    recording_started_at: datetime | None = Field(
+        None,
+        description="wall-clock time of the recording's first sample: a turn is heard in the "
+        "recording at its started_at minus this",
+    )
     transcript: list[TurnOut]
     tool_calls: list[ToolCallOut]
 

@@ -89,9 +89,11 @@ class CallStore:
             "tool call", lambda db: sessions.add_tool_call(db, self.session_id, **fields)
         )
 
-    async def set_recording(self, path: str) -> None:
+    async def set_recording(self, path: str, *, started_at: float | None = None) -> None:
         def update(db: Session) -> None:
-            sessions.get_session(db, self.session_id).recording_path = path
+            row = sessions.get_session(db, self.session_id)
+            row.recording_path = path
+            row.recording_started_at = _dt(started_at)
 
         await self._write("recording path", update)
 

@@ -129,6 +129,9 @@ class CallSession(Base):
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     duration: Mapped[float | None] = mapped_column(Float, default=None)
     recording_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    #: wall-clock time of the recording's first sample (a turn's offset in the recording is
+    #: its ``started_at`` minus this)
+    recording_started_at: Mapped[datetime | None] = mapped_column(default=None)
 
     turns: Mapped[list[TranscriptTurn]] = relationship(
         order_by="TranscriptTurn.seq", cascade="all, delete-orphan", lazy="selectin"
@@ -168,6 +171,26 @@ class ToolCall(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     duration: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsoleSession(Base):
+    """A sign-in to the operator console. The browser holds a random token in an HttpOnly
+    cookie; only its SHA-256 is stored. It lasts until ``expires_at``, a sign-out
+    (``revoked_at``) or the revocation of the key it was opened with."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("console"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    #: sent back by the page in ``X-CSRF-Token`` on every request that changes something
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    key: Mapped[ApiKey] = relationship(lazy="joined")
 
 
 class Worker(Base):

@@ -58,17 +58,32 @@ def list_sessions(
     *,
     agent_id: str | None = None,
     status: str | None = None,
+    end_reason: str | None = None,
+    text: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 20,
     offset: int = 0,
 ) -> tuple[list[CallSession], int]:
-    """A page of the owner's sessions, newest first, and the total that match."""
+    """A page of the owner's sessions, newest first, and the total that match; ``text``
+    matches sessions with a transcript line containing it (case-insensitive)."""
     where = [CallSession.owner_id == owner_id]
     if agent_id is not None:
         where.append(CallSession.agent_id == agent_id)
     if status is not None:
         where.append(CallSession.status == status)
+    if end_reason is not None:
+        where.append(CallSession.end_reason == end_reason)
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(
+            select(TranscriptTurn.id)
+            .where(
+                TranscriptTurn.session_id == CallSession.id,
+                TranscriptTurn.text.ilike(pattern, escape="\\"),
+            )
+            .exists()
+        )
     if since is not None:
         where.append(CallSession.created_at >= since)
     if until is not None:

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from thinnest.api.deps import CurrentKey, DatabaseDep, DbSession, LiveKitDep
 from thinnest.api.errors import ERROR_RESPONSES
 from thinnest.api.schemas import SessionDetail, SessionOut, SessionPage, ToolCallOut, TurnOut
-from thinnest.contracts.session import SessionStatus
+from thinnest.contracts.session import EndReason, SessionStatus
 from thinnest.errors import NotFoundError
 from thinnest.services import sessions as sessions_service
 from thinnest.store import sessions
@@ -46,6 +46,7 @@ def session_detail(row: CallSession) -> SessionDetail:
     return SessionDetail(
         **session_out(row).model_dump(),
         error=row.error,
+        recording_started_at=row.recording_started_at,
         transcript=[TurnOut.model_validate(t, from_attributes=True) for t in row.turns],
         tool_calls=[ToolCallOut.model_validate(c, from_attributes=True) for c in row.tool_calls],
     )
@@ -74,6 +75,11 @@ def list_sessions(
     db: DbSession,
     agent_id: str | None = None,
     status: SessionStatus | None = None,
+    end_reason: EndReason | None = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="only sessions whose transcript contains this text"),
+    ] = None,
     since: IsoDatetime | None = None,
     until: IsoDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -85,6 +91,8 @@ def list_sessions(
         key.owner_id,
         agent_id=agent_id,
         status=status,
+        end_reason=end_reason,
+        text=q.strip() if q else None,
         since=since,
         until=until,
         limit=limit,
