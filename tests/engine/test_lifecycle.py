@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import time
+from datetime import datetime
 from pathlib import Path
 
 import av
@@ -75,6 +76,16 @@ async def test_api_end_sends_call_ended_and_keeps_the_recording(
         seconds = float(container.duration or 0) / 1_000_000
     print(f"recording {seconds:.1f} s for a call of about {call_seconds:.1f} s")
     assert abs(seconds - call_seconds) < max(4.0, 0.3 * call_seconds)
+    # The console follows the transcript by the recording's start: every turn falls inside it.
+    detail = (await asyncio.to_thread(tenant.http.get, f"/voice/sessions/{sid}")).json()
+    assert detail["recording_started_at"], "the recording's start time is not stored"
+    origin = datetime.fromisoformat(detail["recording_started_at"])
+    offsets = [
+        (datetime.fromisoformat(t["started_at"]) - origin).total_seconds()
+        for t in detail["transcript"]
+        if t["started_at"]
+    ]
+    assert offsets and all(-0.5 <= o <= seconds for o in offsets), (offsets, seconds)
 
 
 def test_recording_is_the_owners_only(make_tenant) -> None:  # type: ignore[no-untyped-def]
