@@ -381,3 +381,68 @@ def test_an_api_that_does_not_send_queues_for_one_that_does(
         make_api()  # a sending process on the same database
         (got,) = receiver.wait_for(1)
         assert got.headers["webhook-id"] == queued["id"]
+
+
+def test_a_rotated_secret_signs_beside_the_new_one_for_its_grace_period(
+    make_api: MakeApi, fresh_database: Database
+) -> None:
+    api = make_api()
+    verify = documented_verify()
+    with Receiver() as receiver, api.client(_key(fresh_database)) as http:
+        hook = _create(http, receiver.url)
+        old = hook["secret"]
+        rotated = http.post(f"/webhooks/{hook['id']}/rotate-secret", json={"grace_hours": 1})
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()["secret"]
+        assert new.startswith("whsec_") and new != old
+        assert rotated.json()["secret_prefix"] == new[:10]
+        _test_event(http, hook["id"])
+        (during,) = receiver.wait_for(1)
+        assert len(during.headers["webhook-signature"].split()) == 2
+        assert verify(new, during.headers, during.body)
+        assert verify(old, during.headers, during.body)  # a receiver not yet switched
+
+        # No grace: only the newest secret signs from now on.
+        now = http.post(f"/webhooks/{hook['id']}/rotate-secret", json={"grace_hours": 0})
+        newest = now.json()["secret"]
+        _test_event(http, hook["id"])
+        _, after = receiver.wait_for(2)
+        assert len(after.headers["webhook-signature"].split()) == 1
+        assert verify(newest, after.headers, after.body)
+        assert not verify(new, after.headers, after.body)
+        assert not verify(old, after.headers, after.body)
+        bad = http.post(f"/webhooks/{hook['id']}/rotate-secret", json={"grace_hours": 500})
+        assert bad.status_code == 422
+        assert bad.json()["error"]["field"] == "grace_hours"
+        assert http.get(f"/webhooks/{hook['id']}").json()["secret_prefix"] == newest[:10]
+
+
+def test_a_failed_delivery_is_resent_on_request_with_the_same_id(
+    make_api: MakeApi, fresh_database: Database
+) -> None:
+    api = make_api()
+    with (
+        Receiver(default=500) as receiver,
+        api.client(_key(fresh_database)) as http,
+        api.client(_key(fresh_database)) as stranger,
+    ):
+        hook = _create(http, receiver.url)
+        _test_event(http, hook["id"])
+        (failed,) = _settled(http, hook["id"])
+        assert (failed["status"], failed["attempts"]) == ("failed", 3)
+        path = f"/webhooks/{hook['id']}/deliveries/{failed['id']}/resend"
+        assert stranger.post(path).status_code == 404  # another owner's delivery
+        missing = http.post(f"/webhooks/{hook['id']}/deliveries/msg_nope/resend")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["field"] == "delivery_id"
+        receiver.default = 200  # the receiver is back
+        resent = http.post(path)
+        assert resent.status_code == 202, resent.text
+        assert resent.json()["status"] == "pending"
+        requests = receiver.wait_for(4)
+        assert {r.headers["webhook-id"] for r in requests} == {failed["id"]}
+        assert requests[-1].body == requests[0].body
+        (delivered,) = _settled(http, hook["id"])
+        assert (delivered["status"], delivered["attempts"]) == ("delivered", 4)
+        time.sleep(0.5)
+        assert len(receiver.requests) == 4  # once, not again

@@ -75,14 +75,21 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
-def signed_headers(secret: str, msg_id: str, body: bytes, *, now: float) -> dict[str, str]:
+def signed_headers(
+    secret: str, msg_id: str, body: bytes, *, now: float, previous_secret: str | None = None
+) -> dict[str, str]:
+    """The headers of one attempt; during a secret's rotation, signed with both secrets
+    (space-separated, as Standard Webhooks lets a receiver check either)."""
     timestamp = int(now)
+    signature = sign(secret, msg_id, timestamp, body)
+    if previous_secret:
+        signature += " " + sign(previous_secret, msg_id, timestamp, body)
     return {
         "content-type": "application/json",
         "user-agent": f"Thinnest-Webhooks/{__version__}",
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "webhook-signature": signature,
     }
 
 
@@ -222,7 +229,13 @@ async def deliver_one(
             return store.PENDING
         await asyncio.to_thread(_write, database, store.freeze_body, claimed, body)
     payload = body.encode()
-    headers = signed_headers(claimed.secret, claimed.id, payload, now=time.time())
+    headers = signed_headers(
+        claimed.secret,
+        claimed.id,
+        payload,
+        now=time.time(),
+        previous_secret=claimed.previous_secret,
+    )
     started = time.monotonic()
     code: int | None = None
     excerpt: str | None = None

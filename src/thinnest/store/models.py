@@ -248,6 +248,10 @@ class WebhookEndpoint(Base):
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     secret: Mapped[str] = mapped_column(String(64))
+    #: the secret before the last rotation: it signs beside ``secret`` until
+    #: ``previous_secret_until``, so receivers can switch without losing a delivery
+    previous_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -13,7 +13,7 @@ import base64
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -198,6 +198,8 @@ class Claimed:
     url: str
     secret: str
     enabled: bool
+    #: a rotated-out secret still in its grace period: it signs too
+    previous_secret: str | None = None
 
 
 def claim(db: Session, delivery_id: str, token: str, *, now: float, hold: float) -> Claimed | None:
@@ -243,7 +245,44 @@ def claim(db: Session, delivery_id: str, token: str, *, now: float, hold: float)
         url=endpoint.url,
         secret=endpoint.secret,
         enabled=endpoint.enabled,
+        previous_secret=_previous_secret(endpoint),
     )
+
+
+def _previous_secret(endpoint: WebhookEndpoint) -> str | None:
+    until = endpoint.previous_secret_until
+    if endpoint.previous_secret is None or until is None:
+        return None
+    return endpoint.previous_secret if _aware(until) > utcnow() else None
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def rotate_secret(db: Session, endpoint: WebhookEndpoint, *, grace: timedelta) -> str:
+    """A new signing secret for ``endpoint``; the current one signs beside it for ``grace``
+    (none: it stops at once). Returns the new secret (shown once)."""
+    endpoint.previous_secret = endpoint.secret if grace > timedelta(0) else None
+    endpoint.previous_secret_until = utcnow() + grace if grace > timedelta(0) else None
+    endpoint.secret = new_secret()
+    return endpoint.secret
+
+
+def resend(db: Session, delivery: WebhookDelivery) -> None:
+    """Send ``delivery`` again now, with the same id and body (a receiver that deduplicates
+    on ``webhook-id`` sees one event). One more attempt; a failure is retried as usual while
+    the event is within the retry window. Refused while an attempt is in flight."""
+    now = time.time()
+    if delivery.claimed_until is not None and delivery.claimed_until >= now:
+        raise ConflictError(
+            "this delivery is being sent right now: look again in a moment",
+            code="delivery_in_flight",
+            field="delivery_id",
+        )
+    delivery.status = PENDING
+    delivery.due_at = now
+    delivery.delivered_at = None
 
 
 def _mine(delivery_id: str, token: str) -> Any:

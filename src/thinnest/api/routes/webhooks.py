@@ -3,11 +3,11 @@ read, change, delete), a test event, and each endpoint's delivery log."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, Field
 
 from thinnest.api.deps import CurrentKey, DbSession, SettingsDep
 from thinnest.api.errors import ERROR_RESPONSES
@@ -23,6 +23,7 @@ from thinnest.api.schemas import (
 )
 from thinnest.config import Settings
 from thinnest.contracts import jsonvalue
+from thinnest.contracts.values import StrictModel
 from thinnest.errors import ValidationError
 from thinnest.services.destinations import refusal_for
 from thinnest.store import webhooks
@@ -142,9 +143,57 @@ def send_test(webhook_id: str, key: CurrentKey, db: DbSession, request: Request)
     """Queue a signed ``webhook.test`` event to the endpoint (sent within a moment)."""
     row = webhooks.enqueue_test(db, webhooks.get_endpoint(db, webhook_id, key.owner_id))
     db.commit()
+    _nudge(request)
+    return delivery_out(row)
+
+
+def _nudge(request: Request) -> None:
+    """Wake this process's sender: a delivery is due now."""
     nudge = getattr(request.app.state, "webhook_nudge", None)
     if nudge is not None:
         request.app.state.webhook_loop.call_soon_threadsafe(nudge.set)
+
+
+class Rotation(StrictModel):
+    grace_hours: float = Field(
+        24.0,
+        ge=0,
+        le=168,
+        description="hours the current secret still signs beside the new one (0: stop now)",
+    )
+
+
+@router.post("/{webhook_id}/rotate-secret")
+def rotate_secret(
+    webhook_id: str,
+    key: CurrentKey,
+    db: DbSession,
+    settings: SettingsDep,
+    body: Rotation | None = None,
+) -> WebhookCreated:
+    """A new signing secret, shown in this response only. The old one keeps signing beside
+    it for ``grace_hours``: deliveries carry both signatures until the receiver has switched."""
+    row = webhooks.get_endpoint(db, webhook_id, key.owner_id)
+    secret = webhooks.rotate_secret(
+        db, row, grace=timedelta(hours=(body or Rotation()).grace_hours)
+    )
+    db.commit()
+    return WebhookCreated(
+        **webhook_out(row).model_dump(), warnings=_warnings(row, settings), secret=secret
+    )
+
+
+@router.post("/{webhook_id}/deliveries/{delivery_id}/resend", status_code=202)
+def resend_delivery(
+    webhook_id: str, delivery_id: str, key: CurrentKey, db: DbSession, request: Request
+) -> DeliveryOut:
+    """Send a delivery again now (same id and body): after a receiver's outage, or to replay
+    an event. ``409 delivery_in_flight`` while an attempt is under way."""
+    endpoint = webhooks.get_endpoint(db, webhook_id, key.owner_id)
+    row = webhooks.get_delivery(db, endpoint, delivery_id)
+    webhooks.resend(db, row)
+    db.commit()
+    _nudge(request)
     return delivery_out(row)
 
 

@@ -1,10 +1,12 @@
-"""console_sessions and sessions.recording_started_at: the operator console
+"""console_sessions, sessions.recording_started_at, webhook secret rotation: the console
 
 ``console_sessions`` holds the console's sign-ins: the browser keeps only a random token in
 an HttpOnly cookie; the table keeps its SHA-256, the key it was opened with (a revoked key
 ends its console sessions), the CSRF token the page sends back on every write, and when it
 expires or was signed out. ``sessions.recording_started_at`` is the wall-clock time of a
 recording's first sample, so the console can follow the transcript as the recording plays.
+``webhook_endpoints.previous_secret`` keeps a rotated-out signing secret, which signs
+deliveries beside the new one until ``previous_secret_until``.
 
 Revision ID: 0009
 Revises: 0008
@@ -23,6 +25,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # A rotated webhook secret signs on beside the new one for a grace period.
+    op.add_column(
+        "webhook_endpoints", sa.Column("previous_secret", sa.String(length=64), nullable=True)
+    )
+    op.add_column(
+        "webhook_endpoints",
+        sa.Column("previous_secret_until", sa.DateTime(timezone=True), nullable=True),
+    )
     op.create_table(
         "console_sessions",
         sa.Column("id", sa.String(length=40), primary_key=True),
@@ -53,5 +63,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("webhook_endpoints", "previous_secret_until")
+    op.drop_column("webhook_endpoints", "previous_secret")
     op.drop_column("sessions", "recording_started_at")  # ALTER TABLE … DROP COLUMN
     op.drop_table("console_sessions")
