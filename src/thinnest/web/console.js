@@ -66,8 +66,14 @@ function s(tag, attrs = {}, ...children) {
 
 const $ = (id) => document.getElementById(id);
 
+/** Replace ``el``'s children (null and false are left out, not written as text). */
+function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
 function view(...children) {
-  $("view").replaceChildren(...children.flat().filter(Boolean));
+  fill($("view"), children);
 }
 
 function toast(text) {
@@ -246,6 +252,7 @@ function every(msDelay, fn) {
 function route() {
   if (!state.csrf) return;
   stopPage();
+  $("toast").hidden = true;
   const [path, search = ""] = location.hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean);
   const params = new URLSearchParams(search);
@@ -293,7 +300,7 @@ async function overviewPage() {
     h(
       "div",
       { class: "grid stats", id: "overview-stats" },
-      stat("Calls", String(stats.calls)),
+      stat("Calls", String(stats.calls), h("div", { class: "label" }, `${stats.calls - stats.errors} without an error`)),
       stat("Error rate", percent(stats.error_rate), h("div", { class: "label" }, `${stats.errors} calls failed`)),
       stat("No-show rate", percent(stats.no_show_rate), h("div", { class: "label" }, `${stats.no_shows} callers never joined`)),
       stat(
@@ -516,7 +523,8 @@ async function callPage(id) {
   function render() {
     const live = call.status === "starting" || call.status === "active";
     const item = (label, ...value) => h("div", {}, h("div", { class: "label" }, label), h("div", { class: "value" }, value));
-    head.replaceChildren(
+    fill(
+      head,
       h(
         "div",
         { class: "detail-head" },
@@ -1057,7 +1065,21 @@ async function keysPage() {
 
 async function webhooksPage(selected) {
   const hooks = await api("GET", "/webhooks");
-  const created = h("div", {});
+  const created = h("div", { id: "webhook-created" });
+  const fresh = state.createdWebhook;
+  state.createdWebhook = null;
+  if (fresh && fresh.id === selected) {
+    fill(
+      created,
+      h(
+        "div",
+        { class: "card banner ok" },
+        h("strong", {}, "Endpoint added. Its signing secret is shown only once:"),
+        h("div", { class: "secret" }, h("code", { id: "webhook-secret" }, fresh.secret)),
+      ),
+      (fresh.warnings || []).map((w) => h("p", { class: "banner warn" }, w)),
+    );
+  }
   const err = h("p", { class: "field-error", role: "alert", hidden: true });
   const events = ["session.started", "session.ended", "tool.failed"];
   const form = h(
@@ -1081,15 +1103,8 @@ async function webhooksPage(selected) {
     const body = { url: f.url.value.trim(), description: f.description.value, events: [...form.querySelectorAll("input[name=events]:checked")].map((x) => x.value) };
     try {
       const hook = await api("POST", "/webhooks", body);
+      state.createdWebhook = hook; // its secret, shown once on the page that opens next
       location.hash = `#/webhooks/${encodeURIComponent(hook.id)}`;
-      setTimeout(
-        () =>
-          $("webhook-secret-slot")?.replaceChildren(
-            h("div", { class: "card banner ok" }, h("strong", {}, "Signing secret (shown only once):"), h("div", { class: "secret" }, h("code", {}, hook.secret))),
-            ...(hook.warnings || []).map((w) => h("p", { class: "banner warn" }, w)),
-          ),
-        300,
-      );
     } catch (e) {
       err.textContent = e.message;
       err.hidden = false;
@@ -1108,7 +1123,7 @@ async function webhooksPage(selected) {
   const deliveries = selected ? await deliveryLog(hooks.find((w) => w.id === selected)) : null;
   view(
     pageHead("Webhooks", "Where session and tool events are POSTed, signed with each endpoint's secret."),
-    h("div", { id: "webhook-secret-slot" }, created),
+    created,
     h(
       "div",
       { class: "card" },
