@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -19,10 +19,6 @@ from thinnest.store.models import ApiKey, ConsoleSession, utcnow
 
 #: Signed-out and expired sign-ins are deleted this long after they ended.
 KEEP_ENDED = timedelta(days=7)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def open_session(db: Session, key: ApiKey, *, hours: float) -> tuple[ConsoleSession, str]:
@@ -57,7 +53,7 @@ def authenticate(db: Session, token: str | None) -> ConsoleSession:
         raise AuthError("console session not found: sign in again", code="console_signed_out")
     if row.revoked_at is not None:
         raise AuthError("this console session was signed out", code="console_signed_out")
-    if _aware(row.expires_at) <= utcnow():
+    if row.expires_at <= utcnow():
         raise AuthError("this console session has expired: sign in again", code="console_expired")
     if row.key.revoked_at is not None:
         raise AuthError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -58,10 +58,6 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def overview(db: Session, owner_id: str, *, hours: int) -> Overview:
     until = utcnow()
     since = until - timedelta(hours=hours)
@@ -88,7 +84,7 @@ def overview(db: Session, owner_id: str, *, hours: int) -> Overview:
         failed = status in FAILED_STATUSES
         errors += failed
         no_shows += end_reason == EndReason.NO_SHOW
-        index = int((_aware(created_at) - start_hour) // timedelta(hours=1))
+        index = int((created_at - start_hour) // timedelta(hours=1))
         bucket = buckets[min(max(index, 0), len(buckets) - 1)]
         bucket.calls += 1
         bucket.failed += failed

@@ -13,7 +13,7 @@ import base64
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -253,11 +253,7 @@ def _previous_secret(endpoint: WebhookEndpoint) -> str | None:
     until = endpoint.previous_secret_until
     if endpoint.previous_secret is None or until is None:
         return None
-    return endpoint.previous_secret if _aware(until) > utcnow() else None
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return endpoint.previous_secret if until > utcnow() else None
 
 
 def rotate_secret(db: Session, endpoint: WebhookEndpoint, *, grace: timedelta) -> str:
