@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from playwright.async_api import Page, expect
 from tests.engine.conftest import ToolServer, Worker, ask_the_weather, wait_final, weather_tool
 from tests.web.conftest import WebStack, save_screenshot
 from thinnest.client import VoiceClient
-from thinnest.store import sessions
+from thinnest.contracts.session import EndReason, SessionStatus
+from thinnest.store import agents, sessions
 from thinnest.store.db import Database
+from thinnest.store.models import utcnow
 from thinnest.testing import Answer, ScriptedChatServer, weather_rule
 
 pytestmark = pytest.mark.integration
@@ -252,7 +255,8 @@ async def _console_session(  # type: ignore[no-untyped-def]
 
     # Webhooks: an endpoint and its delivery log.
     await page.click('nav a[data-nav="webhooks"]')
-    await page.fill("#w-url", "https://hooks.example.com/thinnest")
+    # A loopback port nobody listens on (the tests reach no network): the attempt fails.
+    await page.fill("#w-url", "http://127.0.0.1:9/hooks/thinnest")
     await page.fill("#w-desc", "CRM sync")
     await page.get_by_role("button", name="Add endpoint").click()
     await expect(page.locator("#deliveries")).to_be_visible()
@@ -316,3 +320,89 @@ async def test_console_refuses_a_bad_key_and_a_publishable_key(
     assert status == 403
     signed_out = await asyncio.to_thread(httpx.get, f"{web_stack.api.url}/console/session")
     assert signed_out.status_code == 401  # the browser's cookie is not anyone else's
+
+
+def _seed_failed_calls(database: Database, stack: WebStack, count: int) -> str:
+    """``count`` calls that ended in an error, stored as the engine stores them; the last
+    one has an agent turn the caller cut short and a tool call that failed. Returns its id."""
+    with database.session() as db:
+        agent = agents.get_agent(db, stack.owner_id, stack.agent_id)
+        for _ in range(count):
+            row = sessions.create_session(
+                db,
+                owner_id=stack.owner_id,
+                agent_id=agent.id,
+                agent_config=agent.config,
+                max_duration=120,
+                status="active",
+                started_at=utcnow(),
+            )
+            sessions.finalize(
+                db, row, status=SessionStatus.ERROR, reason=EndReason.ERROR, error="llm timed out"
+            )
+        t0 = row.started_at
+        assert t0 is not None
+        at = [t0 + timedelta(seconds=s) for s in range(8)]
+        sessions.add_turn(
+            db, row.id, role="assistant", text="Hi there.", started_at=at[0], ended_at=at[1]
+        )
+        sessions.add_turn(
+            db,
+            row.id,
+            role="user",
+            text="<img src=x>Book a table",
+            started_at=at[2],
+            ended_at=at[3],
+        )
+        sessions.add_turn(
+            db,
+            row.id,
+            role="assistant",
+            text="Sure, for how many people would you",
+            interrupted=True,
+            started_at=at[4],
+            ended_at=at[5],
+            latency={
+                "end_of_turn_delay": 0.4,
+                "llm_ttft": 0.3,
+                "tts_ttfb": 0.1,
+                "voice_to_voice": 0.9,
+            },
+        )
+        sessions.add_turn(db, row.id, role="user", text="Four.", started_at=at[5], ended_at=at[6])
+        sessions.add_tool_call(
+            db, row.id, name="book_table", arguments={"people": 4}, error="HTTP 503", duration=0.2
+        )
+        db.commit()
+        return row.id
+
+
+async def test_console_shows_failures_interruptions_and_pages(
+    web_stack: WebStack, database: Database, launch_browser
+) -> None:
+    last = await asyncio.to_thread(_seed_failed_calls, database, web_stack, 21)
+    browser = await launch_browser(microphone=False)
+    page = await browser.new_page(viewport=VIEWPORT)
+    await _sign_in(page, web_stack)
+    await page.click('nav a[data-nav="calls"]')
+    await page.select_option("#f-end_reason", "error")  # a select filters at once
+    rows = page.locator("#calls tr[data-session]")
+    await expect(rows).to_have_count(20)
+    await expect(page.locator(".pager")).to_contain_text("1–20 of 21")
+    await expect(rows.first).to_have_attribute("data-session", last)  # newest first
+    await page.get_by_role("button", name="Older →").click()
+    await expect(rows).to_have_count(1)
+    await expect(page.locator(".pager")).to_contain_text("21–21 of 21")
+
+    await page.goto(f"{web_stack.api.url}/console#/calls/{last}")
+    await expect(page.locator("#call-error")).to_contain_text("llm timed out")
+    cut = page.locator('#transcript li[data-seq="3"]')
+    await expect(cut.locator(".badge.interrupted")).to_have_text("interrupted by the caller")
+    await expect(cut).to_contain_text("voice to voice 900 ms")
+    # Text from a call is text, never markup.
+    await expect(page.locator('#transcript li[data-seq="2"]')).to_contain_text("<img src=x>")
+    await expect(page.locator("#transcript img")).to_have_count(0)
+    tool = page.locator('#tool-calls [data-tool="book_table"]')
+    await expect(tool.locator(".badge")).to_have_text("failed")
+    await expect(tool).to_contain_text("error: HTTP 503")
+    await expect(page.locator("#recording")).to_have_count(0)  # not recorded: no player
