@@ -155,6 +155,57 @@ def bench_turn(
     _run_bench(run_turn_bench, options, get_settings(), turn_table, "turn", out_file)
 
 
+@bench_app.command("conversation")
+def bench_conversation(
+    events: Annotated[int, typer.Option(help="scripted events in all")] = 30,
+    per_call: Annotated[int, typer.Option(help="events in one call")] = 5,
+    smoke: Annotated[
+        bool, typer.Option(help="a small run: a pause, a barge-in and a backchannel, two calls")
+    ] = False,
+    voices: Annotated[
+        str | None,
+        typer.Option(
+            help="caller voices, comma-separated: espeak-us, espeak-gb, espeak-f3, piper, "
+            "hibari, each optionally +noise (default: six of them)"
+        ),
+    ] = None,
+    webrtc: Annotated[
+        bool, typer.Option(help="the last call over WebRTC (the others over the WebSocket gateway)")
+    ] = True,
+    models: Annotated[
+        bool,
+        typer.Option(
+            "--models/--in-process",
+            help="shared model services (thinnest models), or models in each job process",
+        ),
+    ] = True,
+    out_file: Annotated[
+        Path | None, typer.Option("--json", "--out", help="JSON file; default <data dir>/bench/")
+    ] = None,
+) -> None:
+    """Scripted calls: WER, right answers, v2v, barge-in stop, false cut-offs, pauses, resumes."""
+    from thinnest.bench.conversation import (
+        ConversationOptions,
+        conversation_table,
+        run_conversation_bench,
+    )
+
+    chosen: dict[str, Any] = {}
+    if voices:
+        chosen["voices"] = tuple(v.strip() for v in voices.split(",") if v.strip())
+    options = ConversationOptions(
+        events=events, per_call=per_call, smoke=smoke, webrtc=webrtc, models=models, **chosen
+    )
+    _run_bench(
+        run_conversation_bench,
+        options,
+        get_settings(),
+        conversation_table,
+        "conversation",
+        out_file,
+    )
+
+
 @bench_app.command("api")
 def bench_api(
     requests: Annotated[int, typer.Option(help="requests per database (at most)")] = 1000,
