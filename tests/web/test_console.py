@@ -264,6 +264,11 @@ async def _console_session(  # type: ignore[no-untyped-def]
     await page.get_by_role("button", name="Send test event").click()
     await expect(page.locator("#deliveries tr[data-delivery]")).to_have_count(1)
     await _shot(page, tmp_path, "webhooks")
+    first_secret = await page.locator("#webhook-secret").inner_text()
+    await page.get_by_role("button", name="Rotate secret").click()
+    await page.click("#confirm-ok")
+    await expect(page.locator("#webhook-secret")).not_to_have_text(first_secret)
+    await expect(page.locator("#webhook-secret")).to_contain_text("whsec_")
 
     # The overview counts the call and the agent's latency.
     await page.click('nav a[data-nav="overview"]')

@@ -604,9 +604,17 @@ function renderTranscript(call, list, audio) {
         h("div", {}, h("span", { class: "who" }, who), cut, h("p", { class: "text" }, turn.text), latencyBar(turn.latency || {})),
       );
       if (audio && offset !== null) {
-        li.addEventListener("click", () => {
+        const seek = () => {
           audio.currentTime = Math.max(0, offset);
           audio.play().catch(() => {});
+        };
+        li.tabIndex = 0;
+        li.addEventListener("click", seek);
+        li.addEventListener("keydown", (event) => {
+          if (event.key === "Enter" || event.key === " ") {
+            event.preventDefault();
+            seek();
+          }
         });
       }
       return li;
@@ -1155,11 +1163,16 @@ async function deliveryLog(hook) {
           h("td", {}, String(d.attempts)),
           h("td", {}, d.last_status_code ? String(d.last_status_code) : "–"),
           h("td", {}, d.session_id ? h("a", { class: "mono", href: `#/calls/${encodeURIComponent(d.session_id)}` }, d.session_id) : "–"),
-          h("td", { class: "muted" }, d.last_error || (d.next_attempt_at ? `next try ${when(d.next_attempt_at)}` : "")),
+          h(
+            "td",
+            { class: "muted" },
+            [d.last_error, d.next_attempt_at ? `next try ${when(d.next_attempt_at)}` : null].filter(Boolean).join(" · "),
+          ),
+          h("td", {}, d.status === "pending" ? null : h("button", { type: "button", class: "small", onclick: () => resend(d) }, "Resend")),
         ),
       ),
     );
-    if (!page.data.length) body.append(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "Nothing delivered yet.")));
+    if (!page.data.length) body.append(h("tr", {}, h("td", { colspan: 8, class: "empty" }, "Nothing delivered yet.")));
     return page.data.some((d) => d.status === "pending");
   }
   await load();
@@ -1169,6 +1182,33 @@ async function deliveryLog(hook) {
       await api("POST", `/webhooks/${encodeURIComponent(hook.id)}/test`);
       toast("Test event queued");
       await load();
+    } catch (e) {
+      toast(e.message);
+    }
+  };
+  const resend = async (delivery) => {
+    try {
+      await api("POST", `/webhooks/${encodeURIComponent(hook.id)}/deliveries/${encodeURIComponent(delivery.id)}/resend`);
+      toast("Sent again");
+      await load();
+    } catch (e) {
+      toast(e.message);
+    }
+  };
+  const rotate = async () => {
+    const text = "Make a new signing secret? The current one keeps signing beside it for 24 hours, until your receiver has switched.";
+    if (!(await confirmDialog(text, "Rotate"))) return;
+    try {
+      const rotated = await api("POST", `/webhooks/${encodeURIComponent(hook.id)}/rotate-secret`, { grace_hours: 24 });
+      fill(
+        $("webhook-created"),
+        h(
+          "div",
+          { class: "card banner ok" },
+          h("strong", {}, "New signing secret, shown only once (the old one signs too for 24 hours):"),
+          h("div", { class: "secret" }, h("code", { id: "webhook-secret" }, rotated.secret)),
+        ),
+      );
     } catch (e) {
       toast(e.message);
     }
@@ -1189,12 +1229,18 @@ async function deliveryLog(hook) {
       "div",
       { class: "page-head", style: "margin:0 0 8px" },
       h("h2", { style: "margin:0" }, "Deliveries to ", h("span", { class: "mono" }, hook.url)),
-      h("div", { class: "actions" }, h("button", { type: "button", onclick: test }, "Send test event"), h("button", { type: "button", class: "quiet", onclick: remove }, "Delete endpoint")),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", onclick: test }, "Send test event"),
+        h("button", { type: "button", onclick: rotate }, "Rotate secret"),
+        h("button", { type: "button", class: "quiet", onclick: remove }, "Delete endpoint"),
+      ),
     ),
     h(
       "table",
       { class: "list" },
-      h("thead", {}, h("tr", {}, ["Created", "Event", "Status", "Attempts", "HTTP", "Session", ""].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ["Created", "Event", "Status", "Attempts", "HTTP", "Session", "", ""].map((t) => h("th", {}, t)))),
       body,
     ),
   );
