@@ -411,3 +411,20 @@ async def test_console_shows_failures_interruptions_and_pages(
     await expect(tool.locator(".badge")).to_have_text("failed")
     await expect(tool).to_contain_text("error: HTTP 503")
     await expect(page.locator("#recording")).to_have_count(0)  # not recorded: no player
+
+
+async def test_test_call_opens_the_demo_on_that_agent(web_stack: WebStack, launch_browser) -> None:
+    with web_stack.api.client(web_stack.api_key) as http:
+        # The picker lists agents by name: this one comes after the stack's "demo".
+        made = await asyncio.to_thread(http.post, "/agents", json={"name": "zeta agent"})
+    assert made.status_code == 201, made.text
+    second = made.json()["id"]
+    browser = await launch_browser(microphone=False)
+    page = await browser.new_page(viewport=VIEWPORT)
+    await _sign_in(page, web_stack)
+    await page.click('nav a[data-nav="agents"]')
+    link = page.locator(f'#agents tr[data-agent="{second}"]').get_by_role("link", name="Test call")
+    await page.goto(f"{web_stack.api.url}{await link.get_attribute('href')}")
+    await expect(page.locator("#agent option")).not_to_have_count(0)
+    assert await page.locator("#agent option").count() >= 2
+    await expect(page.locator("#agent")).to_have_value(second)  # the last in the list
