@@ -27,7 +27,7 @@ const LIVE_REFRESH_MS = 3000;
 
 // What the console holds: the CSRF token (never the key), who is signed in, and what the
 // current page must stop when it is left (timers, listeners).
-const state = { csrf: null, owner: null, key: null, cleanup: [] };
+const state = { csrf: null, owner: null, key: null, cleanup: [], gen: 0 };
 window.thinnestConsole = state; // for people debugging and for the browser tests
 
 // --- DOM helpers ----------------------------------------------------------------------------
@@ -77,6 +77,7 @@ function view(...children) {
 }
 
 function toast(text) {
+  if (!text) return;
   const el = $("toast");
   el.textContent = text;
   el.hidden = false;
@@ -132,6 +133,14 @@ function statusBadge(status) {
 
 // --- the API --------------------------------------------------------------------------------
 
+/** What a page's request throws once another page was opened meanwhile: its answer would
+ * otherwise be drawn over the page the user went to. */
+class StaleError extends Error {
+  constructor() {
+    super(""); // nothing to tell the user: they went elsewhere
+  }
+}
+
 class ApiError extends Error {
   constructor(status, body) {
     super((body && body.message) || `HTTP ${status}`);
@@ -142,6 +151,7 @@ class ApiError extends Error {
 }
 
 async function api(method, path, body) {
+  const gen = state.gen;
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
@@ -156,8 +166,9 @@ async function api(method, path, body) {
   } catch {
     throw new ApiError(0, { message: "The Thinnest API is not reachable." });
   }
+  const data = resp.status === 204 ? null : await resp.json().catch(() => ({}));
+  if (gen !== state.gen && !path.startsWith("/console/session")) throw new StaleError();
   if (resp.status === 204) return null;
-  const data = await resp.json().catch(() => ({}));
   if (!resp.ok) {
     const err = new ApiError(resp.status, data.error || { message: resp.statusText });
     if (resp.status === 401 && !path.startsWith("/console/session")) signedOut(err.message);
@@ -188,6 +199,7 @@ function signedIn(body) {
 
 function signedOut(message) {
   stopPage();
+  state.gen += 1;
   state.csrf = state.owner = state.key = null;
   $("topbar").hidden = true;
   $("view").hidden = true;
@@ -252,6 +264,7 @@ function every(msDelay, fn) {
 function route() {
   if (!state.csrf) return;
   stopPage();
+  state.gen += 1;
   $("toast").hidden = true;
   const [path, search = ""] = location.hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean);
@@ -272,7 +285,7 @@ function route() {
   document.title = `Thinnest console · ${section}`;
   view(h("p", { class: "muted" }, "Loading…"));
   page().catch((err) => {
-    if (err.status === 401) return;
+    if (err instanceof StaleError || err.status === 401) return;
     view(h("p", { class: "banner error", role: "alert" }, err.message));
   });
 }
@@ -514,7 +527,11 @@ function fromLocalInput(value) {
 async function callPage(id) {
   const path = `/voice/sessions/${encodeURIComponent(id)}`;
   let call = await api("GET", path);
-  const agent = await api("GET", `/agents/${encodeURIComponent(call.agent_id)}`).catch(() => null);
+  // The agent may have been deleted since: the call is shown with its id.
+  const agent = await api("GET", `/agents/${encodeURIComponent(call.agent_id)}`).catch((err) => {
+    if (err instanceof StaleError) throw err;
+    return null;
+  });
   const audio = call.recording ? h("audio", { controls: true, preload: "metadata", id: "recording", src: `${path}/recording` }) : null;
   const head = h("div", { class: "card" });
   const transcript = h("ol", { class: "transcript", id: "transcript" });
