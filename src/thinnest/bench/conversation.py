@@ -42,10 +42,11 @@ Measures (each defined on that clock):
 - **barge-in stop latency**: for ``barge_in`` and ``correction`` events where the agent was
   speaking when the caller began (a loud frame in the 300 ms before): start of the caller's
   line → arrival of the agent's last loud frame before its audio stays quiet for
-  :data:`STOP_GAP` (300 ms). Not stopped within the event: counted as ``not stopped``.
+  :data:`STOP_GAP` (800 ms, twice the agent voice's pause between sentences). Not
+  stopped within the event: counted as ``not stopped``.
 - **false cut-off**: a ``backchannel`` event where the agent, speaking when the backchannel
   began, was stopped by it: its reply's transcript is marked ``interrupted``, or its audio
-  went quiet for :data:`CUT_GAP` (600 ms) starting between the backchannel's start and
+  went quiet for :data:`CUT_GAP` (800 ms) starting between the backchannel's start and
   1 s after its end and then went on (a paused-and-resumed reply).
 - **premature turn end**: a ``pause`` event where the engine ended the caller's turn inside
   the pause: between the first half's end and the second half's end the agent's state turned
@@ -68,7 +69,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,8 @@ __all__ = [
 ]
 
 LOUD = 500.0  # int16 RMS of a loud agent frame
-STOP_GAP = 0.3  # s of quiet after which the agent has stopped
-CUT_GAP = 0.6  # s of quiet that counts a backchannel's cut-off (sentence gaps are ~0.4 s)
+STOP_GAP = 0.8  # s of quiet after which the agent has stopped (twice hibari's sentence gap)
+CUT_GAP = 0.8  # s of quiet that counts a backchannel's cut-off (sentence gaps are ~0.4 s)
 TRIGGER_S = 1.0  # s into the agent's answer that the caller barges in or backchannels
 NOISE_SNR_DB = 15.0
 PAUSES_MS = (300, 600, 900)
@@ -111,7 +112,7 @@ _BACKCHANNEL_WORDS = {"mm", "hmm", "mhm", "mm-hmm", "okay", "ok", "right", "uh",
 QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("How many legs does a spider have?", ("eight",)),
     ("What is the capital of France?", ("paris",)),
-    ("What colour is the sky on a clear day?", ("blue",)),
+    ("What color is the sky on a clear day?", ("blue",)),
     ("How many days are there in a week?", ("seven",)),
     ("What is the opposite of hot?", ("cold",)),
     ("How many months are there in a year?", ("twelve",)),
@@ -301,6 +302,18 @@ def stop_time(frames: Frames, start: float, gap: float, until: float) -> float |
     return last if until - last >= gap else None
 
 
+def segments(frames: Frames, origin: float, join: float = 0.15) -> list[tuple[float, float]]:
+    """Spans of loud audio (loud frames less than ``join`` s apart), in s from ``origin``."""
+    spans: list[tuple[float, float]] = []
+    for at in loud_times(frames):
+        t = round(at - origin, 2)
+        if spans and t - spans[-1][1] < join:
+            spans[-1] = (spans[-1][0], t)
+        else:
+            spans.append((t, t))
+    return spans
+
+
 def gaps(frames: Frames, start: float, end: float, gap: float) -> list[tuple[float, float]]:
     """Quiet spans of at least ``gap`` s between loud frames that began in [start, end]:
     ``(last loud before it, first loud after it or inf)``."""
@@ -331,7 +344,10 @@ class EventResult:
     false_cutoff: bool | None = None
     premature: bool | None = None
     missed_resume: bool | None = None
+    cut_by: str = ""  # backchannel: "interrupted" (its transcript) or "paused" (its audio)
     note: str = ""
+    #: s from the event's start: the caller's lines and the agent's loud audio
+    timeline: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -428,6 +444,7 @@ def analyse(
     )
     paused = [g for g in gaps(frames, start, last_end + 1.0, CUT_GAP) if g[1] < math.inf]
     result.false_cutoff = interrupted or bool(paused)
+    result.cut_by = "interrupted" if interrupted else "paused" if paused else ""
     if interrupted:
         cut = stop_time(frames, start, STOP_GAP, end)
         after = first_loud(frames, (cut or start) + STOP_GAP, end)
@@ -681,6 +698,10 @@ async def run_event(
     end_at = time.monotonic()
     events = [e for e in line.events() if began <= e["_at"] <= end_at]
     frames = [f for f in line.frames if began <= f[0] <= end_at]
+    result.timeline = {
+        "caller": [(round(a - began, 2), round(b - began, 2)) for a, b in spoken],
+        "agent": segments(frames, began),
+    }
     return analyse(
         result,
         frames,
@@ -888,3 +909,66 @@ def conversation_table(results: dict[str, Any]) -> Table:
         + (f"; failed calls: {len(results['errors'])}" if results["errors"] else "")
     )
     return table
+
+
+def conversation_chart(results: dict[str, Any], path: Path) -> Path:
+    """A PNG of a run: each event's v2v and barge-in stop latency (left), and the shares
+    against their targets (right)."""
+    from thinnest.bench.charts import _pyplot
+
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    events = results["events"]
+    for x, (key, label) in enumerate((("v2v_ms", "v2v"), ("stop_ms", "barge-in stop"))):
+        for transport, marker in (("websocket", "o"), ("webrtc", "s")):
+            values = [e[key] for e in events if e[key] is not None and e["transport"] == transport]
+            jitter: list[float] = list(np.linspace(-0.15, 0.15, len(values)))
+            left.scatter(
+                [x + j for j in jitter],
+                values,
+                marker=marker,
+                alpha=0.7,
+                label=f"{label}, {transport}",
+            )
+    left.axhline(300, color="red", linestyle="--", linewidth=1, label="barge-in target 300 ms")
+    left.set_xticks([0, 1], ["end of speech → answer", "caller starts → agent silent"])
+    left.set_ylabel("ms")
+    left.set_title("Per event")
+    left.legend(fontsize=7)
+    s = results["summary"]
+
+    def share(a: int, b: int) -> float:
+        return 100 * a / b if b else math.nan
+
+    bars: dict[str, tuple[float, float]] = {
+        "WER": (100 * s["wer"], 10.0),
+        "wrong answers": (100 - 100 * s["right_share"], 10.0),
+        "false cut-offs": (share(s["false_cutoffs"], s["backchannels"]), 0.0),
+        "missed resumes": (share(s["missed_resumes"], s["resumable"]), 0.0),
+    }
+    for pause in PAUSES_MS:
+        row = s["premature_by_pause_ms"].get(str(pause))
+        if row:
+            target = 10.0 if pause == 600 else math.nan
+            bars[f"premature, {pause} ms"] = (share(row["premature"], row["pauses"]), target)
+    names = list(bars)
+    right.barh(names, [bars[n][0] for n in names], color="tab:blue", alpha=0.7)
+    right.scatter(
+        [bars[n][1] for n in names], names, color="red", marker="|", s=300, label="target"
+    )
+    right.set_xlabel("% (lower is better)")
+    right.set_title("Shares against issue 22's targets")
+    right.invert_yaxis()
+    right.legend(fontsize=7)
+    load = results["machine"]["load_average"][0]
+    fig.suptitle(f"thinnest bench conversation: {s['events']} events, load {load}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":  # python -m thinnest.bench.conversation RESULTS.json OUT.png
+    import sys
+
+    conversation_chart(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))
