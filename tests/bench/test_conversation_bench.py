@@ -219,6 +219,17 @@ def test_analyse_flags_a_turn_ended_inside_the_pause() -> None:
         answer_timeout=20,
     )
     assert early.premature is True
+    committed = analyse(  # a user turn committed in the pause, its reply dropped before thinking
+        _result("pause", ("What is the capital of France?",), ("paris",)),
+        _audio((4.0, 5.0)),
+        [{"type": "metrics", "role": "user", "end_of_turn_delay": 0.3, "_at": 1.55}],
+        spoken,
+        pause_at=1.0,
+        trigger=None,
+        end=6.0,
+        answer_timeout=20,
+    )
+    assert committed.premature is True
     summary = summarise([on_time, early])
     assert summary["premature_by_pause_ms"] == {"600": {"premature": 1, "pauses": 2}}
     assert summary["checked_answers"] == 2 and summary["right_answers"] == 0

@@ -49,8 +49,9 @@ Measures (each defined on that clock):
   went quiet for :data:`CUT_GAP` (800 ms) starting between the backchannel's start and
   1 s after its end and then went on (a paused-and-resumed reply).
 - **premature turn end**: a ``pause`` event where the engine ended the caller's turn inside
-  the pause: between the first half's end and the second half's end the agent's state turned
-  ``thinking`` or ``speaking`` or a loud agent frame arrived. Reported per pause length.
+  the pause: between the first half's end and the second half's end the engine committed a
+  user turn (its ``metrics`` event with ``role: user``), the agent's state turned ``thinking``
+  or ``speaking``, or a loud agent frame arrived. Reported per pause length.
 - **missed resume**: an interruption after which the agent stayed silent: a ``barge_in`` or
   ``correction`` that stopped the agent and got no loud agent frame after the caller's line
   within ``answer_timeout``, or a ``backchannel`` that cut the agent off (transcript
@@ -348,6 +349,8 @@ class EventResult:
     note: str = ""
     #: s from the event's start: the caller's lines and the agent's loud audio
     timeline: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    #: the engine's events during the event (interim transcripts left out), ``at`` as above
+    engine_events: list[dict[str, Any]] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -402,9 +405,11 @@ def analyse(
         state = [
             e
             for e in events
-            if e.get("type") == "agent_state"
-            and e.get("state") in ("thinking", "speaking")
-            and pause_at <= e["_at"] < last_end
+            if pause_at <= e["_at"] < last_end
+            and (
+                (e.get("type") == "agent_state" and e.get("state") in ("thinking", "speaking"))
+                or (e.get("type") == "metrics" and e.get("role") == "user")
+            )
         ]
         result.premature = bool(state) or first_loud(frames, pause_at, last_end) is not None
     if event.kind in ("question", "pause"):
@@ -702,6 +707,11 @@ async def run_event(
         "caller": [(round(a - began, 2), round(b - began, 2)) for a, b in spoken],
         "agent": segments(frames, began),
     }
+    result.engine_events = [
+        {**{k: v for k, v in e.items() if not k.startswith("_")}, "at": round(e["_at"] - began, 2)}
+        for e in events
+        if e.get("type") != "transcript" or e.get("final") or e.get("role") == "agent"
+    ]
     return analyse(
         result,
         frames,
