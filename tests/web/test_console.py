@@ -232,8 +232,21 @@ async def _console_session(  # type: ignore[no-untyped-def]
     test_call = page.get_by_role("link", name="Test call")
     assert await test_call.get_attribute("href") == f"/demo?agent={agent_id}"
 
-    # A key: shown once, usable, then revoked after a confirmation.
+    # A publishable key: its agents, origins and rate limit are listed.
     await page.click('nav a[data-nav="keys"]')
+    await page.fill("#k-name", "website widget")
+    await page.select_option("#k-kind", "publishable")
+    await page.select_option("#k-agents", agent_id)
+    await page.fill("#k-origins", "https://shop.example.com")
+    await page.fill("#k-rate", "30")
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.locator("#new-key")).to_contain_text("tn_pk_")
+    widget_row = page.locator("#keys tr", has_text="website widget")
+    for chip in ["agent: Console demo", "https://shop.example.com", "30 / min"]:
+        await expect(widget_row.locator(".chip", has_text=chip)).to_be_visible()
+    await page.get_by_role("button", name="Done").click()
+
+    # A secret key: shown once, usable, then revoked after a confirmation.
     await page.fill("#k-name", "console test key")
     await page.get_by_role("button", name="Create key").click()
     shown = page.locator("#new-key")

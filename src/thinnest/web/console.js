@@ -1032,12 +1032,12 @@ async function keysPage() {
         return h(
           "tr",
           { "data-key": k.id, class: revoked ? "revoked" : null },
-          h("td", {}, k.name || h("span", { class: "muted" }, "(no name)"), current ? h("span", { class: "muted" }, " · this session") : null),
+          h("td", { class: "nowrap" }, k.name || h("span", { class: "muted" }, "(no name)"), current ? h("span", { class: "muted" }, " · this session") : null),
           h("td", {}, k.kind),
           h("td", {}, h("code", {}, `${k.prefix}…`)),
           h("td", {}, limits),
-          h("td", {}, when(k.created_at)),
-          h("td", {}, when(k.last_used_at)),
+          h("td", { class: "nowrap" }, when(k.created_at)),
+          h("td", { class: "nowrap" }, when(k.last_used_at)),
           h("td", {}, revoked ? h("span", { class: "badge revoked" }, "revoked") : h("span", { class: "badge active-key" }, "active")),
           h(
             "td",
