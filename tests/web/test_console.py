@@ -303,7 +303,7 @@ async def _console_session(  # type: ignore[no-untyped-def]
 
 
 async def test_console_refuses_a_bad_key_and_a_publishable_key(
-    web_stack: WebStack, launch_browser
+    web_stack: WebStack, launch_browser, tmp_path: Path
 ) -> None:
     with web_stack.api.client(web_stack.api_key) as http:
         made = await asyncio.to_thread(
@@ -320,6 +320,8 @@ async def test_console_refuses_a_bad_key_and_a_publishable_key(
     browser = await launch_browser(microphone=False)
     page = await browser.new_page(viewport=VIEWPORT)
     await page.goto(f"{web_stack.api.url}/console")
+    await expect(page.locator("#signin")).to_be_visible()
+    await _shot(page, tmp_path, "signin")
     for key, words in [("tn_sk_not-a-real-key", "key"), (made.json()["key"], "secret")]:
         await page.fill("#api-key", key)
         await page.get_by_role("button", name="Sign in").click()
