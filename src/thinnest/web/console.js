@@ -598,14 +598,14 @@ function renderTranscript(call, list, audio) {
   const start = new Date(call.started_at || call.created_at);
   const turns = call.transcript;
   list.replaceChildren(
-    ...turns.map((turn, i) => {
+    ...turns.map((turn) => {
       const offset = offsetOf(call, turn);
       const at = offset !== null ? offset : turn.started_at ? (new Date(turn.started_at) - start) / 1000 : null;
       const who = turn.role === "user" ? "Caller" : "Agent";
       let cut = null;
       if (turn.interrupted) {
-        const next = turns[i + 1];
-        const by = next ? (next.role === "user" ? "the caller" : "the agent") : turn.role === "user" ? "the agent" : "the caller";
+        // The engine marks the turn that was cut off; the other side spoke over it.
+        const by = turn.role === "user" ? "the agent" : "the caller";
         cut = h("span", { class: "badge interrupted", title: `${who} was cut off by ${by}` }, `interrupted by ${by}`);
       }
       const li = h(
