@@ -145,6 +145,18 @@ def test_analyse_times_a_barge_in_and_its_answer() -> None:
         answer_timeout=20,
     )
     assert r.missed_resume is True and r.right is False and r.v2v_ms is None
+    # the answer ended on its own 0.1 s into the caller's line (nothing interrupted): void
+    r = analyse(
+        _result("barge_in", ("Tell me a story.", "What is eight?"), ("eight",)),
+        _audio((1.0, 2.1), (4.0, 5.0)),
+        [events[0], events[2], events[3]],
+        [(0.0, 0.8), (2.0, 3.0)],
+        pause_at=None,
+        trigger=2.0,
+        end=6.0,
+        answer_timeout=20,
+    )
+    assert r.void and r.stop_ms is None and r.stopped is None and r.right
 
 
 def test_analyse_counts_a_backchannel_that_paused_the_agent_as_a_false_cutoff() -> None:

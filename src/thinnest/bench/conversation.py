@@ -40,7 +40,9 @@ Measures (each defined on that clock):
   event where the agent was silent at that end (question, pause; barge-in and correction
   once the agent has stopped).
 - **barge-in stop latency**: for ``barge_in`` and ``correction`` events where the agent was
-  speaking when the caller began (a loud frame in the 300 ms before): start of the caller's
+  speaking when the caller began (a loud frame in the 300 ms before) and did not simply finish
+  its answer during the caller's line (quiet before the line's end, its transcript not marked
+  ``interrupted``): start of the caller's
   line → arrival of the agent's last loud frame before its audio stays quiet for
   :data:`STOP_GAP` (800 ms, twice the agent voice's pause between sentences). Not
   stopped within the event: counted as ``not stopped``.
@@ -424,6 +426,15 @@ def analyse(
         result.note = "the agent was silent when the caller began its second line"
     if event.kind in ("barge_in", "correction"):
         stopped = stop_time(frames, start, STOP_GAP, end)
+        cut = any(
+            e.get("type") == "transcript" and e.get("role") == "agent" and e.get("interrupted")
+            for e in events
+            if e["_at"] >= start
+        )
+        if not result.void and not cut and stopped is not None and stopped <= last_end:
+            # its answer ended on its own while the caller spoke: nothing was interrupted
+            result.void = True
+            result.note = "the agent's answer ended on its own during the caller's line"
         if not result.void:
             result.stopped = stopped is not None
             if stopped is not None:
@@ -451,8 +462,8 @@ def analyse(
     result.false_cutoff = interrupted or bool(paused)
     result.cut_by = "interrupted" if interrupted else "paused" if paused else ""
     if interrupted:
-        cut = stop_time(frames, start, STOP_GAP, end)
-        after = first_loud(frames, (cut or start) + STOP_GAP, end)
+        went_quiet = stop_time(frames, start, STOP_GAP, end)
+        after = first_loud(frames, (went_quiet or start) + STOP_GAP, end)
         result.missed_resume = after is None
     else:
         result.missed_resume = False
