@@ -183,6 +183,17 @@ def test_analyse_counts_a_backchannel_that_paused_the_agent_as_a_false_cutoff() 
         answer_timeout=20,
     )
     assert paused.false_cutoff is True and paused.missed_resume is False
+    answered = analyse(  # the reply ended whole at 2.5 s, then the agent answered the "okay"
+        _result("backchannel", ("Tell me a story.", "Okay.")),
+        _audio((1.0, 2.5), (3.5, 8.0)),
+        [{"type": "transcript", "role": "agent", "text": "Once upon a time.", "_at": 2.7}],
+        spoken,
+        pause_at=None,
+        trigger=2.0,
+        end=9.0,
+        answer_timeout=20,
+    )
+    assert answered.false_cutoff is False
     stopped = analyse(
         _result("backchannel", ("Tell me a story.", "Okay.")),
         _audio((1.0, 2.5)),

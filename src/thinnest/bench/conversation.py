@@ -49,7 +49,8 @@ Measures (each defined on that clock):
 - **false cut-off**: a ``backchannel`` event where the agent, speaking when the backchannel
   began, was stopped by it: its reply's transcript is marked ``interrupted``, or its audio
   went quiet for :data:`CUT_GAP` (800 ms) starting between the backchannel's start and
-  1 s after its end and then went on (a paused-and-resumed reply).
+  1 s after its end and then went on (a paused-and-resumed reply; a quiet span in which the
+  reply's own, uninterrupted transcript arrived is its natural end, not a pause).
 - **premature turn end**: a ``pause`` event where the engine ended the caller's turn inside
   the pause: between the first half's end and the second half's end the engine committed a
   user turn (its ``metrics`` event with ``role: user``), the agent's state turned ``thinking``
@@ -458,7 +459,16 @@ def analyse(
         for e in events
         if e["_at"] >= start
     )
-    paused = [g for g in gaps(frames, start, last_end + 1.0, CUT_GAP) if g[1] < math.inf]
+    finished = [  # the reply's own transcript: it ended there, whole
+        e["_at"]
+        for e in events
+        if e.get("type") == "transcript" and e.get("role") == "agent" and not e.get("interrupted")
+    ]
+    paused = [
+        (a, b)
+        for a, b in gaps(frames, start, last_end + 1.0, CUT_GAP)
+        if b < math.inf and not any(a <= at <= b for at in finished)
+    ]
     result.false_cutoff = interrupted or bool(paused)
     result.cut_by = "interrupted" if interrupted else "paused" if paused else ""
     if interrupted:
