@@ -134,13 +134,25 @@ ENDPOINTS = [
     Endpoint("POST", "/webhooks/{webhook}/test", None, 202),
     Endpoint("GET", "/webhooks/{webhook}/deliveries", None, 200),
     Endpoint("GET", "/webhooks/{delivery}", None, 200),
+    Endpoint("POST", "/webhooks/{delivery}/resend", None, 202),
+    Endpoint("POST", "/webhooks/{webhook}/rotate-secret", None, 200),
+    Endpoint(
+        "GET", "/stats/overview", None, 200, listed=lambda j: {a["agent_id"] for a in j["agents"]}
+    ),
 ]
 
 #: The website Alice's publishable key is for.
 SHOP = "https://shop.example"
 
-#: Operations that take no API key at all (health probes, the dev demo with its own key).
-PUBLIC = {"GET /healthz", "GET /readyz"}
+#: Operations that take no API key at all (health probes, the dev demo with its own key, the
+#: console's sign-in: its cookie and CSRF token are tested in tests/api/test_console_auth.py).
+PUBLIC = {
+    "GET /healthz",
+    "GET /readyz",
+    "GET /console/session",
+    "POST /console/session",
+    "DELETE /console/session",
+}
 PUBLIC_PREFIXES = ("/demo",)
 
 UNAUTHORISED = {

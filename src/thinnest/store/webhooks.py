@@ -268,14 +268,11 @@ def rotate_secret(db: Session, endpoint: WebhookEndpoint, *, grace: timedelta) -
 def resend(db: Session, delivery: WebhookDelivery) -> None:
     """Send ``delivery`` again now, with the same id and body (a receiver that deduplicates
     on ``webhook-id`` sees one event). One more attempt; a failure is retried as usual while
-    the event is within the retry window. Refused while an attempt is in flight."""
+    the event is within the retry window. A delivery being sent right now is left to that
+    attempt, which is the resend."""
     now = time.time()
     if delivery.claimed_until is not None and delivery.claimed_until >= now:
-        raise ConflictError(
-            "this delivery is being sent right now: look again in a moment",
-            code="delivery_in_flight",
-            field="delivery_id",
-        )
+        return
     delivery.status = PENDING
     delivery.due_at = now
     delivery.delivered_at = None

@@ -188,7 +188,7 @@ def resend_delivery(
     webhook_id: str, delivery_id: str, key: CurrentKey, db: DbSession, request: Request
 ) -> DeliveryOut:
     """Send a delivery again now (same id and body): after a receiver's outage, or to replay
-    an event. ``409 delivery_in_flight`` while an attempt is under way."""
+    an event. One being sent at this moment is left to that attempt."""
     endpoint = webhooks.get_endpoint(db, webhook_id, key.owner_id)
     row = webhooks.get_delivery(db, endpoint, delivery_id)
     webhooks.resend(db, row)
