@@ -66,6 +66,7 @@ Events whose precondition failed (the agent's answer was over before the trigger
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import dataclasses
@@ -509,21 +510,21 @@ async def synthesise_lines(
 # --- transports -----------------------------------------------------------------------------
 
 
-class _Line:
+class _Line(abc.ABC):
     """A caller's side of one call: say lines, record agent audio and events."""
 
     @property
-    def frames(self) -> list[tuple[float, float]]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def frames(self) -> list[tuple[float, float]]: ...
 
-    async def say(self, pcm: np.ndarray) -> tuple[float, float]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def say(self, pcm: np.ndarray) -> tuple[float, float]: ...
 
-    def events(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def events(self) -> list[dict[str, Any]]: ...
 
-    async def aclose(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
 
 
 class _WebSocketLine(_Line):

@@ -11,6 +11,15 @@ from rich.markup import escape
 from thinnest.cli.output import err, out
 from thinnest.config import get_settings
 
+#: ``--models/--in-process`` of the benches that start a stack.
+ModelsFlag = Annotated[
+    bool,
+    typer.Option(
+        "--models/--in-process",
+        help="shared model services (thinnest models), or models in each job process",
+    ),
+]
+
 bench_app = typer.Typer(
     help="Benchmarks: speech models, latency, concurrency, API.", no_args_is_help=True
 )
@@ -93,13 +102,7 @@ def bench_latency(
     stack: Annotated[
         list[str] | None, typer.Option(help="offline, fixed (repeatable; default both)")
     ] = None,
-    models: Annotated[
-        bool,
-        typer.Option(
-            "--models/--in-process",
-            help="shared model services (thinnest models), or models in each job process",
-        ),
-    ] = True,
+    models: ModelsFlag = True,
     peers: Annotated[bool, typer.Option(help="also run the livekit-agents peer")] = True,
     pipecat: Annotated[
         bool | None,
@@ -172,13 +175,7 @@ def bench_conversation(
     webrtc: Annotated[
         bool, typer.Option(help="the last call over WebRTC (the others over the WebSocket gateway)")
     ] = True,
-    models: Annotated[
-        bool,
-        typer.Option(
-            "--models/--in-process",
-            help="shared model services (thinnest models), or models in each job process",
-        ),
-    ] = True,
+    models: ModelsFlag = True,
     out_file: Annotated[
         Path | None, typer.Option("--json", "--out", help="JSON file; default <data dir>/bench/")
     ] = None,
@@ -263,13 +260,7 @@ def bench_concurrency(
         list[int] | None,
         typer.Option(help="run these levels instead of the ramp (repeatable)", min=1, max=256),
     ] = None,
-    models: Annotated[
-        bool,
-        typer.Option(
-            "--models/--in-process",
-            help="shared model services (thinnest models), or models in each job process",
-        ),
-    ] = True,
+    models: ModelsFlag = True,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="JSON file; default <data dir>/bench/")
     ] = None,
