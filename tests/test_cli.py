@@ -99,6 +99,8 @@ def _start_dev(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[st
             break
         if m := re.search(r"Demo page\s+(\S+)", line):
             found["demo"] = m.group(1)
+        if m := re.search(r"Console\s+(\S+)", line):
+            found["console"] = m.group(1)
         if m := re.search(r"agent id\s+(\S+)", line):
             found["agent"] = m.group(1)
         if m := re.search(r"API key\s+(\S+)", line):
@@ -164,6 +166,8 @@ def test_dev_starts_everything_serves_the_contract_and_stops_cleanly(tmp_path: P
         # The printed demo page is served, and its server-side route uses the dev key.
         assert found["demo"] == f"{base}/demo"
         assert httpx.get(found["demo"], timeout=30).status_code == 200
+        assert found["console"] == f"{base}/console"
+        assert httpx.get(found["console"], timeout=30).status_code == 200
         agents = httpx.get(f"{base}/demo/agents", timeout=30).json()
         assert [a["id"] for a in agents] == [found["agent"]]
         running = _stack_pids(tmp_path).values()

@@ -111,6 +111,8 @@ def _print_dev_banner(settings: Settings, ident: DevIdentity) -> None:
     if settings.resolved_web_demo:
         out.print(f"  [bold]Demo page     {base}/demo[/]   (open it, press Call, talk)")
     out.print(f"  API           {base}   (OpenAPI docs: {base}/docs)")
+    if settings.console_enabled:
+        out.print(f"  Console       {base}/console   (sign in with the key printed below)")
     out.print(f"  LiveKit       {settings.resolved_public_livekit_url}")
     out.print(f"  models        {settings.models_url}   (LLM, STT, TTS shared by every call)")
     out.print(f"  data dir      {escape(str(settings.data_dir.resolve()))}")
