@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import types
 
 from thinnest.config import Settings
 from thinnest.engine.worker import CORES_PER_CALL, capacity
@@ -31,3 +32,33 @@ def test_job_processes_inherit_the_model_service_client_from_the_forkserver() ->
     assert "livekit.plugins.openai" in preloaded(models_url="http://127.0.0.1:8790")
     assert "livekit.plugins.openai" not in preloaded()  # in-process models: not needed
     assert "thinnest.engine.warmup" in preloaded()
+
+
+def test_calls_being_accepted_count_as_calls_not_as_half_the_worker() -> None:
+    """livekit-agents weighs each call it is accepting (said yes to, not yet running) at the
+    load threshold over the idle processes when no call runs: with 2 idle processes, two
+    calls being accepted made the worker refuse a third offered in that moment, and LiveKit
+    does not offer a refused call again. The worker refuses only when its slots are taken."""
+    from livekit.agents import AgentServer
+
+    from thinnest.engine.worker import build_server
+
+    settings = Settings(
+        livekit_api_key="k",
+        livekit_api_secret="s" * 32,
+        worker_max_jobs=4,
+        worker_idle_processes=2,
+    )
+    server = build_server(settings)
+    # What `run(devmode=False)` sets up; its pool of job processes runs no call yet.
+    server._devmode = False
+    server._proc_pool = types.SimpleNamespace(processes=[])
+    for accepting, available in ((0, True), (2, True), (3, True), (4, False)):
+        server._reserved_slots = accepting
+        assert server._is_available() is available, accepting
+    # livekit-agents' own estimate (what the worker did before): full at two.
+    stock = AgentServer.__new__(AgentServer)
+    stock.__dict__.update(server.__dict__)
+    stock._worker_load = 0.0  # no call running
+    stock._reserved_slots = 2
+    assert stock._is_available() is False

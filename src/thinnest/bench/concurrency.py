@@ -121,6 +121,18 @@ async def _settle(pid: int, *, calls: int, within: float) -> None:
             return
 
 
+def _story(stack: BenchStack, session: dict[str, Any]) -> list[str]:
+    """The worker's log lines about a call (its room), and its warnings and errors: why an
+    agent never greeted."""
+    room = str(session.get("session_id", "?"))
+    lines = stack.log_text("worker").splitlines()
+    return [
+        line[-400:]
+        for line in lines
+        if room in line or "timed out" in line or "ERROR" in line or "WARNING" in line
+    ][-20:]
+
+
 async def _one_call(
     stack: BenchStack,
     http: httpx.AsyncClient,
@@ -154,7 +166,9 @@ async def _one_call(
         await ready.wait()
         await go.wait()
         if greeted is None:
-            raise TimeoutError("no greeting within 240 s")
+            raise TimeoutError(
+                f"no greeting within 240 s; the worker's log of it: {_story(stack, session)}"
+            )
         return [
             await client.turn(i, text, pcm, tone=tone, quiet=options.quiet, within=30)
             for i, text, pcm in audio

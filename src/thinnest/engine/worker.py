@@ -50,6 +50,33 @@ class Claims:
             self.rooms.discard(room)
 
 
+class SlotServer(AgentServer):
+    """An ``AgentServer`` that counts its load in calls, the ones it is accepting included.
+
+    Before it answers LiveKit's offer of a call, livekit-agents checks its load plus an
+    estimate for each call it has said yes to and not yet launched (a "reserved slot").
+    With no call running, it estimates each at ``load_threshold / num_idle_processes``: with
+    2 idle processes, two calls being accepted made the worker look full, and a third call
+    offered in that moment (calls started together) was refused. LiveKit does not offer a
+    refused call again, so it got no agent ("no greeting"). Here a call being accepted
+    weighs what a running one does: the worker refuses only when its slots are taken."""
+
+    def __init__(self, *, max_jobs: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_jobs = max_jobs
+
+    def _get_effective_load(self) -> float:
+        taken = len(self.active_jobs) + getattr(self, "_reserved_slots", 0)
+        return FULL_LOAD * taken / self.max_jobs
+
+
+if not hasattr(AgentServer, "_get_effective_load"):  # pragma: no cover - another version
+    log.warning(
+        "this livekit-agents has no _get_effective_load: calls offered together may be "
+        "refused (see SlotServer)"
+    )
+
+
 def build_server(
     settings: Settings,
     *,
@@ -63,7 +90,8 @@ def build_server(
     ``claims`` collects the calls it accepted and is starting."""
     key, secret = settings.livekit_credentials()
     max_jobs = capacity(settings)
-    server = AgentServer(
+    server = SlotServer(
+        max_jobs=max_jobs,
         ws_url=settings.livekit_url,
         api_key=key,
         api_secret=secret,
