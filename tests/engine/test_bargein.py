@@ -86,6 +86,36 @@ async def test_talking_over_the_agent_stops_it(
     assert LONG_GREETING.startswith(greeting.text.rstrip(". ")[:20])
 
 
+async def test_a_worded_backchannel_over_the_agent_is_not_a_turn_and_the_reply_goes_on(
+    worker: Worker, tenant: Tenant, database: Database, speak
+) -> None:
+    """ "Okay, right." said over the agent is longer than the interruption threshold (it
+    pauses the agent's audio) and Whisper writes it down: it used to end the greeting and
+    become a turn the agent answered. Now the greeting resumes and plays to its end."""
+    agent = tenant.create_agent(greeting=LONG_GREETING, max_duration=120)
+    resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
+    started = resp.json()
+    async with VoiceClient(started["livekit_url"], started["token"]) as client:
+        t0 = time.monotonic()
+        while client.audio.first_voiced_after(t0, VOICED) is None:
+            assert time.monotonic() - t0 < 90, "the greeting never started"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2.0)
+        said = time.monotonic()
+        await client.play_wav(speak("Okay, right.", speed=130), silence_after=0.2)
+        greeting = await client.next_event(90, type="transcript", role="agent")
+        assert greeting.get("interrupted") is not True, "the backchannel cut the greeting off"
+        assert greeting["text"].rstrip(". ").endswith("ask me anything you like")
+        assert client.audio.first_voiced_after(said + 3.0, VOICED) is not None
+        await asyncio.sleep(3.0)  # a turn would be transcribed and answered by now
+        heard = [e for e in client.received if e.get("type") == "transcript"]
+        assert [e["role"] for e in heard] == ["agent"], heard
+
+    with database.session() as db:
+        turns = sessions.get_session(db, started["session_id"]).turns
+    assert [(t.role, t.interrupted) for t in turns] == [("agent", False)]
+
+
 def test_levels_helper_finds_silence() -> None:
     audio = AgentAudio(
         arrivals=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6],

@@ -16,9 +16,12 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from livekit.agents import Agent, llm
+from livekit.agents import Agent, llm, stt
 from livekit.agents.types import FlushSentinel
 from livekit.agents.voice.agent import ModelSettings
+
+from livekit import rtc
+from thinnest.engine.backchannel import without_backchannels
 
 __all__ = ["SpeakingAgent", "ToolSyntaxFilter", "without_tool_syntax"]
 
@@ -214,7 +217,28 @@ async def without_tool_syntax(
 
 
 class SpeakingAgent(Agent):
-    """An ``Agent`` whose replies never speak tool-call syntax (see the module docstring)."""
+    """An ``Agent`` whose replies never speak tool-call syntax (see the module docstring), and
+    for which a backchannel said while it speaks is not a turn (:mod:`.backchannel`)."""
+
+    #: Backchannels dropped in this call (the engine's log and tests read it).
+    backchannels: list[str]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.backchannels = []
+
+    def _has_floor(self) -> bool:
+        speech = self.session.current_speech
+        return speech is not None and not speech.interrupted
+
+    async def stt_node(
+        self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
+    ) -> AsyncIterator[stt.SpeechEvent | str]:
+        events = Agent.default.stt_node(self, audio, model_settings)
+        async for event in without_backchannels(
+            events, self._has_floor, on_dropped=self.backchannels.append
+        ):
+            yield event
 
     async def llm_node(
         self,

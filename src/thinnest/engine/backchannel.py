@@ -1,0 +1,123 @@
+"""Backchannels: the caller's "mm-hmm", "okay", "right" while the agent speaks are not turns.
+
+A caller who says "mm-hmm" while the agent talks means "go on". Voice activity pauses the
+agent's audio after ``interruption.min_duration`` of speech (barge-in must be fast, and the
+words come only after the STT), and livekit-agents resumes the paused reply when the pause
+yields no transcript (``resume_false_interruption``). Whisper, though, writes a backchannel
+down ("Mm-hmm.", "Okay."), so the transcript ended the paused reply and became a user turn
+the agent answered ("Okay!"): the caller who said "go on" lost the rest of the answer.
+
+:func:`is_backchannel` tells whether a transcript is nothing but backchannel words;
+:func:`without_backchannels` drops such final transcripts from the STT's events while the
+agent holds the floor (a reply playing or paused). The pause then ends as a noise's does:
+the reply resumes. When the agent is silent the same words pass: "okay" can answer a
+question.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+
+from livekit.agents import stt
+
+from thinnest.log import logger
+
+__all__ = ["BACKCHANNEL_PHRASES", "is_backchannel", "without_backchannels"]
+
+log = logger.getChild("engine")
+
+#: Phrases that, alone or repeated, only say "I'm listening, go on" (lower case, words split
+#: on anything that is not a letter or an apostrophe, so "mm-hmm" is "mm hmm").
+BACKCHANNEL_PHRASES: frozenset[tuple[str, ...]] = frozenset(
+    tuple(phrase.split())
+    for phrase in (
+        "mm",
+        "mmm",
+        "mm hmm",
+        "mm hm",
+        "mhm",
+        "mhmm",
+        "hmm",
+        "hm",
+        "uh huh",
+        "uh hum",
+        "ah",
+        "aha",
+        "oh",
+        "okay",
+        "ok",
+        "right",
+        "all right",
+        "alright",
+        "yeah",
+        "yep",
+        "yup",
+        "yes",
+        "sure",
+        "i see",
+        "got it",
+        "cool",
+        "nice",
+        "great",
+        "good",
+        "exactly",
+        "uh",
+        "um",
+    )
+)
+
+#: Longest backchannel judged, in words: anything longer is something said.
+MAX_WORDS = 4
+
+_TRANSCRIPTS = (
+    stt.SpeechEventType.FINAL_TRANSCRIPT,
+    stt.SpeechEventType.INTERIM_TRANSCRIPT,
+    stt.SpeechEventType.PREFLIGHT_TRANSCRIPT,
+)
+
+_WORD = re.compile(r"[a-z']+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("’", "'"))
+
+
+def is_backchannel(text: str) -> bool:
+    """Whether ``text`` is made only of backchannel phrases ("Mm-hmm.", "Okay, okay.",
+    "Oh, I see."), at most :data:`MAX_WORDS` words; an empty text is not one."""
+    words = _words(text)
+    if not words or len(words) > MAX_WORDS:
+        return False
+    longest = max(len(p) for p in BACKCHANNEL_PHRASES)
+    # can[i]: words[i:] splits into backchannel phrases
+    can = [False] * len(words) + [True]
+    for i in range(len(words) - 1, -1, -1):
+        can[i] = any(
+            tuple(words[i : i + n]) in BACKCHANNEL_PHRASES and can[i + n]
+            for n in range(1, min(longest, len(words) - i) + 1)
+        )
+    return can[0]
+
+
+async def without_backchannels(
+    events: AsyncIterable[stt.SpeechEvent | str],
+    agent_has_floor: Callable[[], bool],
+    on_dropped: Callable[[str], None] = lambda _text: None,
+) -> AsyncIterator[stt.SpeechEvent | str]:
+    """``events`` without the transcripts (final, interim, preflight) that are backchannels
+    said while ``agent_has_floor()``; each final one dropped is handed to ``on_dropped``."""
+    async for event in events:
+        if (
+            isinstance(event, stt.SpeechEvent)
+            and event.type in _TRANSCRIPTS
+            and event.alternatives
+            and is_backchannel(event.alternatives[0].text)
+            and agent_has_floor()
+        ):
+            if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                text = event.alternatives[0].text
+                log.info("backchannel %r while the agent speaks: not a turn", text)
+                on_dropped(text)
+            continue
+        yield event
