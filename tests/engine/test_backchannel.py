@@ -85,3 +85,41 @@ async def test_over_the_agent_a_backchannel_is_dropped_and_words_pass() -> None:
 async def test_with_the_agent_silent_okay_is_an_answer() -> None:
     kept, dropped = await _texts(False, "Okay.", "Yes.")
     assert kept == ["EOS", "Okay.", "Yes."] and dropped == []
+
+
+async def test_a_backchannel_begun_over_the_agent_is_dropped_after_it_finished() -> None:
+    """ "Right." said as the agent's reply ends is transcribed once the agent is silent: it
+    was an acknowledgement all the same, not a turn to answer."""
+    floor = [True]
+    dropped: list[str] = []
+
+    async def events() -> AsyncIterator[stt.SpeechEvent]:
+        yield stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH)
+        floor[0] = False  # the reply ends while the caller speaks
+        yield stt.SpeechEvent(type=stt.SpeechEventType.END_OF_SPEECH)
+        yield _final("Right.")
+        yield stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH)  # agent silent now
+        yield _final("Okay.")
+
+    kept = [
+        e.type
+        async for e in without_backchannels(events(), lambda: floor[0], on_dropped=dropped.append)
+    ]
+    assert dropped == ["Right."]
+    assert kept.count(stt.SpeechEventType.FINAL_TRANSCRIPT) == 1  # the later "Okay." is a turn
+
+
+async def test_yes_overlapping_the_end_of_a_question_answers_it() -> None:
+    floor = [True]
+
+    async def events() -> AsyncIterator[stt.SpeechEvent]:
+        yield stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH)
+        floor[0] = False  # "Shall I book it?" ends while the caller says "Yes."
+        yield _final("Yes.")
+
+    kept = [
+        e.alternatives[0].text
+        async for e in without_backchannels(events(), lambda: floor[0], agent_asked=lambda: True)
+        if e.alternatives
+    ]
+    assert kept == ["Yes."]

@@ -104,20 +104,29 @@ async def without_backchannels(
     events: AsyncIterable[stt.SpeechEvent | str],
     agent_has_floor: Callable[[], bool],
     on_dropped: Callable[[str], None] = lambda _text: None,
+    agent_asked: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[stt.SpeechEvent | str]:
     """``events`` without the transcripts (final, interim, preflight) that are backchannels
-    said while ``agent_has_floor()``; each final one dropped is handed to ``on_dropped``."""
+    said over the agent: ``agent_has_floor()`` when the words came, or when the caller began
+    to speak (a "right" as the agent's last sentence ends is transcribed after it) unless
+    the agent's reply ended in a question (``agent_asked()``: "yes" then answers it). Each
+    final one dropped is handed to ``on_dropped``."""
+    overlapped = False  # the agent had the floor when the caller's speech began
     async for event in events:
-        if (
-            isinstance(event, stt.SpeechEvent)
-            and event.type in _TRANSCRIPTS
+        if not isinstance(event, stt.SpeechEvent):
+            yield event
+            continue
+        if event.type == stt.SpeechEventType.START_OF_SPEECH:
+            overlapped = agent_has_floor()
+        elif (
+            event.type in _TRANSCRIPTS
             and event.alternatives
             and is_backchannel(event.alternatives[0].text)
-            and agent_has_floor()
+            and (agent_has_floor() or (overlapped and not agent_asked()))
         ):
             if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
                 text = event.alternatives[0].text
-                log.info("backchannel %r while the agent speaks: not a turn", text)
+                log.info("backchannel %r over the agent: not a turn", text)
                 on_dropped(text)
             continue
         yield event

@@ -231,12 +231,23 @@ class SpeakingAgent(Agent):
         speech = self.session.current_speech
         return speech is not None and not speech.interrupted
 
+    def _asked(self) -> bool:
+        """Whether the agent's last words (after the caller's) ended in a question."""
+        for item in reversed(self.chat_ctx.items):
+            if not isinstance(item, llm.ChatMessage):
+                continue
+            if item.role == "user":
+                return False
+            if item.role == "assistant":
+                return (item.text_content or "").rstrip().endswith("?")
+        return False
+
     async def stt_node(
         self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
     ) -> AsyncIterator[stt.SpeechEvent | str]:
         events = Agent.default.stt_node(self, audio, model_settings)
         async for event in without_backchannels(
-            events, self._has_floor, on_dropped=self.backchannels.append
+            events, self._has_floor, on_dropped=self.backchannels.append, agent_asked=self._asked
         ):
             yield event
 
