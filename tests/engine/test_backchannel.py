@@ -25,6 +25,9 @@ from thinnest.engine.backchannel import is_backchannel, without_backchannels
         "All right.",
         "OK",
         "yes, right",
+        "M-M-M-M",
+        "Hmm.",
+        "Mmm, okay.",
     ],
 )
 def test_backchannels(text: str) -> None:

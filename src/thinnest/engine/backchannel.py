@@ -32,14 +32,7 @@ log = logger.getChild("engine")
 BACKCHANNEL_PHRASES: frozenset[tuple[str, ...]] = frozenset(
     tuple(phrase.split())
     for phrase in (
-        "mm",
-        "mmm",
-        "mm hmm",
-        "mm hm",
-        "mhm",
-        "mhmm",
-        "hmm",
-        "hm",
+        "mm",  # every hum: mm, mmm, hmm, mhm, m (see _HUM)
         "uh huh",
         "uh hum",
         "ah",
@@ -67,7 +60,8 @@ BACKCHANNEL_PHRASES: frozenset[tuple[str, ...]] = frozenset(
     )
 )
 
-#: Longest backchannel judged, in words: anything longer is something said.
+#: Longest backchannel judged, in words: anything longer is something said ("M-M-M-M",
+#: Whisper's spelling of a long hum, is four).
 MAX_WORDS = 4
 
 _TRANSCRIPTS = (
@@ -79,8 +73,13 @@ _TRANSCRIPTS = (
 _WORD = re.compile(r"[a-z']+")
 
 
+#: A hum however Whisper spells it: "Mm", "Mmm", "Hmm", "Mhm", "M-M-M-M" (each "m" a word).
+_HUM = re.compile(r"^[mh]*m[mh]*$")
+
+
 def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("’", "'"))
+    words = _WORD.findall(text.lower().replace("’", "'"))
+    return ["mm" if _HUM.match(w) else w for w in words]
 
 
 def is_backchannel(text: str) -> bool:
