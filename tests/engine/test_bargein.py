@@ -41,18 +41,26 @@ def silent_since(audio: AgentAudio, t: float, quiet: float = 0.3) -> float | Non
     return None
 
 
+async def _start_long_greeting(tenant: Tenant) -> dict[str, str]:
+    agent = tenant.create_agent(greeting=LONG_GREETING, max_duration=120)
+    resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
+    return dict(resp.json())
+
+
+async def _two_seconds_into_the_greeting(client: VoiceClient) -> None:
+    t0 = time.monotonic()
+    while client.audio.first_voiced_after(t0, VOICED) is None:
+        assert time.monotonic() - t0 < 90, "the greeting never started"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2.0)
+
+
 async def test_talking_over_the_agent_stops_it(
     worker: Worker, tenant: Tenant, database: Database, speak
 ) -> None:
-    agent = tenant.create_agent(greeting=LONG_GREETING, max_duration=120)
-    resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
-    started = resp.json()
+    started = await _start_long_greeting(tenant)
     async with VoiceClient(started["livekit_url"], started["token"]) as client:
-        t0 = time.monotonic()
-        while client.audio.first_voiced_after(t0, VOICED) is None:
-            assert time.monotonic() - t0 < 90, "the greeting never started"
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(2.0)
+        await _two_seconds_into_the_greeting(client)
         # A backchannel is shorter than the interruption threshold: the agent keeps talking
         # (or, if it paused, resumes) rather than giving up its turn.
         await client.play_wav(speak("mm hmm", speed=200), silence_after=0.2)
@@ -92,15 +100,9 @@ async def test_a_worded_backchannel_over_the_agent_is_not_a_turn_and_the_reply_g
     """ "Okay, right." said over the agent is longer than the interruption threshold (it
     pauses the agent's audio) and Whisper writes it down: it used to end the greeting and
     become a turn the agent answered. Now the greeting resumes and plays to its end."""
-    agent = tenant.create_agent(greeting=LONG_GREETING, max_duration=120)
-    resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
-    started = resp.json()
+    started = await _start_long_greeting(tenant)
     async with VoiceClient(started["livekit_url"], started["token"]) as client:
-        t0 = time.monotonic()
-        while client.audio.first_voiced_after(t0, VOICED) is None:
-            assert time.monotonic() - t0 < 90, "the greeting never started"
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(2.0)
+        await _two_seconds_into_the_greeting(client)
         said = time.monotonic()
         await client.play_wav(speak("Okay, right.", speed=130), silence_after=0.2)
         greeting = await client.next_event(90, type="transcript", role="agent")

@@ -52,6 +52,17 @@ async def _start_when_models_are_back(tenant: Tenant, agent: dict[str, object]) 
         await asyncio.sleep(0.5)
 
 
+def _free_slots(database: Database) -> int:
+    with database.session() as db:
+        return workers.free_slots(workers.live_workers(db, AGENT_NAME, within=3.0), db)
+
+
+async def _all_ended(database: Database, session_ids: list[str]) -> None:
+    for session_id in session_ids:
+        row = await wait_final(database, session_id, within=60)
+        assert row.status == "ended", row.error
+
+
 def _story(client: VoiceClient, worker: Worker) -> str:
     """What the client was told, and the worker's log: why an awaited event never came."""
     told = "\n".join(json.dumps(m) for m in client.received)
@@ -229,8 +240,7 @@ async def test_calls_offered_together_to_an_idle_worker_are_all_greeted(
     are started at once; every call is greeted."""
 
     def free() -> int:
-        with database.session() as db:
-            return workers.free_slots(workers.live_workers(db, AGENT_NAME, within=3.0), db)
+        return _free_slots(database)
 
     agent = assistant(services_tenant)
     session_ids: list[str] = []
@@ -254,9 +264,7 @@ async def test_calls_offered_together_to_an_idle_worker_are_all_greeted(
         finally:
             for client in clients:
                 await client.aclose()
-    for session_id in session_ids:
-        row = await wait_final(database, session_id, within=60)
-        assert row.status == "ended", row.error
+    await _all_ended(database, session_ids)
 
 
 async def test_a_worker_greets_every_call_up_to_its_capacity_started_one_by_one(
@@ -269,8 +277,7 @@ async def test_a_worker_greets_every_call_up_to_its_capacity_started_one_by_one(
     call started the moment a slot frees is answered."""
 
     def free() -> int:
-        with database.session() as db:
-            return workers.free_slots(workers.live_workers(db, AGENT_NAME, within=3.0), db)
+        return _free_slots(database)
 
     await asyncio.to_thread(until, lambda: free() == SERVICES_SLOTS, 120, "all slots free")
     agent = assistant(services_tenant)
@@ -302,6 +309,4 @@ async def test_a_worker_greets_every_call_up_to_its_capacity_started_one_by_one(
     finally:
         for client in clients:
             await client.aclose()
-    for session_id in session_ids:
-        row = await wait_final(database, session_id, within=60)
-        assert row.status == "ended", row.error
+    await _all_ended(database, session_ids)
