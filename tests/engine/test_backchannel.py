@@ -47,6 +47,8 @@ def test_backchannels(text: str) -> None:
         "Yeah, tell me the weather.",
         "I see a problem.",
         "Okay okay okay okay okay",
+        "Yes, 2.",
+        "Okay, 10:30.",
         "What?",
         "good morning",
     ],
@@ -122,7 +124,25 @@ async def test_yes_overlapping_the_end_of_a_question_answers_it() -> None:
 
     kept = [
         e.alternatives[0].text
-        async for e in without_backchannels(events(), lambda: floor[0], agent_asked=lambda: True)
+        async for e in without_backchannels(events(), lambda: floor[0], agent_asks=lambda: True)
         if e.alternatives
     ]
     assert kept == ["Yes."]
+
+
+async def test_over_a_question_still_playing_yes_answers_it_and_a_hum_does_not() -> None:
+    async def events() -> AsyncIterator[stt.SpeechEvent]:
+        yield stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH)
+        yield _final("Yeah, sure.")
+        yield stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH)
+        yield _final("Mm-hmm.")
+
+    dropped: list[str] = []
+    kept = [
+        e.alternatives[0].text
+        async for e in without_backchannels(
+            events(), lambda: True, on_dropped=dropped.append, agent_asks=lambda: True
+        )
+        if e.alternatives
+    ]
+    assert kept == ["Yeah, sure."] and dropped == ["Mm-hmm."]

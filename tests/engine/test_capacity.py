@@ -62,3 +62,27 @@ def test_calls_being_accepted_count_as_calls_not_as_half_the_worker() -> None:
     stock._worker_load = 0.0  # no call running
     stock._reserved_slots = 2
     assert stock._is_available() is False
+
+
+def test_a_call_already_running_but_still_reserved_counts_once() -> None:
+    """A call's job runs a moment before livekit-agents frees the slot it reserved: counted
+    twice, a worker with one call starting and three being accepted refused a free slot."""
+    from thinnest.engine.worker import Claims, build_server
+
+    claims = Claims()
+    settings = Settings(livekit_api_key="k", livekit_api_secret="s" * 32, worker_max_jobs=4)
+    server = build_server(settings, claims=claims)
+    server._devmode = False
+
+    def running(room: str) -> types.SimpleNamespace:
+        job = types.SimpleNamespace(
+            job=types.SimpleNamespace(room=types.SimpleNamespace(name=room))
+        )
+        return types.SimpleNamespace(running_job=job)
+
+    server._proc_pool = types.SimpleNamespace(processes=[running("session_a")])
+    claims.rooms |= {"session_a", "session_b", "session_c"}  # a runs; b and c are accepted
+    server._reserved_slots = 3  # a's reservation is not freed yet
+    assert server.calls_taken() == 3 and server._is_available()
+    server._reserved_slots = 4  # a fourth offer said yes to, before its request reached Claims
+    assert server.calls_taken() == 4 and not server._is_available()

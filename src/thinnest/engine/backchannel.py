@@ -27,17 +27,16 @@ __all__ = ["BACKCHANNEL_PHRASES", "is_backchannel", "without_backchannels"]
 
 log = logger.getChild("engine")
 
-#: Phrases that, alone or repeated, only say "I'm listening, go on" (lower case, words split
-#: on anything that is not a letter or an apostrophe, so "mm-hmm" is "mm hmm").
-BACKCHANNEL_PHRASES: frozenset[tuple[str, ...]] = frozenset(
+#: Sounds that only say "I'm listening" (lower case, words split on anything that is not a
+#: letter, a digit or an apostrophe, so "mm-hmm" is "mm hmm"), even over a question.
+HUMS: frozenset[tuple[str, ...]] = frozenset(
+    tuple(phrase.split()) for phrase in ("mm", "uh huh", "uh hum", "ah", "aha", "oh", "uh", "um")
+)  # "mm" is every hum: mm, mmm, hmm, mhm, m (see _HUM)
+
+#: Words that say "go on" over a statement, but answer a question ("Yes." to "Shall I?").
+ACKNOWLEDGEMENTS: frozenset[tuple[str, ...]] = frozenset(
     tuple(phrase.split())
     for phrase in (
-        "mm",  # every hum: mm, mmm, hmm, mhm, m (see _HUM)
-        "uh huh",
-        "uh hum",
-        "ah",
-        "aha",
-        "oh",
         "okay",
         "ok",
         "right",
@@ -55,10 +54,11 @@ BACKCHANNEL_PHRASES: frozenset[tuple[str, ...]] = frozenset(
         "great",
         "good",
         "exactly",
-        "uh",
-        "um",
     )
 )
+
+#: Phrases that, alone or repeated, make a backchannel.
+BACKCHANNEL_PHRASES = HUMS | ACKNOWLEDGEMENTS
 
 #: Longest backchannel judged, in words: anything longer is something said ("M-M-M-M",
 #: Whisper's spelling of a long hum, is four).
@@ -70,7 +70,7 @@ _TRANSCRIPTS = (
     stt.SpeechEventType.PREFLIGHT_TRANSCRIPT,
 )
 
-_WORD = re.compile(r"[a-z']+")
+_WORD = re.compile(r"[a-z0-9']+")  # a number is a word: "Yes, 2." is an answer
 
 
 #: A hum however Whisper spells it: "Mm", "Mmm", "Hmm", "Mhm", "M-M-M-M" (each "m" a word).
@@ -82,18 +82,20 @@ def _words(text: str) -> list[str]:
     return ["mm" if _HUM.match(w) else w for w in words]
 
 
-def is_backchannel(text: str) -> bool:
+def is_backchannel(text: str, *, hums_only: bool = False) -> bool:
     """Whether ``text`` is made only of backchannel phrases ("Mm-hmm.", "Okay, okay.",
-    "Oh, I see."), at most :data:`MAX_WORDS` words; an empty text is not one."""
+    "Oh, I see."), at most :data:`MAX_WORDS` words; with ``hums_only``, only of
+    :data:`HUMS`. An empty text is not one."""
     words = _words(text)
     if not words or len(words) > MAX_WORDS:
         return False
-    longest = max(len(p) for p in BACKCHANNEL_PHRASES)
+    phrases = HUMS if hums_only else BACKCHANNEL_PHRASES
+    longest = max(len(p) for p in phrases)
     # can[i]: words[i:] splits into backchannel phrases
     can = [False] * len(words) + [True]
     for i in range(len(words) - 1, -1, -1):
         can[i] = any(
-            tuple(words[i : i + n]) in BACKCHANNEL_PHRASES and can[i + n]
+            tuple(words[i : i + n]) in phrases and can[i + n]
             for n in range(1, min(longest, len(words) - i) + 1)
         )
     return can[0]
@@ -103,13 +105,14 @@ async def without_backchannels(
     events: AsyncIterable[stt.SpeechEvent | str],
     agent_has_floor: Callable[[], bool],
     on_dropped: Callable[[str], None] = lambda _text: None,
-    agent_asked: Callable[[], bool] = lambda: False,
+    agent_asks: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[stt.SpeechEvent | str]:
     """``events`` without the transcripts (final, interim, preflight) that are backchannels
-    said over the agent: ``agent_has_floor()`` when the words came, or when the caller began
-    to speak (a "right" as the agent's last sentence ends is transcribed after it) unless
-    the agent's reply ended in a question (``agent_asked()``: "yes" then answers it). Each
-    final one dropped is handed to ``on_dropped``."""
+    said over the agent. While ``agent_has_floor()``: a backchannel, or only a hum when
+    ``agent_asks()`` (the reply holds a question: "Yes." may answer it). Begun while the agent
+    had the floor and transcribed after it ended (a "right" as its last sentence ends): a
+    backchannel, unless the reply asked something. Each final one dropped is handed to
+    ``on_dropped``."""
     overlapped = False  # the agent had the floor when the caller's speech began
     async for event in events:
         if not isinstance(event, stt.SpeechEvent):
@@ -117,15 +120,15 @@ async def without_backchannels(
             continue
         if event.type == stt.SpeechEventType.START_OF_SPEECH:
             overlapped = agent_has_floor()
-        elif (
-            event.type in _TRANSCRIPTS
-            and event.alternatives
-            and is_backchannel(event.alternatives[0].text)
-            and (agent_has_floor() or (overlapped and not agent_asked()))
-        ):
-            if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
-                text = event.alternatives[0].text
-                log.info("backchannel %r over the agent: not a turn", text)
-                on_dropped(text)
-            continue
+        elif event.type in _TRANSCRIPTS and event.alternatives:
+            text = event.alternatives[0].text
+            if agent_has_floor():
+                drop = is_backchannel(text, hums_only=agent_asks())
+            else:
+                drop = overlapped and not agent_asks() and is_backchannel(text)
+            if drop:
+                if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                    log.info("backchannel %r over the agent: not a turn", text)
+                    on_dropped(text)
+                continue
         yield event

@@ -19,6 +19,7 @@ from typing import Any
 from livekit.agents import Agent, llm, stt
 from livekit.agents.types import FlushSentinel
 from livekit.agents.voice.agent import ModelSettings
+from livekit.agents.voice.io import TimedString
 
 from livekit import rtc
 from thinnest.engine.backchannel import without_backchannels
@@ -226,28 +227,30 @@ class SpeakingAgent(Agent):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backchannels = []
+        self._reply = ""  # the text of the agent's latest speech, as it is handed on
 
     def _has_floor(self) -> bool:
         speech = self.session.current_speech
         return speech is not None and not speech.interrupted
 
-    def _asked(self) -> bool:
-        """Whether the agent's last words (after the caller's) ended in a question."""
-        for item in reversed(self.chat_ctx.items):
-            if not isinstance(item, llm.ChatMessage):
-                continue
-            if item.role == "user":
-                return False
-            if item.role == "assistant":
-                return (item.text_content or "").rstrip().endswith("?")
-        return False
+    def _asks(self) -> bool:
+        """Whether the agent's latest speech (playing, or the one just over) asks something."""
+        return "?" in self._reply
+
+    async def transcription_node(
+        self, text: AsyncIterable[str | TimedString], model_settings: ModelSettings
+    ) -> AsyncIterator[str | TimedString]:
+        self._reply = ""
+        async for delta in Agent.default.transcription_node(self, text, model_settings):
+            self._reply += str(delta)
+            yield delta
 
     async def stt_node(
         self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
     ) -> AsyncIterator[stt.SpeechEvent | str]:
         events = Agent.default.stt_node(self, audio, model_settings)
         async for event in without_backchannels(
-            events, self._has_floor, on_dropped=self.backchannels.append, agent_asked=self._asked
+            events, self._has_floor, on_dropped=self.backchannels.append, agent_asks=self._asks
         ):
             yield event
 

@@ -44,10 +44,16 @@ class Claims:
     async def on_request(self, request: JobRequest) -> None:
         room = request.room.name
         self.rooms.add(room)
-        try:
-            await request.accept()  # returns once the job runs in a process
-        finally:
+        # Forgotten when the request's task is done: after livekit-agents frees the slot it
+        # reserved for the call (its done callback, added first), so a call never drops out
+        # of both counts while it starts.
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - livekit-agents runs this in a task
             self.rooms.discard(room)
+            await request.accept()
+            return
+        task.add_done_callback(lambda _task: self.rooms.discard(room))
+        await request.accept()  # returns once the job runs in a process
 
 
 class SlotServer(AgentServer):
@@ -61,13 +67,21 @@ class SlotServer(AgentServer):
     refused call again, so it got no agent ("no greeting"). Here a call being accepted
     weighs what a running one does: the worker refuses only when its slots are taken."""
 
-    def __init__(self, *, max_jobs: int, **kwargs: Any) -> None:
+    def __init__(self, *, max_jobs: int, claims: Claims, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_jobs = max_jobs
+        self.claims = claims
+
+    def calls_taken(self) -> int:
+        """Calls running or being accepted, each once: a call's job is running a moment
+        before livekit-agents frees the slot it reserved, so calls are counted by room; a
+        slot reserved before its request reached :class:`Claims` counts on its own."""
+        running = {job.job.room.name for job in self.active_jobs}
+        reserved = getattr(self, "_reserved_slots", 0)
+        return len(running | self.claims.rooms) + max(0, reserved - len(self.claims.rooms))
 
     def _get_effective_load(self) -> float:
-        taken = len(self.active_jobs) + getattr(self, "_reserved_slots", 0)
-        return FULL_LOAD * taken / self.max_jobs
+        return FULL_LOAD * self.calls_taken() / self.max_jobs
 
 
 if not hasattr(AgentServer, "_get_effective_load"):  # pragma: no cover - another version
@@ -90,8 +104,10 @@ def build_server(
     ``claims`` collects the calls it accepted and is starting."""
     key, secret = settings.livekit_credentials()
     max_jobs = capacity(settings)
+    claims = claims if claims is not None else Claims()
     server = SlotServer(
         max_jobs=max_jobs,
+        claims=claims,
         ws_url=settings.livekit_url,
         api_key=key,
         api_secret=secret,
@@ -119,7 +135,7 @@ def build_server(
     server.rtc_session(
         entrypoint_fnc,
         agent_name=agent_name or settings.agent_name,
-        on_request=claims.on_request if claims is not None else None,
+        on_request=claims.on_request,
     )
     return server
 
