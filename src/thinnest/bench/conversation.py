@@ -177,12 +177,18 @@ class Event:
         return " ".join(self.lines if self.kind != "backchannel" else self.lines[:1])
 
 
+def _long_request(i: int, smoke: bool) -> str:
+    return LONG_REQUESTS[0 if smoke else i % len(LONG_REQUESTS)]
+
+
 def build_script(count: int, *, smoke: bool = False) -> list[Event]:
     """``count`` events cycling through the kinds (deterministic).
 
     The cycle is pause 300, barge-in, question, backchannel, pause 600, correction, pause 900,
     barge-in, backchannel, question: every kind, each pause length, interruptions often.
-    ``smoke``: a pause of 600 ms, a barge-in and a backchannel, whatever ``count``.
+    ``smoke``: a pause of 600 ms, a barge-in and a backchannel, whatever ``count``; both
+    after the request that draws the longest answers (the story), so that the agent is
+    still speaking when the caller's second line comes.
     """
     cycle: list[tuple[str, int]] = [
         ("pause", 300),
@@ -209,14 +215,10 @@ def build_script(count: int, *, smoke: bool = False) -> list[Event]:
         elif kind == "barge_in":
             text, fact = QUESTIONS[q % len(QUESTIONS)]
             q += 1
-            events.append(Event(i, kind, (LONG_REQUESTS[i % len(LONG_REQUESTS)], text), fact))
+            events.append(Event(i, kind, (_long_request(i, smoke), text), fact))
         elif kind == "backchannel":
             events.append(
-                Event(
-                    i,
-                    kind,
-                    (LONG_REQUESTS[i % len(LONG_REQUESTS)], BACKCHANNELS[i % len(BACKCHANNELS)]),
-                )
+                Event(i, kind, (_long_request(i, smoke), BACKCHANNELS[i % len(BACKCHANNELS)]))
             )
         else:
             first, correction, fact = CORRECTIONS[i % len(CORRECTIONS)]
