@@ -207,9 +207,20 @@ def test_analyse_counts_a_backchannel_that_paused_the_agent_as_a_false_cutoff() 
         answer_timeout=20,
     )
     assert stopped.false_cutoff is True and stopped.missed_resume is True
-    ended = analyse(  # the answer was over before the backchannel: nothing to cut
+    between = analyse(  # said in the 0.5 s pause between two sentences: it was speaking
         _result("backchannel", ("Tell me a story.", "Okay.")),
-        _audio((1.0, 1.5)),
+        _audio((1.0, 1.5), (2.1, 8.0)),
+        [],
+        spoken,
+        pause_at=None,
+        trigger=2.0,
+        end=9.0,
+        answer_timeout=20,
+    )
+    assert not between.void and between.false_cutoff is False
+    ended = analyse(  # the answer was over (0.9 s) before the backchannel: nothing to cut
+        _result("backchannel", ("Tell me a story.", "Okay.")),
+        _audio((1.0, 1.1)),
         [],
         spoken,
         pause_at=None,

@@ -40,7 +40,8 @@ Measures (each defined on that clock):
   event where the agent was silent at that end (question, pause; barge-in and correction
   once the agent has stopped).
 - **barge-in stop latency**: for ``barge_in`` and ``correction`` events where the agent was
-  speaking when the caller began (a loud frame in the 300 ms before) and did not simply finish
+  speaking when the caller began (a loud frame in the :data:`STOP_GAP` before: a pause
+  between its sentences is shorter) and did not simply finish
   its answer during the caller's line (quiet before the line's end, its transcript not marked
   ``interrupted``): start of the caller's
   line → arrival of the agent's last loud frame before its audio stays quiet for
@@ -425,7 +426,9 @@ def analyse(
 
     assert trigger is not None
     start = spoken[1][0]
-    if not speaking_at(frames, start):
+    # Speaking: a loud frame less than a pause between sentences before (a barge-in into
+    # that pause still stops the reply).
+    if not speaking_at(frames, start, window=STOP_GAP):
         result.void = True
         result.note = "the agent was silent when the caller began its second line"
     if event.kind in ("barge_in", "correction"):
