@@ -221,12 +221,8 @@ class SpeakingAgent(Agent):
     """An ``Agent`` whose replies never speak tool-call syntax (see the module docstring), and
     for which a backchannel said while it speaks is not a turn (:mod:`.backchannel`)."""
 
-    #: Backchannels dropped in this call (the engine's log and tests read it).
-    backchannels: list[str]
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.backchannels = []
         self._reply = ""  # the text of the agent's latest speech, as it is handed on
 
     def _has_floor(self) -> bool:
@@ -249,9 +245,7 @@ class SpeakingAgent(Agent):
         self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
     ) -> AsyncIterator[stt.SpeechEvent | str]:
         events = Agent.default.stt_node(self, audio, model_settings)
-        async for event in without_backchannels(
-            events, self._has_floor, on_dropped=self.backchannels.append, agent_asks=self._asks
-        ):
+        async for event in without_backchannels(events, self._has_floor, agent_asks=self._asks):
             yield event
 
     async def llm_node(

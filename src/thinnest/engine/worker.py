@@ -76,9 +76,8 @@ class SlotServer(AgentServer):
         """Calls running or being accepted, each once: a call's job is running a moment
         before livekit-agents frees the slot it reserved, so calls are counted by room; a
         slot reserved before its request reached :class:`Claims` counts on its own."""
-        running = {job.job.room.name for job in self.active_jobs}
         reserved = getattr(self, "_reserved_slots", 0)
-        return len(running | self.claims.rooms) + max(0, reserved - len(self.claims.rooms))
+        return len(_rooms(self, self.claims)) + max(0, reserved - len(self.claims.rooms))
 
     def _get_effective_load(self) -> float:
         return FULL_LOAD * self.calls_taken() / self.max_jobs
