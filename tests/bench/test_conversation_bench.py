@@ -273,6 +273,31 @@ def test_analyse_flags_a_turn_ended_inside_the_pause() -> None:
     assert math.isnan(summary["barge_in_stop_ms"]["p50"])
 
 
+def test_the_wait_after_a_finished_sentence_is_the_engine_end_of_turn_delay() -> None:
+    def question(*metrics: tuple[float, float]) -> EventResult:
+        return analyse(
+            _result("question", ("What is the capital of France?",), ("paris",)),
+            _audio((3.0, 4.0)),
+            [
+                {"type": "metrics", "role": "user", "end_of_turn_delay": d, "_at": at}
+                for d, at in metrics
+            ]
+            + [{"type": "metrics", "role": "agent", "end_of_turn_delay": 9.0, "_at": 3.1}],
+            [(0.0, 2.0)],
+            pause_at=None,
+            trigger=None,
+            end=5.0,
+            answer_timeout=20,
+        )
+
+    quick, slow, none = question((0.2, 2.3)), question((0.5, 2.6)), question()
+    assert quick.turn_wait_ms == pytest.approx(200) and slow.turn_wait_ms == pytest.approx(500)
+    assert none.turn_wait_ms is None
+    waits = summarise([quick, slow, none])["turn_wait_ms"]
+    assert waits["n"] == 2 and waits["mean"] == pytest.approx(350)
+    assert math.isnan(summarise([none])["turn_wait_ms"]["mean"])
+
+
 def test_voices_are_named_with_an_optional_noise_suffix() -> None:
     assert parse_voice("piper")[2] is None
     assert parse_voice("espeak-gb+noise")[0] == "espeak" and parse_voice("hibari+noise")[2]

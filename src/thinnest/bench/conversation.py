@@ -52,6 +52,10 @@ Measures (each defined on that clock):
   went quiet for :data:`CUT_GAP` (800 ms) starting between the backchannel's start and
   1 s after its end and then went on (a paused-and-resumed reply; a quiet span in which the
   reply's own, uninterrupted transcript arrived is its natural end, not a pause).
+- **wait after a finished sentence**: for ``question`` events, the engine's
+  ``end_of_turn_delay`` of the caller's turn (its ``metrics`` event): the VAD's estimated end
+  of speech → the turn committed (silence window, STT final and endpointing wait,
+  overlapping). Reported as its mean.
 - **premature turn end**: a ``pause`` event where the engine ended the caller's turn inside
   the pause: between the first half's end and the second half's end the engine committed a
   user turn (its ``metrics`` event with ``role: user``), the agent's state turned ``thinking``
@@ -346,6 +350,7 @@ class EventResult:
     words: int = 0
     right: bool | None = None
     v2v_ms: float | None = None
+    turn_wait_ms: float | None = None  # question: the engine's end-of-turn delay
     stop_ms: float | None = None
     stopped: bool | None = None  # barge-in/correction: the agent stopped
     void: bool = False  # the agent was not speaking at the trigger
@@ -419,6 +424,15 @@ def analyse(
             )
         ]
         result.premature = bool(state) or first_loud(frames, pause_at, last_end) is not None
+    if event.kind == "question":
+        waits = [
+            float(e["end_of_turn_delay"])
+            for e in events
+            if e.get("type") == "metrics"
+            and e.get("role") == "user"
+            and isinstance(e.get("end_of_turn_delay"), int | float)
+        ]
+        result.turn_wait_ms = 1000 * waits[-1] if waits else None
     if event.kind in ("question", "pause"):
         first = first_loud(frames, last_end, last_end + answer_timeout)
         result.v2v_ms = None if first is None else 1000 * (first - last_end)
@@ -755,6 +769,10 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"p50": percentile(values, 50), "p95": percentile(values, 95), "n": len(values)}
 
 
+def _mean_stats(values: list[float]) -> dict[str, float]:
+    return {**_stats(values), "mean": sum(values) / len(values) if values else math.nan}
+
+
 def summarise(results: Sequence[EventResult]) -> dict[str, Any]:
     """The run's measures (see the module's docstring)."""
     errors = sum(r.errors for r in results)
@@ -778,6 +796,9 @@ def summarise(results: Sequence[EventResult]) -> dict[str, Any]:
         "checked_answers": len(checked),
         "right_share": sum(bool(r.right) for r in checked) / len(checked) if checked else math.nan,
         "v2v_ms": _stats([r.v2v_ms for r in results if r.v2v_ms is not None]),
+        "turn_wait_ms": _mean_stats(
+            [r.turn_wait_ms for r in results if r.turn_wait_ms is not None]
+        ),
         "barge_in_stop_ms": _stats([r.stop_ms for r in barge if r.stop_ms is not None]),
         "barge_ins": len(barge),
         "not_stopped": sum(1 for r in barge if r.stopped is False),
@@ -927,6 +948,11 @@ def conversation_table(results: dict[str, Any]) -> Table:
     )
     row("v2v p50", lambda s: _ms(s["v2v_ms"]["p50"]), "")
     row("v2v p95", lambda s: _ms(s["v2v_ms"]["p95"]), "")
+    row(
+        "wait after a finished sentence, mean",
+        lambda s: _ms(s["turn_wait_ms"]["mean"]),
+        "≤ 300 ms",
+    )
     row("barge-in stop p50", lambda s: _ms(s["barge_in_stop_ms"]["p50"]), "")
     row("barge-in stop p95", lambda s: _ms(s["barge_in_stop_ms"]["p95"]), "≤ 300 ms")
     row("barge-ins not stopped", lambda s: f"{s['not_stopped']}/{s['barge_ins']}", "0")
