@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     """seconds after the end of speech before the agent answers a finished sentence"""
     endpointing_max_delay: float = Field(2.5, ge=0.1, le=10.0)
     """longest wait after the end of speech when the turn detector expects more words"""
+    speech_rules: bool = True
+    """tell every agent, before its own instructions, how to answer by voice (short plain
+    sentences, no lists or markup); off: the agent's instructions alone"""
     preemptive_tts: bool = True
     """synthesise the drafted answer before the end of turn is confirmed (faster first
     audio; wasted CPU when the user speaks on)"""

@@ -16,6 +16,7 @@ from thinnest.engine.prompt import (
     MAX_CONTEXT_CHARS,
     MAX_PROMPT_CHARS,
     MAX_VALUE_CHARS,
+    SPEECH_RULES,
     render_instructions,
 )
 
@@ -118,3 +119,15 @@ def test_a_big_context_block_is_bounded_and_still_json() -> None:
 
 def test_no_context_no_block() -> None:
     assert _render("Be brief.", {}) == "Be brief."
+
+
+def test_speech_rules_come_first_and_the_prompt_stays_bounded() -> None:
+    config = AgentConfig(name="a", instructions="You sell {product}.")
+    plain = render_instructions(config, {"product": "tea"})
+    spoken = render_instructions(config, {"product": "tea"}, speech_rules=True)
+    assert plain.startswith('You sell "tea".') and SPEECH_RULES not in plain
+    assert spoken == f"{SPEECH_RULES}\n\n{plain}"
+    huge = AgentConfig(name="a", instructions="x" * 20000)
+    prompt = render_instructions(huge, {"k": "v" * 7000}, speech_rules=True)
+    assert prompt.startswith(SPEECH_RULES) and len(prompt) <= MAX_PROMPT_CHARS
+    assert _block(prompt) == {"k": "v" * 7000}  # the caller data block is never cut

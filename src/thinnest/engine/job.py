@@ -81,7 +81,7 @@ async def entrypoint(ctx: JobContext) -> None:
             lambda goodbye: call.request_end(EndReason.AGENT_ENDED, say=goodbye), call.on_tool_call
         )
     )
-    instructions = render_instructions(config, meta.context)
+    instructions = render_instructions(config, meta.context, speech_rules=settings.speech_rules)
     agent = SpeakingAgent(instructions=instructions, tools=[*tools])  # no tool syntax spoken
 
     async def cleanup(reason: str) -> None:

@@ -23,6 +23,7 @@ from livekit.agents.voice.io import TimedString
 
 from livekit import rtc
 from thinnest.engine.backchannel import without_backchannels
+from thinnest.engine.refusals import forget_refusals
 
 __all__ = ["SpeakingAgent", "ToolSyntaxFilter", "without_tool_syntax"]
 
@@ -218,8 +219,9 @@ async def without_tool_syntax(
 
 
 class SpeakingAgent(Agent):
-    """An ``Agent`` whose replies never speak tool-call syntax (see the module docstring), and
-    for which a backchannel said while it speaks is not a turn (:mod:`.backchannel`)."""
+    """An ``Agent`` whose replies never speak tool-call syntax (see the module docstring),
+    for which a backchannel said while it speaks is not a turn (:mod:`.backchannel`), and whose
+    model does not read its earlier refusals (:mod:`.refusals`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -254,6 +256,8 @@ class SpeakingAgent(Agent):
         tools: list[llm.Tool],
         model_settings: ModelSettings,
     ) -> AsyncIterator[llm.ChatChunk | str | FlushSentinel]:
-        replies = Agent.default.llm_node(self, chat_ctx, tools, model_settings)
+        # The model reads the conversation without its earlier refusals (:mod:`.refusals`).
+        context = forget_refusals(chat_ctx)
+        replies = Agent.default.llm_node(self, context, tools, model_settings)
         async for chunk in without_tool_syntax(replies):
             yield chunk

@@ -17,6 +17,7 @@ from livekit.agents.voice.speech_handle import SpeechHandle
 from thinnest.config import get_settings
 from thinnest.contracts.agent import AgentConfig
 from thinnest.engine import priority
+from thinnest.engine.prompt import render_instructions
 from thinnest.engine.providers import ProviderCache
 from thinnest.engine.tools import end_call_tool, ssl_context
 from thinnest.log import logger
@@ -41,9 +42,8 @@ def prewarm(proc: JobProcess) -> None:
         # llama reads it without answering), so a first answer does not pay for it (seconds).
         # The shared LLM server keeps its own cache warm: a job process asks it nothing.
         llm_obj = cache.for_agent("llm", default)
-        warmer = threading.Thread(
-            target=lambda: asyncio.run(_warm_llm(llm_obj, default.instructions))
-        )
+        prompt = render_instructions(default, {}, speech_rules=settings.speech_rules)
+        warmer = threading.Thread(target=lambda: asyncio.run(_warm_llm(llm_obj, prompt)))
         warmer.start()
         warmer.join(60)
     ssl_context()  # the tools' TLS context: loading the CA bundle would stall a call's start
