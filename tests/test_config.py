@@ -52,3 +52,17 @@ def test_environment_variables_are_read(tmp_path: Path) -> None:
 
     os.environ["THINNEST_API_PORT"] = "9123"  # restored by the clean_environ fixture
     assert Settings(data_dir=tmp_path).api_port == 9123
+
+
+def test_interruption_settings_reach_the_session_turn_handling(tmp_path: Path) -> None:
+    from thinnest.engine.session import turn_handling
+
+    settings = Settings(
+        data_dir=tmp_path, interruption_min_duration=0.3, false_interruption_timeout=0.8
+    )
+    interruption = turn_handling(settings, "vad")["interruption"]
+    assert interruption["min_duration"] == 0.3
+    assert interruption["false_interruption_timeout"] == 0.8
+    assert interruption["resume_false_interruption"] is True
+    with pytest.raises(ValueError, match="interruption_min_duration"):
+        Settings(data_dir=tmp_path, interruption_min_duration=0)

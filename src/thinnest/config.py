@@ -191,6 +191,12 @@ class Settings(BaseSettings):
     """seconds after the end of speech before the agent answers a finished sentence"""
     endpointing_max_delay: float = Field(2.5, ge=0.1, le=10.0)
     """longest wait after the end of speech when the turn detector expects more words"""
+    interruption_min_duration: float = Field(0.5, ge=0.05, le=3.0)
+    """seconds of the caller's voice over the agent before the agent's audio pauses (shorter:
+    a faster barge-in, and a longer "mm-hmm" pauses the agent too)"""
+    false_interruption_timeout: float = Field(1.5, ge=0.2, le=10.0)
+    """seconds after the caller's voice ends before a paused reply resumes when no words
+    (or only a backchannel) were heard"""
     speech_rules: bool = True
     """tell every agent, before its own instructions, how to answer by voice (short plain
     sentences, no lists or markup); off: the agent's instructions alone"""

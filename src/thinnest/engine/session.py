@@ -43,10 +43,10 @@ def turn_handling(settings: Settings, turn_detection: Any) -> TurnHandlingOption
         # off, and a noise that yields no words resumes the agent.
         interruption={
             "enabled": True,
-            "min_duration": 0.5,
+            "min_duration": settings.interruption_min_duration,
             "min_words": 0,
             "resume_false_interruption": True,
-            "false_interruption_timeout": 1.5,
+            "false_interruption_timeout": settings.false_interruption_timeout,
         },
         # The LLM (and, with preemptive_tts, the TTS) start on the final transcript, before
         # the end of turn is confirmed; a changed transcript discards the draft.
