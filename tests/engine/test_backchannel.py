@@ -28,6 +28,9 @@ from thinnest.engine.backchannel import is_backchannel, without_backchannels
         "M-M-M-M",
         "Hmm.",
         "Mmm, okay.",
+        "And then...",  # Whisper's spelling of a hum over speech (conversation bench)
+        "And.",
+        "Go on, please.",
     ],
 )
 def test_backchannels(text: str) -> None:
@@ -51,6 +54,9 @@ def test_backchannels(text: str) -> None:
         "Okay, 10:30.",
         "What?",
         "good morning",
+        "And then what?",
+        "And Tuesday.",
+        "Please stop.",
     ],
 )
 def test_not_backchannels(text: str) -> None:

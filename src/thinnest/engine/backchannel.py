@@ -57,8 +57,14 @@ ACKNOWLEDGEMENTS: frozenset[tuple[str, ...]] = frozenset(
     )
 )
 
+#: Words that ask the speaker to go on. Whisper also writes a hum over speech this way
+#: ("And then...", "And." for "mm-hmm" in the conversation bench), which the agent answered.
+CONTINUERS: frozenset[tuple[str, ...]] = frozenset(
+    tuple(phrase.split()) for phrase in ("and", "and then", "go on", "keep going", "please")
+)
+
 #: Phrases that, alone or repeated, make a backchannel.
-BACKCHANNEL_PHRASES = HUMS | ACKNOWLEDGEMENTS
+BACKCHANNEL_PHRASES = HUMS | ACKNOWLEDGEMENTS | CONTINUERS
 
 #: Longest backchannel judged, in words: anything longer is something said ("M-M-M-M",
 #: Whisper's spelling of a long hum, is four).
