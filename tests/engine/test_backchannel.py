@@ -30,6 +30,7 @@ from thinnest.engine.backchannel import is_backchannel, without_backchannels
         "Mmm, okay.",
         "And then...",  # Whisper's spelling of a hum over speech (conversation bench)
         "And.",
+        "And m m m m",  # a long hum after "and": one hum, two words
         "Go on, please.",
     ],
 )

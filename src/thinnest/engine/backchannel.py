@@ -66,8 +66,8 @@ CONTINUERS: frozenset[tuple[str, ...]] = frozenset(
 #: Phrases that, alone or repeated, make a backchannel.
 BACKCHANNEL_PHRASES = HUMS | ACKNOWLEDGEMENTS | CONTINUERS
 
-#: Longest backchannel judged, in words: anything longer is something said ("M-M-M-M",
-#: Whisper's spelling of a long hum, is four).
+#: Longest backchannel judged, in words (a run of hums counts as one): anything longer is
+#: something said.
 MAX_WORDS = 4
 
 _TRANSCRIPTS = (
@@ -84,8 +84,16 @@ _HUM = re.compile(r"^[mh]*m[mh]*$")
 
 
 def _words(text: str) -> list[str]:
-    words = _WORD.findall(text.lower().replace("’", "'"))
-    return ["mm" if _HUM.match(w) else w for w in words]
+    """The words of ``text``, each hum spelt "mm" and a run of hums one word ("And m m m m"
+    is "and mm")."""
+    words: list[str] = []
+    for word in _WORD.findall(text.lower().replace("’", "'")):
+        if _HUM.match(word):
+            if words and words[-1] == "mm":
+                continue
+            word = "mm"
+        words.append(word)
+    return words
 
 
 def is_backchannel(text: str, *, hums_only: bool = False) -> bool:
