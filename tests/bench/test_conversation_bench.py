@@ -344,3 +344,19 @@ def test_bench_conversation_smoke_run_measures_each_kind_through_the_real_stack(
     assert backchannel["void"] or backchannel["false_cutoff"] in (True, False)
     assert 0 <= s["false_cutoffs"] <= s["backchannels"] <= 1
     assert 0 <= s["missed_resumes"] <= s["resumable"] <= 2
+
+
+@pytest.mark.integration
+def test_bench_conversation_refuses_an_unknown_setting_or_a_bad_agent(tmp_path: Path) -> None:
+    from tests._cli import run_thinnest
+
+    for args, says in [
+        (("--set", "bogus=1"), "expected NAME=VALUE"),
+        (("--set", "interruption_min_duration=0"), "greater than or equal to 0.05"),
+        (("--agent", "[1]"), "must be a JSON object"),
+        (("--agent", "{"), "not JSON"),
+    ]:
+        proc = run_thinnest(tmp_path, "bench", "conversation", *args, timeout=60)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert says in " ".join(proc.stderr.replace("│", " ").split()), (args, proc.stderr)
+        assert "Traceback" not in proc.stderr

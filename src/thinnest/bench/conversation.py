@@ -668,6 +668,11 @@ class ConversationOptions:
         warmup: the first call begins with an unmeasured question (the first answer of a
             fresh stack waits for the models to warm up: ~15 s here).
         workdir: where the stack keeps its files (a fresh directory).
+        settings: settings of the stack's API and worker (``{"interruption_min_duration":
+            "0.3"}``), passed as ``THINNEST_*`` variables: a trade-off is measured without
+            changing the defaults.
+        agent: fields of the bench's agent (``{"providers": {"vad": {...}}}``), as
+            ``POST /agents`` takes them; default the default agent.
     """
 
     events: int = 30
@@ -679,6 +684,8 @@ class ConversationOptions:
     answer_timeout: float = 20.0
     models: bool = True
     warmup: bool = True
+    settings: dict[str, str] = field(default_factory=dict)
+    agent: dict[str, Any] = field(default_factory=dict)
     workdir: Path | None = None
 
 
@@ -840,9 +847,15 @@ async def run_conversation_bench(
     results: list[EventResult] = []
     errors: list[str] = []
     progress(f"starting LiveKit, API and worker in {workdir}")
-    stack_opts = StackOptions(workdir=workdir, models=options.models, worker_idle_processes=1)
+    stack_opts = StackOptions(
+        workdir=workdir,
+        models=options.models,
+        worker_idle_processes=1,
+        env={f"THINNEST_{name.upper()}": value for name, value in options.settings.items()},
+    )
     with BenchStack(stack_opts, settings) as stack:
-        agent = stack.create_agent()  # the default agent: offline models, default prompt
+        # By default the default agent (offline models, default prompt); or the agent asked for.
+        agent = stack.create_agent(**options.agent)
         async with httpx.AsyncClient(timeout=120) as http:
             for n, (events, voice) in enumerate(zip(calls, voices, strict=True)):
                 webrtc = options.webrtc and len(calls) > 1 and n == len(calls) - 1

@@ -176,6 +176,21 @@ def bench_conversation(
         bool, typer.Option(help="the last call over WebRTC (the others over the WebSocket gateway)")
     ] = True,
     models: ModelsFlag = True,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="a setting of the bench's API and worker, NAME=VALUE "
+            "(interruption_min_duration=0.3; repeatable)",
+        ),
+    ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            help="the bench agent's fields as JSON, as POST /agents takes them: '{\"providers\": "
+            '{"vad": {"name": "silero", "options": {"min_silence_duration": 0.3}}}}\''
+        ),
+    ] = None,
     out_file: Annotated[
         Path | None, typer.Option("--json", "--out", help="JSON file; default <data dir>/bench/")
     ] = None,
@@ -191,7 +206,14 @@ def bench_conversation(
     if voices:
         chosen["voices"] = tuple(v.strip() for v in voices.split(",") if v.strip())
     options = ConversationOptions(
-        events=events, per_call=per_call, smoke=smoke, webrtc=webrtc, models=models, **chosen
+        events=events,
+        per_call=per_call,
+        smoke=smoke,
+        webrtc=webrtc,
+        models=models,
+        settings=_settings_option(setting or []),
+        agent=_agent_option(agent),
+        **chosen,
     )
     _run_bench(
         run_conversation_bench,
@@ -201,6 +223,46 @@ def bench_conversation(
         "conversation",
         out_file,
     )
+
+
+def _settings_option(pairs: list[str]) -> dict[str, str]:
+    """``--set NAME=VALUE`` pairs, each checked against the settings it will set."""
+    from pydantic import ValidationError
+
+    from thinnest.config import Settings
+
+    chosen: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().lower().removeprefix("thinnest_")
+        if not sep or name not in Settings.model_fields:
+            raise typer.BadParameter(
+                f"{pair!r}: expected NAME=VALUE with NAME a setting (see the README's "
+                "configuration table), e.g. interruption_min_duration=0.3",
+                param_hint="--set",
+            )
+        chosen[name] = value
+    try:
+        Settings(**chosen)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise typer.BadParameter(problems, param_hint="--set") from None
+    return chosen
+
+
+def _agent_option(text: str | None) -> dict[str, Any]:
+    """``--agent JSON``: an object of agent fields (the API checks the fields themselves)."""
+    import json
+
+    if text is None:
+        return {}
+    try:
+        fields = json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--agent") from None
+    if not isinstance(fields, dict):
+        raise typer.BadParameter("must be a JSON object of agent fields", param_hint="--agent")
+    return fields
 
 
 @bench_app.command("api")
