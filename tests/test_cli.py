@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -53,6 +54,17 @@ def test_agents_commands(tmp_path: Path) -> None:
     assert "helper" not in thinnest(tmp_path, "agents", "list", "--owner", "acme").stdout
 
 
+def test_agents_create_switches_the_llm_in_one_option(tmp_path: Path) -> None:
+    env = {"THINNEST_OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"}  # a local server: no key
+    thinnest(tmp_path, "agents", "create", "smart", "--llm", "openai:qwen2.5-7b-instruct", env=env)
+    shown = json.loads(thinnest(tmp_path, "agents", "show", "smart").stdout)
+    assert shown["providers"]["llm"] == {
+        "name": "openai",
+        "options": {"model": "qwen2.5-7b-instruct"},
+    }
+    assert shown["providers"]["stt"]["name"] == "whisper"  # the rest stays offline
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -63,6 +75,14 @@ def test_agents_commands(tmp_path: Path) -> None:
             ["agents", "create", "x", "--max-duration", "0"], "max_duration", id="bad-agent"
         ),
         pytest.param(["keys", "revoke", "key_nope"], "no API key", id="unknown-key"),
+        pytest.param(
+            ["agents", "create", "x", "--llm", "nope"], "unknown llm provider", id="bad-llm"
+        ),
+        pytest.param(
+            ["agents", "create", "x", "--llm", "openai:gpt-4.1-mini"],
+            "needs THINNEST_OPENAI_API_KEY",
+            id="llm-without-endpoint",
+        ),
         # The message holds a pattern with [a-z], which rich would read as markup and drop.
         pytest.param(
             ["agents", "create", "x", "--language", "english"],

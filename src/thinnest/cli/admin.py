@@ -148,7 +148,9 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="key id or prefix")])
 
 
 # --- agents ---------------------------------------------------------------------------------
-def _agent_config(name: str, config_file: Path | None, fields: dict[str, Any]) -> AgentConfig:
+def _agent_config(
+    name: str, config_file: Path | None, fields: dict[str, Any], *, llm: str | None = None
+) -> AgentConfig:
     from thinnest.services import agents as agent_service
 
     data: dict[str, Any] = {}
@@ -158,6 +160,17 @@ def _agent_config(name: str, config_file: Path | None, fields: dict[str, Any]) -
         except (OSError, ValueError) as exc:
             raise ValidationError(f"cannot read {config_file}: {exc}", field="config") from exc
     data.update({k: v for k, v in fields.items() if v is not None})
+    if llm is not None:
+        provider, _, model = llm.partition(":")
+        if not provider.strip():
+            raise ValidationError(
+                "--llm: expected PROVIDER[:MODEL], e.g. openai:gpt-4.1-mini", field="llm"
+            )
+        choice: dict[str, Any] = {"name": provider.strip()}
+        if model.strip():
+            choice["options"] = {"model": model.strip()}
+        providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+        data["providers"] = {**providers, "llm": choice}
     data["name"] = name
     return agent_service.checked(agent_service.parse(data), get_settings())
 
@@ -170,6 +183,13 @@ def agents_create(
     greeting: Annotated[str | None, typer.Option(help="first thing the agent says")] = None,
     language: Annotated[str | None, typer.Option(help="language code, e.g. en")] = None,
     max_duration: Annotated[int | None, typer.Option(help="seconds")] = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            help="the LLM as PROVIDER[:MODEL], e.g. openai:gpt-4.1-mini (any OpenAI-compatible "
+            "endpoint: THINNEST_OPENAI_BASE_URL); default the offline llama"
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="JSON file with the full config")] = None,
 ) -> None:
     """Create an agent; prints its id as the last line."""
@@ -182,6 +202,7 @@ def agents_create(
             "language": language,
             "max_duration": max_duration,
         },
+        llm=llm,
     )
     with _database(get_settings()).session() as db:
         agent = agents_store.create_agent(db, keys_store.get_or_create_owner(db, owner).id, data)
