@@ -188,7 +188,8 @@ def turn_table(results: dict[str, Any]) -> Table:
         caption=f"held: judged unfinished, waits up to {delays['max']:.0f} ms instead of "
         f"{delays['min']:.0f} ms after the speech",
     )
-    for name in ("detector", "finished sentences held", "pauses held", "wait after a sentence"):
+    heads = ("detector", "finished sentences held", "pauses held", "wait after a sentence")
+    for name in (*heads, "one verdict"):
         table.add_column(name, justify="left" if name == "detector" else "right")
     for name, r in results["detectors"].items():
         table.add_row(
@@ -196,5 +197,6 @@ def turn_table(results: dict[str, Any]) -> Table:
             _share(r["ends_held"], r["ends"]),
             _share(r["pauses_held"], r["pauses"]),
             f"{_ms(r['wait_after_end_ms'])} ms",
+            f"{_ms(r.get('verdict_ms'))} ms",
         )
     return table

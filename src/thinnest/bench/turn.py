@@ -17,11 +17,15 @@ Each detector hears what it hears in a call:
   window its local transport keeps, ending 0.2 s into the silence, when livekit-agents asks
   (after 200 ms of silence);
 - ``transcript``: the words whisper ``tiny.en`` (the default STT) makes of the audio up to
-  that point, with the silence the STT's VAD waits for after it.
+  that point, with the silence the STT's VAD waits for after it;
+- ``smart-turn`` (Pipecat's Smart Turn v3.2, :mod:`thinnest.bench.smart_turn`; measured
+  here, not a provider): the audio up to that point and 0.2 s of silence (Pipecat asks it
+  when its VAD has heard 0.2 s of silence), its last 8 s.
 
 Reported per detector: the share of finished sentences it holds open (each waits the
-maximum delay), the share of pauses it holds open (each saved from a cut-off), and the
-resulting mean wait after a finished sentence.
+maximum delay), the share of pauses it holds open (each saved from a cut-off), the
+resulting mean wait after a finished sentence, and the mean time of one verdict (the model
+alone: the transcript's STT is not counted).
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ _ASKED_AFTER = 0.2  # s of silence after which livekit-agents asks the audio mod
 _AUDIO_WINDOW = int(1.2 * SAMPLE_RATE)  # samples the audio model hears
 _STT_BEFORE = 0.5  # s of silence before the speech (the STT's VAD pre-roll)
 _STT_AFTER = 0.4  # s of silence after it (the STT's VAD end_silence)
+SMART_TURN = "smart-turn"
+_SMART_TURN_AFTER = 0.2  # s of silence after which Pipecat asks Smart Turn
+_SMART_TURN_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -60,13 +67,14 @@ class TurnBenchOptions:
 
     Attributes:
         count: utterances of the speech corpus to take (its clean ones among them).
-        detectors: turn detection providers to ask (``livekit``, ``transcript``).
+        detectors: turn detection providers to ask (``livekit``, ``transcript``), and
+            ``smart-turn``.
         stt_model: the whisper model that writes the transcript.
         cache_dir: the speech corpus cache; default ``<data_dir>/bench/speech-corpus``.
     """
 
     count: int = FULL_SET
-    detectors: tuple[str, ...] = ("livekit", "transcript")
+    detectors: tuple[str, ...] = ("livekit", "transcript", "smart-turn")
     stt_model: str = "tiny.en"
     cache_dir: Path | None = field(default=None)
 
@@ -100,6 +108,11 @@ def _audio_model_verdict(model: Any, pcm: np.ndarray, point: int) -> float:
     return float(model.predict(np.ascontiguousarray(heard, dtype=np.int16)))
 
 
+def _smart_turn_verdict(model: Any, pcm: np.ndarray, point: int) -> float:
+    silence = np.zeros(int(_SMART_TURN_AFTER * SAMPLE_RATE), np.int16)
+    return float(model.predict(np.concatenate([pcm[:point], silence])))
+
+
 def _transcribe(whisper: Any, pcm: np.ndarray, point: int) -> str:
     audio = np.concatenate(
         [
@@ -119,7 +132,7 @@ async def _transcript_verdict(detector: Any, text: str) -> float:
 
 
 def _summary(
-    verdicts: list[dict[str, Any]], threshold: float, settings: Settings
+    verdicts: list[dict[str, Any]], threshold: float, settings: Settings, seconds: float
 ) -> dict[str, Any]:
     held = {
         kind: [v["p"] < threshold for v in verdicts if v["point"] == kind]
@@ -134,6 +147,7 @@ def _summary(
         "pauses": len(held["pause"]),
         "pauses_held": int(sum(held["pause"])),
         "wait_after_end_ms": 1000 * (low + share_end * (high - low)),
+        "verdict_ms": 1000 * seconds / len(verdicts) if verdicts else float("nan"),
     }
 
 
@@ -147,7 +161,8 @@ async def run_turn_bench(
     started = time.perf_counter()
     cache_dir = options.cache_dir or settings.data_dir / "bench" / "speech-corpus"
     for name in options.detectors:
-        registry.validate("turn_detection", name, {}, settings=settings)
+        if name != SMART_TURN:
+            registry.validate("turn_detection", name, {}, settings=settings)
     say("synthesising / loading the utterances")
     clean = [u for u in utterances(options.count) if u.snr_db is None]
     corpus = await load_corpus(clean, cache_dir, settings)
@@ -163,8 +178,24 @@ async def run_turn_bench(
     results: dict[str, Any] = {}
     for name in options.detectors:
         say(f"asking {name}")
-        detector = registry.build("turn_detection", name, {}, settings=settings)
         verdicts: list[dict[str, Any]] = []
+        asked = time.perf_counter()
+        if name == SMART_TURN:
+            from thinnest.bench.smart_turn import SmartTurn
+
+            smart = SmartTurn()
+            threshold = _SMART_TURN_THRESHOLD
+            asked = time.perf_counter()
+            for utt, pcm, end, pause in points:
+                for kind, at in (("end", end), ("pause", pause)):
+                    if at is not None:
+                        p = await asyncio.to_thread(_smart_turn_verdict, smart, pcm, at)
+                        verdicts.append({"index": utt.index, "point": kind, "p": p})
+            seconds = time.perf_counter() - asked
+            summary = _summary(verdicts, threshold, settings, seconds)
+            results[name] = {**summary, "verdicts": verdicts}
+            continue
+        detector = registry.build("turn_detection", name, {}, settings=settings)
         if name == "transcript":
             threshold = await detector.unlikely_threshold(None)
             for (index, kind), text in texts.items():
@@ -177,12 +208,17 @@ async def run_turn_bench(
             threshold = await stream.unlikely_threshold(None)  # None: English
             await stream.aclose()
             model = EOT()
+            asked = time.perf_counter()
             for utt, pcm, end, pause in points:
                 for kind, at in (("end", end), ("pause", pause)):
                     if at is not None:
                         p = await asyncio.to_thread(_audio_model_verdict, model, pcm, at)
                         verdicts.append({"index": utt.index, "point": kind, "p": p})
-        results[name] = {**_summary(verdicts, float(threshold), settings), "verdicts": verdicts}
+        seconds = time.perf_counter() - asked
+        results[name] = {
+            **_summary(verdicts, float(threshold), settings, seconds),
+            "verdicts": verdicts,
+        }
     await whisper.aclose()
     return {
         "benchmark": "turn",

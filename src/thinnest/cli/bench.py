@@ -141,7 +141,10 @@ def bench_turn(
     ] = None,
     detector: Annotated[
         list[str] | None,
-        typer.Option(help="turn detection provider, repeatable (default livekit, transcript)"),
+        typer.Option(
+            help="turn detector, repeatable: livekit, transcript, smart-turn (Pipecat's Smart "
+            "Turn v3.2, read from .venv-pipecat); default all three"
+        ),
     ] = None,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="JSON file; default <data dir>/bench/")
