@@ -22,6 +22,8 @@ pytestmark = pytest.mark.unit
         "I cannot assist with that request.",
         "As an AI, I have no feelings.",
         "I'm unable to browse the internet.",
+        "I'm sorry, but I don't understand.",
+        "Sorry, I didn't catch that. Could you say it again?",
     ],
 )
 def test_refusals_are_recognised(text: str) -> None:

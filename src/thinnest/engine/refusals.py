@@ -20,11 +20,14 @@ __all__ = ["forget_refusals", "is_refusal"]
 
 _APOLOGY = r"(?:i'?m|i am)\s+(?:so\s+|very\s+)?sorry|sorry|i\s+apologi[sz]e|unfortunately"
 _INABILITY = (
-    r"can(?:'|no)?t|cannot|unable|not able|don'?t (?:have|know)|do not (?:have|know)|"
-    r"doesn'?t (?:have|know)|no (?:information|way)|not (?:sure|aware)|not possible"
+    r"can(?:'|no)?t|cannot|could(?:n'?t| not)|unable|not able|"
+    r"(?:don'?t|do not|didn'?t|did not|doesn'?t|does not) (?:have|know|understand|catch|get)|"
+    r"no (?:information|way)|not (?:sure|aware)|not possible"
 )
 #: An apology followed, in the same sentence, by an inability: "I'm sorry, but I can't…",
-#: "Unfortunately, I don't have…". "I'm sorry to hear that." is not one.
+#: "Unfortunately, I don't have…", "I'm sorry, but I don't understand." (a failed exchange
+#: too: the bench saw the last one copied into five answers in a row). "I'm sorry to hear
+#: that." is not one.
 _APOLOGETIC = re.compile(rf"^\W*(?:{_APOLOGY})\b[^.!?]*?\b(?:{_INABILITY})\b", re.I)
 #: A flat refusal that opens the reply: "I cannot help with that.", "As an AI, …".
 _FLAT = re.compile(
