@@ -31,6 +31,7 @@ alone: the transcript's STT is not counted).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import platform
 import time
@@ -176,49 +177,46 @@ async def run_turn_bench(
                 if at is not None:
                     texts[utt.index, kind] = await asyncio.to_thread(_transcribe, whisper, pcm, at)
     results: dict[str, Any] = {}
+
+    async def audio_verdicts(judge: Callable[[np.ndarray, int], float]) -> list[dict[str, Any]]:
+        verdicts = []
+        for utt, pcm, end, pause in points:
+            for kind, at in (("end", end), ("pause", pause)):
+                if at is not None:
+                    p = await asyncio.to_thread(judge, pcm, at)
+                    verdicts.append({"index": utt.index, "point": kind, "p": p})
+        return verdicts
+
     for name in options.detectors:
         say(f"asking {name}")
         verdicts: list[dict[str, Any]] = []
-        asked = time.perf_counter()
         if name == SMART_TURN:
             from thinnest.bench.smart_turn import SmartTurn
 
             smart = SmartTurn()
-            threshold = _SMART_TURN_THRESHOLD
+            threshold: float = _SMART_TURN_THRESHOLD
             asked = time.perf_counter()
-            for utt, pcm, end, pause in points:
-                for kind, at in (("end", end), ("pause", pause)):
-                    if at is not None:
-                        p = await asyncio.to_thread(_smart_turn_verdict, smart, pcm, at)
-                        verdicts.append({"index": utt.index, "point": kind, "p": p})
-            seconds = time.perf_counter() - asked
-            summary = _summary(verdicts, threshold, settings, seconds)
-            results[name] = {**summary, "verdicts": verdicts}
-            continue
-        detector = registry.build("turn_detection", name, {}, settings=settings)
-        if name == "transcript":
-            threshold = await detector.unlikely_threshold(None)
+            verdicts = await audio_verdicts(functools.partial(_smart_turn_verdict, smart))
+        elif name == "transcript":
+            detector = registry.build("turn_detection", name, {}, settings=settings)
+            threshold = float(await detector.unlikely_threshold(None))
+            asked = time.perf_counter()
             for (index, kind), text in texts.items():
                 p = await _transcript_verdict(detector, text)
                 verdicts.append({"index": index, "point": kind, "p": p, "text": text})
         else:
             from livekit.local_inference import EOT
 
+            detector = registry.build("turn_detection", name, {}, settings=settings)
             stream = detector.stream()
-            threshold = await stream.unlikely_threshold(None)  # None: English
+            threshold = float(await stream.unlikely_threshold(None))  # None: English
             await stream.aclose()
             model = EOT()
             asked = time.perf_counter()
-            for utt, pcm, end, pause in points:
-                for kind, at in (("end", end), ("pause", pause)):
-                    if at is not None:
-                        p = await asyncio.to_thread(_audio_model_verdict, model, pcm, at)
-                        verdicts.append({"index": utt.index, "point": kind, "p": p})
+            verdicts = await audio_verdicts(functools.partial(_audio_model_verdict, model))
         seconds = time.perf_counter() - asked
-        results[name] = {
-            **_summary(verdicts, float(threshold), settings, seconds),
-            "verdicts": verdicts,
-        }
+        summary = _summary(verdicts, threshold, settings, seconds)
+        results[name] = {**summary, "verdicts": verdicts}
     await whisper.aclose()
     return {
         "benchmark": "turn",

@@ -169,8 +169,8 @@ def _agent_config(
         choice: dict[str, Any] = {"name": provider.strip()}
         if model.strip():
             choice["options"] = {"model": model.strip()}
-        providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
-        data["providers"] = {**providers, "llm": choice}
+        providers = data.get("providers")
+        data["providers"] = {**(providers if isinstance(providers, dict) else {}), "llm": choice}
     data["name"] = name
     return agent_service.checked(agent_service.parse(data), get_settings())
 
