@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 
 import pytest
 from livekit.agents import stt
+from livekit.agents.voice import UserStateChangedEvent
 
 from thinnest.engine.backchannel import is_backchannel, without_backchannels
+from thinnest.engine.spoken import RESUME_AFTER_BACKCHANNEL, SpeakingAgent
 
 
 @pytest.mark.parametrize(
@@ -153,3 +156,57 @@ async def test_over_a_question_still_playing_yes_answers_it_and_a_hum_does_not()
         if e.alternatives
     ]
     assert kept == ["Yeah, sure."] and dropped == ["Mm-hmm."]
+
+
+# --- the paused reply resumes at once after a backchannel --------------------------------
+
+
+class _Activity:
+    """The two fields of livekit-agents' ``AgentActivity`` that a backchannel's resume uses
+    (its pause and the timer the end of speech arms), with a session that records listeners."""
+
+    def __init__(self, handle: object) -> None:
+        self._paused_speech = SimpleNamespace(handle=handle, timeout=1.5)
+        self._false_interruption_timer: object | None = None
+        self.started: list[float] = []
+        self.listeners: dict[str, Callable[..., None]] = {}
+        self.session = SimpleNamespace(
+            current_speech=handle, on=lambda name, cb: self.listeners.__setitem__(name, cb)
+        )
+
+    def _start_false_interruption_timer(self, timeout: float) -> None:
+        self.started.append(timeout)
+
+
+def _agent(activity: _Activity) -> SpeakingAgent:
+    agent = SpeakingAgent(instructions="x")
+    agent._activity = activity  # type: ignore[assignment]
+    return agent
+
+
+def test_a_backchannel_heard_before_the_end_of_speech_shortens_the_pause_at_its_end() -> None:
+    activity = _Activity(handle := object())
+    agent = _agent(activity)
+    agent._resume_soon("Okay.")
+    # voiced frames until the end of speech set the timeout back to the configured one
+    activity._paused_speech.timeout = 1.5
+    activity.listeners["user_state_changed"](
+        UserStateChangedEvent(old_state="speaking", new_state="listening")
+    )
+    assert activity._paused_speech.timeout == RESUME_AFTER_BACKCHANNEL
+    assert activity._paused_speech.handle is handle and activity.started == []
+
+
+def test_a_backchannel_heard_after_the_end_of_speech_restarts_the_running_timer() -> None:
+    activity = _Activity(object())
+    activity._false_interruption_timer = object()  # armed by the end of speech, 1.5 s
+    _agent(activity)._resume_soon("Mm-hmm.")
+    assert activity.started == [RESUME_AFTER_BACKCHANNEL]
+
+
+def test_no_resume_is_scheduled_for_another_reply_than_the_paused_one() -> None:
+    activity = _Activity(object())
+    activity.session.current_speech = object()  # a new reply since the pause
+    agent = _agent(activity)
+    agent._resume_soon("Okay.")
+    assert activity.started == [] and activity.listeners == {}

@@ -41,6 +41,13 @@ def silent_since(audio: AgentAudio, t: float, quiet: float = 0.3) -> float | Non
     return None
 
 
+def longest_quiet(audio: AgentAudio, start: float, end: float) -> float:
+    """The longest span between ``start`` and ``end`` with no voiced agent frame."""
+    voiced = [at for at, level in zip(audio.arrivals, audio.levels, strict=True) if level > VOICED]
+    marks = [start, *(at for at in voiced if start < at < end), end]
+    return max(b - a for a, b in zip(marks, marks[1:], strict=False))
+
+
 async def _start_long_greeting(tenant: Tenant) -> dict[str, str]:
     agent = tenant.create_agent(greeting=LONG_GREETING, max_duration=120)
     resp = await asyncio.to_thread(tenant.http.post, "/voice/start", json={"agent_id": agent["id"]})
@@ -99,7 +106,9 @@ async def test_a_worded_backchannel_over_the_agent_is_not_a_turn_and_the_reply_g
 ) -> None:
     """ "Okay, right." said over the agent is longer than the interruption threshold (it
     pauses the agent's audio) and Whisper writes it down: it used to end the greeting and
-    become a turn the agent answered. Now the greeting resumes and plays to its end."""
+    become a turn the agent answered. Now the greeting resumes and plays to its end, as soon
+    as the caller's voice ends: the pause is not the 1.5 s a noise waits on top of the VAD's
+    0.55 s of silence."""
     started = await _start_long_greeting(tenant)
     async with VoiceClient(started["livekit_url"], started["token"]) as client:
         await _two_seconds_into_the_greeting(client)
@@ -109,6 +118,11 @@ async def test_a_worded_backchannel_over_the_agent_is_not_a_turn_and_the_reply_g
         assert greeting.get("interrupted") is not True, "the backchannel cut the greeting off"
         assert greeting["text"].rstrip(". ").endswith("ask me anything you like")
         assert client.audio.first_voiced_after(said + 3.0, VOICED) is not None
+        # The backchannel's pause: its voice after the 0.5 s threshold, the VAD's 0.55 s of
+        # silence, then 0.1 s (1.24-1.32 s here). Waiting out the noise's 1.5 s timeout as
+        # well, it was 2.69 s.
+        gap = longest_quiet(client.audio, said, said + 4.0)
+        assert gap < 2.0, f"the reply stayed paused {gap:.2f} s after the backchannel"
         await asyncio.sleep(3.0)  # a turn would be transcribed and answered by now
         heard = [e for e in client.received if e.get("type") == "transcript"]
         assert [e["role"] for e in heard] == ["agent"], heard

@@ -18,14 +18,22 @@ from typing import Any
 
 from livekit.agents import Agent, llm, stt
 from livekit.agents.types import FlushSentinel
+from livekit.agents.voice import SpeechHandle, UserStateChangedEvent
 from livekit.agents.voice.agent import ModelSettings
 from livekit.agents.voice.io import TimedString
 
 from livekit import rtc
 from thinnest.engine.backchannel import without_backchannels
 from thinnest.engine.refusals import forget_refusals
+from thinnest.log import logger
 
 __all__ = ["SpeakingAgent", "ToolSyntaxFilter", "without_tool_syntax"]
+
+#: Seconds after the caller's voice ends before a reply paused by a backchannel resumes (a
+#: noise waits ``THINNEST_FALSE_INTERRUPTION_TIMEOUT``: its words may still come).
+RESUME_AFTER_BACKCHANNEL = 0.1
+
+log = logger.getChild("engine")
 
 _OPEN_TAG = "<tool_call>"
 _CLOSE_TAG = "</tool_call>"
@@ -226,6 +234,9 @@ class SpeakingAgent(Agent):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._reply = ""  # the text of the agent's latest speech, as it is handed on
+        # the paused reply to resume at the end of the caller's speech (a backchannel)
+        self._resume_at_end_of_speech: SpeechHandle | None = None
+        self._watching_user = False
 
     def _has_floor(self) -> bool:
         speech = self.session.current_speech
@@ -243,11 +254,46 @@ class SpeakingAgent(Agent):
             self._reply += str(delta)
             yield delta
 
+    def _resume_soon(self, _text: str) -> None:
+        """A backchannel was heard over the paused reply: it resumes as the caller's voice ends
+        (:data:`RESUME_AFTER_BACKCHANNEL`), not after the timeout a noise gets.
+
+        The pause is livekit-agents' own (``_paused_speech``): the end of the caller's speech
+        arms a timer with its ``timeout``, which every voiced frame before it sets back to
+        the configured one. So the short timeout is set at the end of speech (the user state
+        turning ``listening`` comes just before the timer is armed), or the running timer is
+        restarted when the words come after it."""
+        activity = self._activity
+        paused = getattr(activity, "_paused_speech", None)
+        if activity is None or paused is None or paused.handle is not self.session.current_speech:
+            return
+        try:
+            if activity._false_interruption_timer is not None:  # the voice has ended already
+                activity._start_false_interruption_timer(RESUME_AFTER_BACKCHANNEL)
+                return
+        except AttributeError:  # another livekit-agents: the default timeout still resumes it
+            log.warning("backchannel: livekit-agents' pause is not where expected")
+            return
+        self._resume_at_end_of_speech = paused.handle
+        if not self._watching_user:
+            self._watching_user = True
+            self.session.on("user_state_changed", self._on_user_state)
+
+    def _on_user_state(self, event: UserStateChangedEvent) -> None:
+        if event.new_state != "listening" or self._resume_at_end_of_speech is None:
+            return
+        handle, self._resume_at_end_of_speech = self._resume_at_end_of_speech, None
+        paused = getattr(self._activity, "_paused_speech", None)
+        if paused is not None and paused.handle is handle:
+            paused.timeout = RESUME_AFTER_BACKCHANNEL
+
     async def stt_node(
         self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
     ) -> AsyncIterator[stt.SpeechEvent | str]:
         events = Agent.default.stt_node(self, audio, model_settings)
-        async for event in without_backchannels(events, self._has_floor, agent_asks=self._asks):
+        async for event in without_backchannels(
+            events, self._has_floor, on_dropped=self._resume_soon, agent_asks=self._asks
+        ):
             yield event
 
     async def llm_node(
